@@ -1,0 +1,5 @@
+"""``python -m duetto.app``: the same as the ``duetto`` command."""
+
+from duetto.app.cli import main
+
+main(prog_name="duetto")

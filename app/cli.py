@@ -1,0 +1,49 @@
+"""The ``duetto`` command: a click group whose subcommands live in their own modules.
+
+Errors a user can act on (EngineError, StoreError) become one line on stderr and
+exit status 1; click's own usage errors exit with 2. Tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import version
+
+import click
+
+from duetto.app.cli_ask import ask
+from duetto.app.cli_models import models
+from duetto.engine.errors import EngineError
+from duetto.store.errors import StoreError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+class DuettoGroup(click.Group):
+    """Turns the errors a user can act on into one-line messages instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except (EngineError, StoreError) as error:
+            click.echo(f"duetto: error: {error}", err=True)
+            sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            click.echo("duetto: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=DuettoGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version("duetto"), "--version", "-V", prog_name="duetto")
+def main() -> None:
+    """duetto: an offline assistant in your terminal, on two local GGUF models.
+
+    A small draft model writes and a large target model checks its tokens in one
+    batched pass. Data lives in $DUETTO_HOME, model files in $DUETTO_MODELS
+    (see `duetto models list` for the paths in use).
+    """
+
+
+main.add_command(models)
+main.add_command(ask)

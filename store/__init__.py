@@ -1,0 +1,1 @@
+"""Where duetto keeps things: paths, the SQLite database and its migrations."""
