@@ -18,7 +18,8 @@ from duetto.engine.manifest import ModelSpec, load_manifest
 from duetto.engine.pairing import check_pair
 from duetto.store import locations
 from duetto.store.database import open_database
-from duetto.store.model_registry import ImportedModel, add_imported_model
+from duetto.store.errors import NameTaken
+from duetto.store.model_registry import ImportedModel, add_imported_model, imported_model_exists
 
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -135,6 +136,9 @@ def import_model(path: str, name: str | None, replace: bool, as_json: bool) -> N
         raise UnknownModel(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (pass --name)")
     if name in load_manifest().models:
         raise UnknownModel(f"{name!r} is a manifest model's name; pass --name to choose another")
+    db = open_database()
+    if not replace and imported_model_exists(db, name):
+        raise NameTaken(f"a model named {name!r} is already imported (use --replace or --name)")
     with RichByteProgress() as progress:
         sha256 = file_sha256(file_path, progress, label=f"hashing {file_path.name}")
     model = ImportedModel(
@@ -144,7 +148,7 @@ def import_model(path: str, name: str | None, replace: bool, as_json: bool) -> N
         sha256=sha256,
         architecture=architecture,
     )
-    add_imported_model(open_database(), model, replace=replace)
+    add_imported_model(db, model, replace=replace)
     if as_json:
         print_json({"name": name, "path": str(file_path), "size": model.size, "sha256": sha256,
                     "architecture": architecture})  # fmt: skip

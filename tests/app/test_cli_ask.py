@@ -1,0 +1,36 @@
+import json
+import re
+from pathlib import Path
+
+from duetto_cli import run_duetto
+
+
+def test_ask_json_prints_text_and_stats(tiny_models: dict[str, Path]) -> None:
+    result = run_duetto("ask", "hello world", "--target", str(tiny_models["target"]), "--max-tokens", "8", "--json")
+
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["text"]
+    assert {"prompt_tokens", "tokens", "seconds", "tokens_per_second", "ttft_seconds", "drafted", "accepted",
+            "target_calls", "mode", "drafter"} <= data["stats"].keys()  # fmt: skip
+    assert data["stats"]["tokens"] == 8
+
+
+def test_interactive_ask_keeps_the_conversation_until_end_of_input(tiny_models: dict[str, Path]) -> None:
+    result = run_duetto(
+        "ask", "--target", str(tiny_models["target"]), "--max-tokens", "5", input_text="hello\n\nworld\n"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("> ") == 4, "a prompt for each line and one more before end of input"
+    prompt_sizes = [int(size) for size in re.findall(r"prompt (\d+) tokens", result.stderr)]
+    assert len(prompt_sizes) == 2, "the blank line is skipped"
+    assert prompt_sizes[1] > prompt_sizes[0] + 5, "the second turn carries the first"
+
+
+def test_an_empty_prompt_is_a_usage_error(tiny_models: dict[str, Path]) -> None:
+    result = run_duetto("ask", "   ", "--target", str(tiny_models["target"]))
+
+    assert result.returncode == 2
+    assert "the prompt is empty" in result.stderr
+    assert "Traceback" not in result.stderr
