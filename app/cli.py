@@ -12,6 +12,7 @@ from importlib.metadata import version
 import click
 
 from duetto.app.cli_ask import ask
+from duetto.app.cli_bench import bench
 from duetto.app.cli_models import models
 from duetto.engine.errors import EngineError
 from duetto.store.errors import StoreError
@@ -47,3 +48,4 @@ def main() -> None:
 
 main.add_command(models)
 main.add_command(ask)
+main.add_command(bench)

@@ -1,8 +1,4 @@
-"""``duetto ask``: one question, or an interactive chat when no question is given.
-
-The profile's target model answers alone for now (mode ``target``); the models are
-fetched on first use.
-"""
+"""``duetto ask``: one question, or an interactive chat when no question is given."""
 
 from __future__ import annotations
 
@@ -10,40 +6,21 @@ import sys
 
 import click
 
-from duetto.app.console import RichByteProgress, print_json, stderr_console
-from duetto.app.model_catalog import resolve_model_path
-from duetto.engine.chat_model import ChatMessage, ChatModel, GenerationSettings
+from duetto.app.console import print_json, stderr_console
+from duetto.app.engine_loader import load_decoder, model_paths
+from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.errors import EngineError
-from duetto.engine.fetch import fetch_model, is_present, model_path
-from duetto.engine.manifest import load_manifest
+from duetto.engine.model_session import ChatMessage
 from duetto.engine.stats import ReplyStats
-from duetto.store import locations
-from duetto.store.database import open_database
 
 SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline on the user's computer."
 
 
-def _target_path(profile_name: str, target: str | None):
-    """The target model's file, fetching the profile's models first if they are missing."""
-    manifest = load_manifest()
-    if target:
-        return resolve_model_path(target, manifest, open_database(), locations.models_dir())
-    profile = manifest.profile(profile_name)
-    spec = manifest.model(profile.target)
-    models_dir = locations.models_dir()
-    if not is_present(spec, models_dir):
-        stderr_console.print(f"first use of profile {profile_name!r}: fetching its models into {models_dir}")
-        with RichByteProgress() as progress:
-            for missing in manifest.profile_models(profile_name):
-                fetch_model(missing, models_dir, progress)
-    return model_path(spec, models_dir)
-
-
-def _stream_reply(model: ChatModel, messages: list[ChatMessage], settings: GenerationSettings, echo: bool):
+def stream_reply(decoder: Decoder, messages: list[ChatMessage], settings: DecodeSettings, echo: bool):
     """Stream one reply to stdout (when ``echo``); returns (text, stats)."""
     pieces: list[str] = []
     stats: ReplyStats | None = None
-    for item in model.stream(model.chat_prompt_tokens(messages), settings):
+    for item in decoder.generate(decoder.target.chat_prompt_tokens(messages), settings):
         if isinstance(item, ReplyStats):
             stats = item
         else:
@@ -51,39 +28,103 @@ def _stream_reply(model: ChatModel, messages: list[ChatMessage], settings: Gener
             if echo:
                 sys.stdout.write(item)
                 sys.stdout.flush()
-    assert stats is not None, "ChatModel.stream always ends with stats"
+    assert stats is not None, "Decoder.generate always ends with stats"
     return "".join(pieces), stats
 
 
-def _stats_line(stats: ReplyStats) -> str:
+def stats_line(stats: ReplyStats) -> str:
+    acceptance = f", accepted {stats.accepted}/{stats.drafted} drafted" if stats.drafted else ""
     return (
-        f"{stats.tokens} tokens, {stats.tokens_per_second:.1f} tok/s, "
-        f"first token {stats.ttft_seconds:.2f} s, prompt {stats.prompt_tokens} tokens, mode {stats.mode}"
+        f"{stats.tokens} tokens, {stats.tokens_per_second:.1f} tok/s, first token {stats.ttft_seconds:.2f} s, "
+        f"prompt {stats.prompt_tokens} tokens, mode {stats.mode}, drafter {stats.drafter}{acceptance}"
     )
+
+
+def decoding_options(command):
+    """The options ``ask`` and ``bench`` share: models, modes, drafters and their thresholds."""
+    options = [
+        click.option("--profile", default=None, help="Model profile (see `duetto models list`; default: default)."),
+        click.option("--target", default=None, metavar="MODEL|PATH", help="Target model instead of the profile's."),
+        click.option("--draft-model", default=None, metavar="MODEL|PATH", help="Draft model instead of the profile's."),
+        click.option(
+            "--draft",
+            "drafter",
+            type=click.Choice(["auto", "model", "lookup", "none"]),
+            default="auto",
+            show_default=True,
+            help="Who drafts in exact mode: auto picks per step by expected gain.",
+        ),
+        click.option(
+            "--fallback",
+            "fallback_threshold",
+            type=click.FloatRange(0.0, 1.0),
+            default=0.6,
+            show_default=True,
+            help="fast: the target steps in when the draft's top probability is below this.",
+        ),
+        click.option(
+            "--rollback",
+            "rollback_threshold",
+            type=click.FloatRange(0.0),
+            default=5.0,
+            show_default=True,
+            help="fast: reject a draft token whose cross-entropy under the target exceeds this (nats).",
+        ),
+        click.option(
+            "--max-run",
+            "max_draft_run",
+            type=click.IntRange(0),
+            default=10,
+            show_default=True,
+            help="fast: at most this many draft tokens before the target checks (0: no limit).",
+        ),
+        click.option(
+            "--context",
+            "context_length",
+            type=click.IntRange(256, 131072),
+            default=4096,
+            show_default=True,
+            help="Context window in tokens.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @click.command()
 @click.argument("prompt", required=False)
-@click.option("--profile", default=None, help="Model profile (see `duetto models list`; default: default).")
-@click.option("--target", default=None, metavar="MODEL|PATH", help="Answer with this model instead of the profile's.")
+@click.option(
+    "--mode",
+    type=click.Choice(["target", "exact", "fast"]),
+    default="exact",
+    show_default=True,
+    help="target: the large model alone; exact: draft-verify, same output; fast: BiLD, approximate.",
+)
+@decoding_options
 @click.option("--max-tokens", type=click.IntRange(1, 32768), default=512, show_default=True)
 @click.option("--temperature", type=click.FloatRange(0.0, 5.0), default=0.0, show_default=True, help="0 is greedy.")
 @click.option("--seed", type=int, default=None, help="Seed for sampling (temperature > 0).")
-@click.option("--context", "context_length", type=click.IntRange(256, 131072), default=4096, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help='Print {"text": ..., "stats": {...}} on stdout.')
 def ask(
     prompt: str | None,
-    profile: str | None,
-    target: str | None,
+    mode: str,
+    profile,
+    target,
+    draft_model,
+    drafter,
+    fallback_threshold,
+    rollback_threshold,
+    max_draft_run,
+    context_length,
     max_tokens: int,
     temperature: float,
     seed: int | None,
-    context_length: int,
     as_json: bool,
 ) -> None:
     """Ask PROMPT and stream the answer; with no PROMPT, chat interactively (Ctrl-D to quit).
 
-    PROMPT '-' reads the question from stdin.
+    PROMPT '-' reads the question from stdin. The models are fetched on first use.
     """
     if prompt == "-":
         prompt = sys.stdin.read()
@@ -91,23 +132,34 @@ def ask(
         raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
     if prompt is None and as_json:
         raise click.UsageError("--json needs a PROMPT (interactive chat prints text)")
-    path = _target_path(profile or load_manifest().default_profile, target)
-    settings = GenerationSettings(max_tokens=max_tokens, temperature=temperature, seed=seed)
-    with stderr_console.status(f"loading {path.name}"):
-        model = ChatModel(path, context_length=context_length)
+    use_draft = mode == "fast" or (mode == "exact" and drafter in ("auto", "model"))
+    target_path, draft_path = model_paths(profile, target, draft_model, use_draft)
+    if mode == "fast" and draft_path is None:
+        raise click.UsageError("--mode fast needs a draft model: use a profile with one or --draft-model")
+    decoder = load_decoder(target_path, draft_path, context_length=context_length)
+    settings = DecodeSettings(
+        mode=mode,
+        drafter=drafter if draft_path or drafter != "auto" else "lookup",
+        max_tokens=max_tokens,
+        temperature=temperature,
+        seed=seed,
+        fallback_threshold=fallback_threshold,
+        rollback_threshold=rollback_threshold,
+        max_draft_run=max_draft_run,
+    )
     messages: list[ChatMessage] = [{"role": "system", "content": SYSTEM_PROMPT}]
 
     if prompt is not None:
         messages.append({"role": "user", "content": prompt})
-        text, stats = _stream_reply(model, messages, settings, echo=not as_json)
+        text, stats = stream_reply(decoder, messages, settings, echo=not as_json)
         if as_json:
             print_json({"text": text, "stats": stats.as_dict()})
         else:
             sys.stdout.write("\n")
-            stderr_console.print(f"[dim]{_stats_line(stats)}[/dim]")
+            stderr_console.print(f"[dim]{stats_line(stats)}[/dim]")
         return
 
-    stderr_console.print(f"[bold]duetto[/bold] chat with {path.name}. Ctrl-D quits, Ctrl-C stops a reply.")
+    stderr_console.print(f"[bold]duetto[/bold] chat with {target_path.name}. Ctrl-D quits, Ctrl-C stops a reply.")
     while True:
         try:
             question = input("\n> ")
@@ -118,7 +170,7 @@ def ask(
             continue
         messages.append({"role": "user", "content": question})
         try:
-            text, stats = _stream_reply(model, messages, settings, echo=True)
+            text, stats = stream_reply(decoder, messages, settings, echo=True)
         except KeyboardInterrupt:
             messages.pop()
             stderr_console.print("\n[dim](reply stopped)[/dim]")
@@ -129,4 +181,4 @@ def ask(
             continue
         messages.append({"role": "assistant", "content": text})
         sys.stdout.write("\n")
-        stderr_console.print(f"[dim]{_stats_line(stats)}[/dim]")
+        stderr_console.print(f"[dim]{stats_line(stats)}[/dim]")

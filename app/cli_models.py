@@ -150,8 +150,9 @@ def import_model(path: str, name: str | None, replace: bool, as_json: bool) -> N
     )
     add_imported_model(db, model, replace=replace)
     if as_json:
-        print_json({"name": name, "path": str(file_path), "size": model.size, "sha256": sha256,
-                    "architecture": architecture})  # fmt: skip
+        print_json(
+            {"name": name, "path": str(file_path), "size": model.size, "sha256": sha256, "architecture": architecture}
+        )
     else:
         stderr_console.print(f"imported {name} ({architecture}, {human_bytes(model.size)}) from {file_path}")
 

@@ -6,11 +6,15 @@ from duetto_cli import run_duetto
 
 
 def test_ask_json_prints_text_and_stats(tiny_models: dict[str, Path]) -> None:
-    result = run_duetto("ask", "hello world", "--target", str(tiny_models["target"]), "--max-tokens", "8", "--json")
+    result = run_duetto(
+        "ask", "hello world", "--target", str(tiny_models["target"]), "--draft-model", str(tiny_models["draft"]),
+        "--max-tokens", "8", "--json",
+    )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["text"]
+    assert data["stats"]["mode"] == "exact"
     assert {"prompt_tokens", "tokens", "seconds", "tokens_per_second", "ttft_seconds", "drafted", "accepted",
             "target_calls", "mode", "drafter"} <= data["stats"].keys()  # fmt: skip
     assert data["stats"]["tokens"] == 8
@@ -34,3 +38,12 @@ def test_an_empty_prompt_is_a_usage_error(tiny_models: dict[str, Path]) -> None:
     assert result.returncode == 2
     assert "the prompt is empty" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_incompatible_draft_is_refused_before_loading(tiny_models: dict[str, Path]) -> None:
+    result = run_duetto(
+        "ask", "hi", "--target", str(tiny_models["target"]), "--draft-model", str(tiny_models["other"]), "--json"
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("duetto: error: other.gguf cannot draft for target.gguf")

@@ -1,0 +1,242 @@
+"""``duetto bench``: every prompt in every mode, side by side in one process.
+
+Speed is compared as ratios measured in the same run (never as absolute timings in
+tests). Each run starts from an empty KV cache so every mode pays its own prompt
+processing; ``tokens_per_second`` is the decoding rate after the first token.
+Greedy exact mode must reproduce target-only output; where it does not, the
+target's top-2 logit gap at the first divergence says whether it was a near-tie
+(batched and single-token evaluation rounding differently) or a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from duetto.app.cli_ask import decoding_options
+from duetto.app.console import print_json, stderr_console, stdout_console
+from duetto.app.engine_loader import load_decoder, model_paths
+from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.stats import ReplyStats
+
+NEAR_TIE_GAP = 0.1
+MODES = ("target", "exact", "fast")
+
+
+def read_prompts(path: Path | None) -> list[dict[str, str]]:
+    if path is None:
+        text = resources.files("duetto.app").joinpath("bench_prompts.jsonl").read_text(encoding="utf-8")
+        source = "the built-in prompt set"
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise click.BadParameter(f"cannot read {path}: {error}", param_hint="--prompts") from error
+        source = str(path)
+    prompts = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            prompts.append({"id": str(entry["id"]), "kind": str(entry.get("kind", "other")), "prompt": entry["prompt"]})
+        except (ValueError, KeyError, TypeError) as error:
+            raise click.BadParameter(
+                f'{source} line {number}: expected {{"id", "kind", "prompt"}} JSON ({error})', param_hint="--prompts"
+            ) from error
+    if not prompts:
+        raise click.BadParameter(f"{source} holds no prompts", param_hint="--prompts")
+    return prompts
+
+
+def run_once(decoder: Decoder, prompt_tokens: list[int], settings: DecodeSettings) -> tuple[str, ReplyStats]:
+    decoder.target.truncate(0)
+    if decoder.draft is not None:
+        decoder.draft.truncate(0)
+    pieces = []
+    stats = None
+    for item in decoder.generate(prompt_tokens, settings):
+        if isinstance(item, ReplyStats):
+            stats = item
+        else:
+            pieces.append(item)
+    assert stats is not None
+    return "".join(pieces), stats
+
+
+def first_difference(reference: list[int], candidate: list[int]) -> int | None:
+    for index, (expected, actual) in enumerate(zip(reference, candidate, strict=False)):
+        if expected != actual:
+            return index
+    return None if len(reference) == len(candidate) else min(len(reference), len(candidate))
+
+
+def geometric_mean(values: list[float]) -> float | None:
+    values = [value for value in values if value > 0]
+    return round(math.exp(sum(math.log(value) for value in values) / len(values)), 3) if values else None
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for mode in sorted({result["mode"] for result in results} - {"target"}):
+        rows = [result for result in results if result["mode"] == mode and result.get("speedup")]
+        kinds = sorted({row["kind"] for row in rows})
+        divergent = [row for row in rows if row["first_divergence"] is not None]
+        summary[mode] = {
+            "geomean_speedup": geometric_mean([row["speedup"] for row in rows]),
+            "min_speedup": min((row["speedup"] for row in rows), default=None),
+            "geomean_speedup_by_kind": {
+                kind: geometric_mean([row["speedup"] for row in rows if row["kind"] == kind]) for kind in kinds
+            },
+            "identical_to_target": sum(1 for row in rows if row["identical_to_target"]),
+            "prompts": len(rows),
+            "acceptance": round(sum(r["accepted"] for r in rows) / max(1, sum(r["drafted"] for r in rows)), 3),
+            "divergences_at_near_tie": sum(
+                1 for row in divergent if (row["first_divergence"]["target_top2_gap"] or 0) < NEAR_TIE_GAP
+            ),
+            "divergences_not_at_near_tie": sum(
+                1 for row in divergent if (row["first_divergence"]["target_top2_gap"] or 0) >= NEAR_TIE_GAP
+            ),
+            "mean_token_agreement": round(sum(row["token_agreement"] for row in rows) / max(1, len(rows)), 3),
+        }
+    return summary
+
+
+@click.command()
+@click.option(
+    "--prompts",
+    "prompts_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='JSON lines {"id", "kind", "prompt"} (default: a small built-in set).',
+)
+@click.option("--modes", default="target,exact,fast", show_default=True, help="Comma-separated modes to compare.")
+@click.option("--max-tokens", type=click.IntRange(1, 4096), default=200, show_default=True)
+@decoding_options
+@click.option("--json", "as_json", is_flag=True, help='Print {"results": [...], "summary": {...}} on stdout.')
+def bench(
+    prompts_path,
+    modes,
+    max_tokens,
+    profile,
+    target,
+    draft_model,
+    drafter,
+    fallback_threshold,
+    rollback_threshold,
+    max_draft_run,
+    context_length,
+    as_json,
+) -> None:
+    """Run every prompt in every mode (greedy) and compare speed and output with the target alone."""
+    chosen_modes = [mode.strip() for mode in modes.split(",") if mode.strip()]
+    unknown = [mode for mode in chosen_modes if mode not in MODES]
+    if unknown or not chosen_modes:
+        raise click.BadParameter(f"modes are {', '.join(MODES)}; got {modes!r}", param_hint="--modes")
+    if "target" not in chosen_modes:
+        chosen_modes.insert(0, "target")  # the reference every ratio is taken against
+    chosen_modes.sort(key=MODES.index)
+    prompts = read_prompts(prompts_path)
+    target_path, draft_path = model_paths(profile, target, draft_model, use_draft=True)
+    decoder = load_decoder(target_path, draft_path, context_length=context_length)
+    if draft_path is None and "fast" in chosen_modes:
+        chosen_modes.remove("fast")
+        stderr_console.print("no draft model: skipping fast mode")
+
+    results: list[dict[str, Any]] = []
+    for number, entry in enumerate(prompts, start=1):
+        prompt_tokens = decoder.target.chat_prompt_tokens([{"role": "user", "content": entry["prompt"]}])
+        reference_tokens: list[int] = []
+        reference_gaps: list[float] = []
+        reference_rate = 0.0
+        for mode in chosen_modes:
+            settings = DecodeSettings(
+                mode=mode,
+                drafter=drafter,
+                max_tokens=max_tokens,
+                fallback_threshold=fallback_threshold,
+                rollback_threshold=rollback_threshold,
+                max_draft_run=max_draft_run,
+                record_top_two_gaps=mode == "target",
+            )
+            text, stats = run_once(decoder, prompt_tokens, settings)
+            tokens = decoder.last_generation.tokens
+            if mode == "target":
+                reference_tokens, reference_gaps = tokens, decoder.last_generation.top_two_gaps
+                reference_rate = stats.tokens_per_second
+            divergence_index = first_difference(reference_tokens, tokens)
+            divergence = None
+            if divergence_index is not None:
+                gap = reference_gaps[divergence_index] if divergence_index < len(reference_gaps) else None
+                divergence = {"index": divergence_index, "target_top2_gap": round(gap, 4) if gap is not None else None}
+            agreement_length = len(reference_tokens) if divergence_index is None else divergence_index
+            result = {
+                "id": entry["id"],
+                "kind": entry["kind"],
+                "mode": mode,
+                "text": text,
+                "tokens": stats.tokens,
+                "seconds": stats.seconds,
+                "tokens_per_second": stats.tokens_per_second,
+                "ttft_seconds": stats.ttft_seconds,
+                "speedup": round(stats.tokens_per_second / reference_rate, 3) if reference_rate else None,
+                "drafted": stats.drafted,
+                "accepted": stats.accepted,
+                "acceptance": round(stats.accepted / stats.drafted, 3) if stats.drafted else None,
+                "target_calls": stats.target_calls,
+                "drafter": stats.drafter,
+                "identical_to_target": divergence_index is None,
+                "first_divergence": divergence,
+                "token_agreement": round(agreement_length / max(1, len(reference_tokens)), 3),
+            }
+            results.append(result)
+            stderr_console.print(
+                f"[{number}/{len(prompts)}] {entry['id']:<28} {mode:<6} {stats.tokens_per_second:6.1f} tok/s"
+                + (f"  x{result['speedup']:.2f}" if mode != "target" and result["speedup"] else "")
+                + ("" if mode == "target" or divergence is None else f"  diverges at {divergence['index']}")
+            )
+    summary = summarize(results)
+    if as_json:
+        print_json(
+            {
+                "target": target_path.name,
+                "draft": draft_path.name if draft_path else None,
+                "max_tokens": max_tokens,
+                "results": results,
+                "summary": summary,
+            }
+        )
+        return
+    table = Table(title=f"duetto bench: {target_path.name}" + (f" with {draft_path.name}" if draft_path else ""))
+    for column in ("prompt", "kind", "mode", "tok/s", "speedup", "accepted", "same as target", "drafter"):
+        table.add_column(column, justify="right" if column in ("tok/s", "speedup", "accepted") else "left")
+    for result in results:
+        same = (
+            "yes"
+            if result["identical_to_target"]
+            else ("from token {index} (gap {target_top2_gap})".format(**result["first_divergence"]))
+        )
+        table.add_row(
+            result["id"],
+            result["kind"],
+            result["mode"],
+            f"{result['tokens_per_second']:.1f}",
+            f"{result['speedup']:.2f}x" if result["speedup"] else "-",
+            f"{result['acceptance']:.0%}" if result["acceptance"] is not None else "-",
+            "-" if result["mode"] == "target" else same,
+            result["drafter"],
+        )
+    stdout_console.print(table)
+    for mode, numbers in summary.items():
+        stdout_console.print(
+            f"{mode}: geometric mean speedup {numbers['geomean_speedup']}x (min {numbers['min_speedup']}x), "
+            f"by kind {numbers['geomean_speedup_by_kind']}, identical {numbers['identical_to_target']}/"
+            f"{numbers['prompts']}, near-tie divergences {numbers['divergences_at_near_tie']}, "
+            f"other divergences {numbers['divergences_not_at_near_tie']}"
+        )

@@ -1,0 +1,64 @@
+"""Building a Decoder from what the user named: a profile, or explicit model files.
+
+Missing manifest models are fetched first (with progress on the terminal), and a
+draft/target pair is checked for compatibility before either is loaded, so an
+incompatible pair fails at once with the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from duetto.app.console import RichByteProgress, stderr_console
+from duetto.app.model_catalog import resolve_model_path
+from duetto.engine.decoder import Decoder
+from duetto.engine.errors import EngineError
+from duetto.engine.fetch import fetch_model, is_present
+from duetto.engine.manifest import load_manifest
+from duetto.engine.model_session import ModelSession
+from duetto.engine.pairing import check_pair
+from duetto.store import locations
+from duetto.store.database import open_database
+
+
+def _ensure_fetched(names: list[str]) -> None:
+    manifest = load_manifest()
+    models_dir = locations.models_dir()
+    missing = [manifest.models[name] for name in names if name in manifest.models]
+    missing = [spec for spec in missing if not is_present(spec, models_dir)]
+    if not missing:
+        return
+    stderr_console.print(f"first use: fetching {', '.join(spec.name for spec in missing)} into {models_dir}")
+    with RichByteProgress() as progress:
+        for spec in missing:
+            fetch_model(spec, models_dir, progress)
+
+
+def model_paths(
+    profile: str | None, target: str | None, draft: str | None, use_draft: bool
+) -> tuple[Path, Path | None]:
+    """(target path, draft path or None), fetching manifest models on first use.
+
+    A target named explicitly drafts with nothing but lookup unless a draft model is named too:
+    the profile's draft is only known to fit the profile's target.
+    """
+    manifest = load_manifest()
+    chosen = manifest.profile(profile or manifest.default_profile)
+    target_name = target or chosen.target
+    draft_name = (draft or (None if target else chosen.draft)) if use_draft else None
+    _ensure_fetched([name for name in (target_name, draft_name) if name])
+    db = open_database()
+    target_path = resolve_model_path(target_name, manifest, db, locations.models_dir())
+    draft_path = resolve_model_path(draft_name, manifest, db, locations.models_dir()) if draft_name else None
+    return target_path, draft_path
+
+
+def load_decoder(target_path: Path, draft_path: Path | None, *, context_length: int) -> Decoder:
+    if draft_path is not None:
+        pair = check_pair(draft_path, target_path)
+        if not pair.compatible:
+            raise EngineError(f"{draft_path.name} cannot draft for {target_path.name}: {pair.problems[0]}")
+    with stderr_console.status(f"loading {target_path.name}" + (f" and {draft_path.name}" if draft_path else "")):
+        target = ModelSession(target_path, context_length=context_length)
+        draft = ModelSession(draft_path, context_length=context_length) if draft_path else None
+    return Decoder(target, draft)

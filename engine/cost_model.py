@@ -1,0 +1,131 @@
+"""The online cost model that picks each step's draft length, zero included.
+
+A step drafts k tokens and verifies them with one target evaluation of k + 1
+tokens. With a per-token acceptance rate a (the chance a drafted token is
+accepted given that the ones before it were), the step yields on average
+1 + a + a^2 + ... + a^k tokens and costs k * draft_cost + verify(k + 1). The
+best k maximizes tokens per second; k = 0 is plain target decoding, so a drafter
+that does not pay is simply not used and exact mode never runs meaningfully
+slower than the target alone.
+
+Everything is measured while decoding: the target's evaluation time for each batch
+size, each drafter's time per drafted token, and acceptance rates per drafter (and
+for lookup, per match length, which predicts acceptance well).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SMOOTHING = 0.15  # weight of a new observation in the running averages
+PRIOR_ACCEPTANCE = 0.5
+PRIOR_BATCH_SLOPE = 0.2  # extra cost of each batched token, as a fraction of one token's cost (CPU, 1-2B)
+PRIOR_WEIGHT = 4  # the prior acceptance counts as this many observations
+RELAXATION_STEPS = 48  # an unused drafter's acceptance drifts back to the prior over about this many steps
+
+
+@dataclass
+class RunningAverage:
+    value: float
+    observations: int = 0
+
+    def add(self, observation: float) -> None:
+        weight = max(SMOOTHING, 1.0 / (self.observations + 1))
+        self.value += weight * (observation - self.value)
+        self.observations += 1
+
+
+def expected_tokens(acceptance: float, draft_length: int) -> float:
+    """Tokens a step yields on average: the accepted prefix plus the target's own token."""
+    total, run = 1.0, 1.0
+    for _ in range(draft_length):
+        run *= acceptance
+        total += run
+    return total
+
+
+@dataclass
+class CostModel:
+    verify_seconds: dict[int, RunningAverage] = field(default_factory=dict)
+    draft_seconds_per_token: dict[str, RunningAverage] = field(default_factory=dict)
+    acceptance: dict[str, RunningAverage] = field(default_factory=dict)
+
+    # --- observations -----------------------------------------------------------------
+
+    def observe_verify(self, batch_size: int, seconds: float) -> None:
+        self.verify_seconds.setdefault(batch_size, RunningAverage(seconds, 0)).add(seconds)
+
+    def observe_draft(self, drafter: str, tokens: int, seconds: float) -> None:
+        if tokens:
+            per_token = seconds / tokens
+            self.draft_seconds_per_token.setdefault(drafter, RunningAverage(per_token, 0)).add(per_token)
+
+    def observe_acceptance(self, key: str, drafted: int, accepted: int) -> None:
+        """``accepted`` of ``drafted`` tokens passed, in order; each is an observation of the rate."""
+        average = self.acceptance.setdefault(key, RunningAverage(PRIOR_ACCEPTANCE, PRIOR_WEIGHT))
+        for index in range(drafted):
+            average.add(1.0 if index < accepted else 0.0)
+            if index >= accepted:
+                break  # tokens after the first rejection say nothing about the conditional rate
+
+    def relax(self, key: str) -> None:
+        """Drift an unused key's acceptance back toward the prior, so it gets tried again one day."""
+        average = self.acceptance.get(key)
+        if average is not None:
+            average.value += (PRIOR_ACCEPTANCE - average.value) / RELAXATION_STEPS
+
+    # --- estimates --------------------------------------------------------------------
+
+    def acceptance_rate(self, key: str) -> float:
+        average = self.acceptance.get(key)
+        return average.value if average else PRIOR_ACCEPTANCE
+
+    def verify_cost(self, batch_size: int) -> float:
+        """Seconds for one target evaluation of ``batch_size`` tokens: measured, else interpolated."""
+        if batch_size in self.verify_seconds:
+            return self.verify_seconds[batch_size].value
+        if not self.verify_seconds:  # in units of one token's cost until something is measured
+            return 1.0 + PRIOR_BATCH_SLOPE * (batch_size - 1)
+        sizes = sorted(self.verify_seconds)
+        below = [size for size in sizes if size < batch_size]
+        above = [size for size in sizes if size > batch_size]
+        if below and above:
+            low, high = below[-1], above[0]
+            fraction = (batch_size - low) / (high - low)
+            return self.verify_seconds[low].value + fraction * (
+                self.verify_seconds[high].value - self.verify_seconds[low].value
+            )
+        base_size = below[-1] if below else above[0]
+        base = self.verify_seconds[base_size].value
+        single = self.verify_seconds[sizes[0]].value / (1 + PRIOR_BATCH_SLOPE * (sizes[0] - 1))
+        return max(0.0, base + PRIOR_BATCH_SLOPE * single * (batch_size - base_size))
+
+    def draft_cost(self, drafter: str) -> float:
+        average = self.draft_seconds_per_token.get(drafter)
+        if average is not None:
+            return average.value
+        return 0.0 if drafter == "lookup" else 0.5 * self.verify_cost(1)
+
+    def step_rate(self, acceptance: float, draft_length: int, draft_cost: float) -> float:
+        """Expected tokens per second of a step drafting ``draft_length`` tokens."""
+        seconds = draft_length * draft_cost + self.verify_cost(draft_length + 1)
+        return expected_tokens(acceptance, draft_length) / seconds if seconds > 0 else 0.0
+
+    def best_length(self, acceptance: float, max_length: int, draft_cost: float) -> tuple[int, float]:
+        """(draft length, expected tokens per second) maximizing throughput; length 0 included."""
+        best = (0, self.step_rate(acceptance, 0, draft_cost))
+        for length in range(1, max_length + 1):
+            rate = self.step_rate(acceptance, length, draft_cost)
+            if rate > best[1]:
+                best = (length, rate)
+        return best
+
+    def worth_extending(self, probability_all_accepted: float, drafter: str, current_length: int) -> bool:
+        """Whether drafting one more token pays, given the chance that every token so far is accepted.
+
+        The extra token is worth one target step (verify_cost(1)) if it and all
+        before it are accepted, and costs a draft step plus a wider verification.
+        """
+        gain = probability_all_accepted * self.verify_cost(1)
+        cost = self.draft_cost(drafter) + self.verify_cost(current_length + 2) - self.verify_cost(current_length + 1)
+        return gain > cost

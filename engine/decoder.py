@@ -1,0 +1,406 @@
+"""Draft-verify decoding: the one place where drafts are verified and the target's KV cache rolled back.
+
+Each step the target holds in its KV cache every committed token but the last
+(``pending``). A drafter proposes tokens d1..dk; the target evaluates
+[pending, d1..dk] in one batch with logits on every row; row i says what the
+target wants after d1..di. The accepted prefix is committed with the target's own
+token after it, and the KV cache is cut back to the committed text. With k = 0
+this is ordinary target decoding, which is exactly how mode ``target`` runs, so
+the modes are compared on the same code path.
+
+Modes:
+- ``target``: the target alone.
+- ``exact``: lossless. Greedy: a draft token is accepted iff it is the target's
+  argmax. Sampling: speculative sampling (see ``sampling.accept_or_replace``).
+  The cost model picks the drafter and draft length each step, zero included.
+- ``fast``: Big Little Decoder. The small model writes while its top probability
+  stays at or above ``fallback_threshold`` and its run is shorter than
+  ``max_draft_run``; then the target checks the run in one pass and rolls back
+  from the first token whose cross-entropy under the target exceeds
+  ``rollback_threshold``, putting its own token there.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from duetto.engine.cost_model import CostModel
+from duetto.engine.drafters import Draft, LookupDrafter, ModelDrafter
+from duetto.engine.errors import EngineError
+from duetto.engine.model_session import ModelSession
+from duetto.engine.sampling import SamplingSettings, accept_or_replace, choose, distribution, top_two_gap
+from duetto.engine.stats import FinishReason, Mode, ReplyStats
+from duetto.engine.text_stream import TextStream
+
+DrafterName = Literal["auto", "model", "lookup", "none"]
+MAX_DRAFT_TOKENS = 24
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    mode: Mode = "exact"
+    drafter: DrafterName = "auto"
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_k: int = 40
+    top_p: float = 0.95
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    max_draft_tokens: int = MAX_DRAFT_TOKENS
+    fixed_draft_length: int | None = None  # bypass the cost model (tests, experiments)
+    fallback_threshold: float = 0.6
+    rollback_threshold: float = 5.0
+    max_draft_run: int = 10
+    record_top_two_gaps: bool = False
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
+
+
+@dataclass
+class Generation:
+    """What one reply produced, beyond its text (the bench and tests read these)."""
+
+    tokens: list[int] = field(default_factory=list)
+    top_two_gaps: list[float] = field(default_factory=list)
+    drafted_by: list[str] = field(default_factory=list)  # per token: "target", "model" or "lookup"
+    stats: ReplyStats | None = None
+
+
+class Decoder:
+    """Owns the target (and optional draft) session and runs one generation at a time."""
+
+    def __init__(self, target: ModelSession, draft: ModelSession | None = None) -> None:
+        self.target = target
+        self.draft = draft
+        self.lookup = LookupDrafter()
+        self.model_drafter = ModelDrafter(draft) if draft is not None else None
+        self.cost_model = CostModel()
+        self.last_generation = Generation()
+
+    def available_drafters(self) -> list[str]:
+        return ["lookup"] + (["model"] if self.model_drafter else [])
+
+    def generate(
+        self,
+        prompt_tokens: list[int],
+        settings: DecodeSettings,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Iterator[str | ReplyStats]:
+        """Yield text deltas, then one ReplyStats; ``should_cancel`` is checked between steps."""
+        if settings.mode == "fast" and self.model_drafter is None:
+            raise EngineError("fast mode needs a draft model; use a profile with one, or --mode exact")
+        if settings.drafter == "model" and self.model_drafter is None:
+            raise EngineError("--draft model needs a draft model; use a profile with one")
+        if not prompt_tokens:
+            raise EngineError("the prompt is empty")
+        run = _Run(self, prompt_tokens, settings, should_cancel)
+        yield from run.execute()
+        self.last_generation = run.generation
+
+
+class _Run:
+    """One generation's state; the decoder keeps what outlives it (sessions, cost model)."""
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        prompt_tokens: list[int],
+        settings: DecodeSettings,
+        should_cancel: Callable[[], bool] | None,
+    ) -> None:
+        self.decoder = decoder
+        self.target = decoder.target
+        self.settings = settings
+        self.sampling = settings.sampling
+        self.should_cancel = should_cancel
+        self.rng = np.random.default_rng(settings.seed)
+        self.prompt = list(prompt_tokens)
+        self.history = list(prompt_tokens)
+        self.text = TextStream(settings.stop)
+        self.generation = Generation()
+        self.finish_reason: FinishReason | None = None
+        self.drafted = 0
+        self.accepted = 0
+        self.target_calls = 0
+        self.drafters_used: set[str] = set()
+        self.deltas: list[str] = []
+
+    # --- committing tokens ----------------------------------------------------------------
+
+    def commit(self, token: int, source: str, gap: float | None = None) -> bool:
+        """Append one token to the reply; False once the reply is finished."""
+        if self.target.is_end_of_generation(token):
+            self.finish_reason = "stop"
+            return False
+        self.history.append(token)
+        self.generation.tokens.append(token)
+        self.generation.drafted_by.append(source)
+        if gap is not None:
+            self.generation.top_two_gaps.append(gap)
+        delta = self.text.push(self.target.token_bytes(token))
+        if delta:
+            self.deltas.append(delta)
+        if self.text.stopped:
+            self.finish_reason = "stop"
+        elif len(self.generation.tokens) >= self.settings.max_tokens:
+            self.finish_reason = "length"
+        elif len(self.history) >= self.target.context_length - 1:
+            self.finish_reason = "context"
+        elif self.should_cancel is not None and self.should_cancel():
+            self.finish_reason = "cancelled"
+        return self.finish_reason is None
+
+    def flush_deltas(self) -> Iterator[str]:
+        if self.deltas:
+            yield "".join(self.deltas)
+            self.deltas.clear()
+
+    # --- the target ---------------------------------------------------------------------
+
+    def verify(self, pending: int, draft_tokens: list[int]) -> np.ndarray:
+        """Target logits after [pending, d1..dk]: k + 1 rows, timed for the cost model."""
+        started = time.perf_counter()
+        batch = [pending, *draft_tokens]
+        logits = self.target.evaluate(batch, list(range(len(batch))))
+        self.decoder.cost_model.observe_verify(len(batch), time.perf_counter() - started)
+        self.target_calls += 1
+        return logits
+
+    def prefill(self) -> np.ndarray:
+        """Evaluate the prompt, reusing the KV prefix it shares with the last generation."""
+        keep = min(self.target.common_prefix_length(self.prompt), len(self.prompt) - 1)
+        self.target.truncate(keep)
+        remainder = self.prompt[keep:]
+        return self.target.evaluate(remainder, [len(remainder) - 1])[0]
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def execute(self) -> Iterator[str | ReplyStats]:
+        started = time.perf_counter()
+        self.decoder.lookup.begin(self.prompt)
+        record_gaps = self.settings.record_top_two_gaps
+        if self.settings.mode == "fast":
+            steps = self.fast_steps()
+        else:
+            logits = self.prefill()
+            self.target_calls += 1
+            first = choose(logits, self.sampling, self.rng)
+            steps = self.exact_steps(first, top_two_gap(logits) if record_gaps else None)
+        first_token_at: float | None = None
+        for _ in steps:
+            if first_token_at is None:
+                first_token_at = time.perf_counter()
+            yield from self.flush_deltas()
+            if self.finish_reason is not None:
+                break
+        tail = self.text.flush()
+        if tail:
+            yield tail
+        finished = time.perf_counter()
+        first_token_at = first_token_at or finished
+        tokens = len(self.generation.tokens)
+        decode_seconds = finished - first_token_at
+        stats = ReplyStats(
+            prompt_tokens=len(self.prompt),
+            tokens=tokens,
+            seconds=round(finished - started, 4),
+            tokens_per_second=round((tokens - 1) / decode_seconds, 2) if tokens > 1 and decode_seconds > 0 else 0.0,
+            ttft_seconds=round(first_token_at - started, 4),
+            drafted=self.drafted,
+            accepted=self.accepted,
+            target_calls=self.target_calls,
+            mode=self.settings.mode,
+            drafter=self.drafter_label(),
+            finish_reason=self.finish_reason or "length",
+        )
+        self.generation.stats = stats
+        yield stats
+
+    def drafter_label(self) -> str:
+        if self.settings.mode == "target":
+            return "none"
+        if self.settings.mode == "fast":
+            return "model"
+        if self.settings.drafter == "auto":
+            used = "+".join(sorted(self.drafters_used)) or "none"
+            return f"auto({used})"
+        return self.settings.drafter
+
+    def exact_steps(self, first: int, first_gap: float | None) -> Iterator[None]:
+        """Exact (and target-only) decoding; yields after each step's tokens are committed."""
+        if not self.commit(first, "target", first_gap):
+            yield
+            return
+        yield
+        record_gaps = self.settings.record_top_two_gaps
+        while True:
+            pending = self.history[-1]
+            draft = self.propose()
+            logits = self.verify(pending, draft.tokens)
+            accepted_count, next_token = self.judge(draft, logits)
+            self.drafted += len(draft.tokens)
+            self.accepted += accepted_count
+            if draft.tokens:
+                self.drafters_used.add(draft.acceptance_key.split(":")[0])
+                self.decoder.cost_model.observe_acceptance(draft.acceptance_key, len(draft.tokens), accepted_count)
+            # The KV cache now holds the committed text through pending plus every drafted token;
+            # keep it through the last accepted one.
+            self.target.truncate(len(self.history) + accepted_count)
+            source = draft.acceptance_key.split(":")[0]
+            still_going = True
+            for index in range(accepted_count):
+                gap = top_two_gap(logits[index]) if record_gaps else None
+                if not self.commit(draft.tokens[index], source, gap):
+                    still_going = False
+                    break
+            if still_going:
+                gap = top_two_gap(logits[accepted_count]) if record_gaps else None
+                still_going = self.commit(next_token, "target", gap)
+            yield
+            if not still_going:
+                return
+
+    def judge(self, draft: Draft, logits: np.ndarray) -> tuple[int, int]:
+        """(how many drafted tokens are accepted, the token that follows them)."""
+        if self.sampling.greedy:
+            choices = np.argmax(logits, axis=1)
+            accepted = 0
+            while accepted < len(draft.tokens) and int(choices[accepted]) == draft.tokens[accepted]:
+                accepted += 1
+            return accepted, int(choices[accepted])
+        for index, token in enumerate(draft.tokens):
+            target_distribution = distribution(logits[index], self.sampling)
+            was_accepted, emitted = accept_or_replace(token, target_distribution, draft.distributions[index], self.rng)
+            if not was_accepted:
+                return index, emitted
+        return len(draft.tokens), choose(logits[len(draft.tokens)], self.sampling, self.rng)
+
+    def propose(self) -> Draft:
+        """This step's draft, from the drafter and with the length the cost model expects to pay best."""
+        settings = self.settings
+        if settings.mode == "target" or settings.drafter == "none":
+            return Draft()
+        remaining = settings.max_tokens - len(self.generation.tokens)
+        limit = min(settings.max_draft_tokens, remaining - 1, self.target.context_length - len(self.history) - 2)
+        if limit <= 0:
+            return Draft()
+        cost_model = self.decoder.cost_model
+        if settings.fixed_draft_length is not None:
+            return self.fixed_length_draft(min(limit, settings.fixed_draft_length))
+        options: list[tuple[float, str, int, list[int], str]] = []  # (rate, drafter, length, tokens, key)
+        if settings.drafter in ("auto", "lookup"):
+            tokens, match = self.decoder.lookup.find(self.history, limit)
+            if tokens:
+                key = LookupDrafter.acceptance_key(match)
+                length, rate = cost_model.best_length(
+                    cost_model.acceptance_rate(key), len(tokens), cost_model.draft_cost("lookup")
+                )
+                options.append((rate, "lookup", length, tokens[:length], key))
+            for bucket_key in list(cost_model.acceptance):
+                if bucket_key.startswith("lookup") and (not tokens or bucket_key != key):
+                    cost_model.relax(bucket_key)
+        if settings.drafter in ("auto", "model") and self.decoder.model_drafter is not None:
+            length, rate = cost_model.best_length(
+                cost_model.acceptance_rate("model"), limit, cost_model.draft_cost("model")
+            )
+            options.append((rate, "model", length, [], "model"))
+        baseline = 1.0 / cost_model.verify_cost(1) if cost_model.verify_cost(1) > 0 else 0.0
+        options = [option for option in options if option[2] > 0 and option[0] > baseline]
+        if not options:
+            cost_model.relax("model")
+            return Draft()
+        rate, drafter, length, tokens, key = max(options, key=lambda option: option[0])
+        if drafter == "lookup":
+            if self.decoder.model_drafter is not None:
+                cost_model.relax("model")
+            return Draft(tokens=tokens, distributions=[None] * len(tokens), acceptance_key=key)
+        draft = self.decoder.model_drafter.draft(
+            self.history,
+            limit,
+            sampling=self.sampling,
+            rng=self.rng,
+            keep_going=lambda probability, drafted: cost_model.worth_extending(probability, "model", drafted),
+        )
+        cost_model.observe_draft("model", len(draft.tokens), draft.seconds)
+        return draft
+
+    def fixed_length_draft(self, length: int) -> Draft:
+        if length <= 0:
+            return Draft()
+        if self.settings.drafter == "model" or (self.settings.drafter == "auto" and self.decoder.model_drafter):
+            return self.decoder.model_drafter.draft(self.history, length, sampling=self.sampling, rng=self.rng)
+        return self.decoder.lookup.draft(self.history, length)
+
+    # --- fast mode (BiLD) ----------------------------------------------------------------
+
+    def fast_steps(self) -> Iterator[None]:
+        settings = self.settings
+        drafter = self.decoder.model_drafter
+        assert drafter is not None
+        # The target reads the prompt now (all but its last token, whose logits a check will need),
+        # so that its later checks only evaluate new tokens.
+        self.target.truncate(min(self.target.common_prefix_length(self.prompt), len(self.prompt) - 1))
+        self.target.evaluate(self.prompt[len(self.target.tokens) : -1], [])
+        self.target_calls += 1
+        run_limit = settings.max_draft_run if settings.max_draft_run > 0 else math.inf
+        while True:
+            remaining = settings.max_tokens - len(self.generation.tokens)
+            draft = drafter.draft(
+                self.history,
+                int(min(run_limit, remaining)),
+                sampling=self.sampling,
+                rng=self.rng,
+                min_confidence=settings.fallback_threshold,
+            )
+            self.drafted += len(draft.tokens)
+            reached_end = len(draft.tokens) >= remaining or (
+                draft.tokens and self.target.is_end_of_generation(draft.tokens[-1])
+            )
+            if reached_end and math.isinf(settings.rollback_threshold) and math.isinf(run_limit):
+                # Nobody would check these tokens: the small model's run is the reply.
+                self.accepted += len(draft.tokens)
+                for token in draft.tokens:
+                    if not self.commit(token, "model"):
+                        break
+                yield
+                return
+            # Fallback: the target checks the run in one pass and writes the next token itself. Its KV
+            # cache lags the committed text by at least the last token, whose logits judge draft[0].
+            committed_before = len(self.history)
+            evaluated = self.history[len(self.target.tokens) :] + draft.tokens
+            first_row = len(evaluated) - len(draft.tokens) - 1
+            started = time.perf_counter()
+            logits = self.target.evaluate(evaluated, list(range(first_row, len(evaluated))))
+            self.decoder.cost_model.observe_verify(len(evaluated), time.perf_counter() - started)
+            self.target_calls += 1
+            accepted_count = len(draft.tokens)
+            for index, token in enumerate(draft.tokens):
+                log_probabilities = logits[index] - _log_sum_exp(logits[index])
+                if -float(log_probabilities[token]) > settings.rollback_threshold:
+                    accepted_count = index
+                    break
+            self.accepted += accepted_count
+            self.target.truncate(committed_before + accepted_count)
+            still_going = True
+            for token in draft.tokens[:accepted_count]:
+                if not self.commit(token, "model"):
+                    still_going = False
+                    break
+            if still_going:
+                still_going = self.commit(choose(logits[accepted_count], self.sampling, self.rng), "target")
+            yield
+            if not still_going:
+                return
+
+
+def _log_sum_exp(values: np.ndarray) -> float:
+    peak = float(values.max())
+    return peak + math.log(float(np.exp(values - peak, dtype=np.float64).sum()))

@@ -1,0 +1,176 @@
+"""One GGUF model loaded on llama.cpp, with its KV cache under duetto's control.
+
+llama-cpp-python's ``Llama`` loads the model and context, tokenizes and renders the
+chat template; evaluation goes through the low-level API instead, because
+draft-verify needs what ``Llama.eval`` does not give: a batch whose logits are
+read only on the rows that matter (``logits_all`` would allocate n_ctx x n_vocab
+floats, 2.3 GiB for Qwen at 4k context) and cutting the KV cache back to any
+length after a rejected draft.
+
+Invariant: ``self.tokens`` is exactly what the KV cache of sequence 0 holds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypedDict
+
+import numpy as np
+
+from duetto.engine.errors import EngineError, InvalidModelFile
+
+DEFAULT_CONTEXT_LENGTH = 4096
+BATCH_SIZE = 512
+
+
+class ChatMessage(TypedDict):
+    role: str
+    content: str
+
+
+class ContextFull(EngineError):
+    """The conversation does not fit in the model's context window."""
+
+
+def default_thread_count() -> int:
+    """All cores on small machines; half (roughly the physical cores) on larger ones."""
+    logical = os.cpu_count() or 1
+    return max(1, logical if logical <= 4 else logical // 2)
+
+
+class ModelSession:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        context_length: int = DEFAULT_CONTEXT_LENGTH,
+        threads: int | None = None,
+    ) -> None:
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self._llama_cpp = llama_cpp
+        self.path = path
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=context_length,
+                n_batch=BATCH_SIZE,
+                n_gpu_layers=-1 if llama_cpp.llama_supports_gpu_offload() else 0,
+                n_threads=threads or default_thread_count(),
+                n_threads_batch=threads or default_thread_count(),
+                logits_all=False,
+                verbose=False,
+            )
+        except ValueError as error:
+            raise InvalidModelFile(f"{path}: llama.cpp cannot load this model: {error}") from error
+        self._context = self.llm.ctx
+        self._memory = llama_cpp.llama_get_memory(self._context)
+        self._vocabulary = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.vocabulary_size = self.llm.n_vocab()
+        self.context_length = self.llm.n_ctx()
+        self._batch = llama_cpp.llama_batch_init(BATCH_SIZE, 0, 1)
+        self.tokens: list[int] = []
+        self.evaluations = 0
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        self._formatter = None
+        if template:
+            eos_text = self.token_text(self.llm.token_eos())
+            bos_text = self.token_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
+            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos_text, bos_token=bos_text)
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        self.llm.close()
+
+    # --- text ---------------------------------------------------------------------------
+
+    def token_text(self, token: int) -> str:
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes a token adds to visible text (special tokens add none)."""
+        return self.llm.detokenize([token], special=False)
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def chat_prompt_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The messages through the model's own chat template, ready for the assistant's turn."""
+        if self._formatter is None:
+            raise InvalidModelFile(f"{self.path}: the model has no chat template in its metadata")
+        formatted = self._formatter(messages=list(messages))
+        return self.tokenize(formatted.prompt, add_bos=not formatted.added_special, special=True)
+
+    def is_end_of_generation(self, token: int) -> bool:
+        """EOS, EOT and any other token the vocabulary marks as ending a turn."""
+        return bool(self._llama_cpp.llama_vocab_is_eog(self._vocabulary, token))
+
+    # --- the KV cache -------------------------------------------------------------------
+
+    def truncate(self, length: int) -> None:
+        """Forget every evaluated token from position ``length`` on."""
+        if length < len(self.tokens):
+            self._llama_cpp.llama_memory_seq_rm(self._memory, 0, length, -1)
+            del self.tokens[length:]
+
+    def common_prefix_length(self, tokens: Sequence[int]) -> int:
+        limit = min(len(tokens), len(self.tokens))
+        index = 0
+        while index < limit and self.tokens[index] == tokens[index]:
+            index += 1
+        return index
+
+    def evaluate(self, tokens: Sequence[int], logit_rows: Sequence[int] = ()) -> np.ndarray:
+        """Append ``tokens`` to the KV cache; returns logits (len(logit_rows) x vocabulary).
+
+        ``logit_rows`` index into ``tokens``; only those rows are computed and copied.
+        Raises ContextFull when the tokens do not fit.
+        """
+        if not tokens:
+            return np.empty((0, self.vocabulary_size), dtype=np.float32)
+        if len(self.tokens) + len(tokens) > self.context_length:
+            raise ContextFull(
+                f"the conversation needs {len(self.tokens) + len(tokens)} tokens but the context holds "
+                f"{self.context_length}; start a new conversation or raise --context"
+            )
+        wanted = sorted(set(logit_rows))
+        outputs: list[np.ndarray] = []
+        for start in range(0, len(tokens), BATCH_SIZE):
+            chunk = tokens[start : start + BATCH_SIZE]
+            chunk_rows = [row - start for row in wanted if start <= row < start + len(chunk)]
+            self._decode(chunk, chunk_rows)
+            for row in chunk_rows:
+                outputs.append(self._logits_view(row).copy())
+        if not outputs:
+            return np.empty((0, self.vocabulary_size), dtype=np.float32)
+        by_row = dict(zip(wanted, outputs, strict=True))
+        return np.stack([by_row[row] for row in logit_rows])
+
+    def _decode(self, chunk: Sequence[int], logit_rows: Sequence[int]) -> None:
+        batch = self._batch
+        start_position = len(self.tokens)
+        batch.n_tokens = len(chunk)
+        wanted = set(logit_rows)
+        for index, token in enumerate(chunk):
+            batch.token[index] = token
+            batch.pos[index] = start_position + index
+            batch.n_seq_id[index] = 1
+            batch.seq_id[index][0] = 0
+            batch.logits[index] = index in wanted
+        status = self._llama_cpp.llama_decode(self._context, batch)
+        if status != 0:
+            raise EngineError(f"llama_decode failed with status {status} ({self.path.name})")
+        self.tokens.extend(chunk)
+        self.evaluations += 1
+
+    def _logits_view(self, batch_row: int) -> np.ndarray:
+        pointer = self._llama_cpp.llama_get_logits_ith(self._context, batch_row)
+        return np.ctypeslib.as_array(
+            ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.vocabulary_size,)
+        )

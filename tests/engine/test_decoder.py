@@ -1,0 +1,189 @@
+"""Draft-verify decoding on the tiny generated models: exactness, BiLD's limits, KV consistency."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.errors import EngineError
+from duetto.engine.model_session import ContextFull, ModelSession
+from duetto.engine.stats import ReplyStats
+
+SENTENCE = "the cat sat on a mat and then it ran to the door while a dog slept near the warm fire"
+WORDS = SENTENCE.split(" ")
+
+
+@pytest.fixture(scope="module")
+def sessions(tiny_models: dict[str, Path]) -> tuple[ModelSession, ModelSession]:
+    return (
+        ModelSession(tiny_models["target"], context_length=512, threads=1),
+        ModelSession(tiny_models["draft"], context_length=512, threads=1),
+    )
+
+
+@pytest.fixture
+def decoder(sessions: tuple[ModelSession, ModelSession]) -> Decoder:
+    target, draft = sessions
+    return Decoder(target, draft)
+
+
+def random_prompt(session: ModelSession, rng: random.Random) -> list[int]:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(3, 30))]
+    if rng.random() < 0.5:
+        words += words[: rng.randint(2, len(words))]  # repeated text gives lookup something to copy
+    return session.chat_prompt_tokens([{"role": "user", "content": " ".join(words)}])
+
+
+def generate(decoder: Decoder, prompt: list[int], **settings) -> tuple[list[int], str, ReplyStats]:
+    items = list(decoder.generate(prompt, DecodeSettings(**settings)))
+    stats = items[-1]
+    assert isinstance(stats, ReplyStats)
+    return list(decoder.last_generation.tokens), "".join(items[:-1]), stats
+
+
+def test_greedy_exact_equals_target_only_for_every_drafter_and_length(decoder: Decoder) -> None:
+    rng = random.Random(7)
+    drafted = 0
+    for _ in range(12):
+        prompt = random_prompt(decoder.target, rng)
+        reference, reference_text, _ = generate(decoder, prompt, mode="target", max_tokens=40)
+        for drafter in ("model", "lookup", "auto"):
+            length = rng.choice([1, 2, 3, 5, 8, 16, None])
+            tokens, text, stats = generate(
+                decoder, prompt, mode="exact", drafter=drafter, max_tokens=40, fixed_draft_length=length
+            )
+            assert tokens == reference, (drafter, length)
+            assert text == reference_text
+            assert stats.accepted <= stats.drafted
+            drafted += stats.drafted
+    assert drafted > 0, "the test must exercise verification, not only plain decoding"
+
+
+def test_target_mode_counts_one_target_call_per_token(decoder: Decoder) -> None:
+    prompt = random_prompt(decoder.target, random.Random(1))
+    tokens, _, stats = generate(decoder, prompt, mode="target", max_tokens=25)
+
+    assert stats.tokens == len(tokens) == 25
+    assert stats.target_calls == 25  # the prompt's evaluation yields the first token
+    assert stats.drafted == 0 and stats.mode == "target" and stats.drafter == "none"
+    assert stats.finish_reason == "length"
+
+
+def test_fast_mode_without_fallback_or_rollback_is_the_draft_alone(
+    decoder: Decoder, sessions: tuple[ModelSession, ModelSession]
+) -> None:
+    draft_alone = Decoder(sessions[1])
+    rng = random.Random(3)
+    for _ in range(5):
+        prompt = random_prompt(decoder.target, rng)
+        reference, _, _ = generate(draft_alone, prompt, mode="target", max_tokens=30)
+        tokens, _, stats = generate(
+            decoder, prompt, mode="fast", max_tokens=30, fallback_threshold=0.0, rollback_threshold=math.inf,
+            max_draft_run=0,
+        )  # fmt: skip
+        assert tokens == reference
+        assert stats.accepted == stats.drafted == 30
+
+
+def test_fast_mode_with_rollback_zero_is_the_target_alone(decoder: Decoder) -> None:
+    rng = random.Random(4)
+    for _ in range(5):
+        prompt = random_prompt(decoder.target, rng)
+        reference, _, _ = generate(decoder, prompt, mode="target", max_tokens=30)
+        tokens, _, stats = generate(decoder, prompt, mode="fast", max_tokens=30, rollback_threshold=0.0)
+        assert tokens == reference
+        assert stats.accepted == 0
+
+
+def test_fast_mode_with_defaults_mixes_both_models(decoder: Decoder) -> None:
+    prompt = random_prompt(decoder.target, random.Random(5))
+    tokens, _, stats = generate(decoder, prompt, mode="fast", max_tokens=40, fallback_threshold=0.2)
+
+    assert len(tokens) == 40
+    assert stats.drafted > 0 and stats.target_calls > 1
+    assert set(decoder.last_generation.drafted_by) <= {"model", "target"}
+
+
+def test_after_many_rollbacks_the_kv_caches_match_a_fresh_evaluation(
+    decoder: Decoder, tiny_models: dict[str, Path]
+) -> None:
+    rng = random.Random(11)
+    for _ in range(6):
+        prompt = random_prompt(decoder.target, rng)
+        generate(decoder, prompt, mode="exact", drafter="model", max_tokens=30, fixed_draft_length=rng.randint(2, 9))
+        generate(decoder, prompt, mode="fast", max_tokens=30, fallback_threshold=0.3, rollback_threshold=1.0)
+    for session in (decoder.target, decoder.draft):
+        fresh = ModelSession(session.path, context_length=512, threads=1)
+        history = list(session.tokens)
+        probe = history[-1:] or [0]
+        kept = session.evaluate(probe, [0])[0]
+        reference = fresh.evaluate(history + probe, [len(history)])[0]
+        np.testing.assert_allclose(kept, reference, rtol=1e-3, atol=1e-3)
+        session.truncate(len(history))
+        fresh.close()
+
+
+def sampled_second_tokens(decoder: Decoder, prompt: list[int], samples: int, **settings) -> list[int]:
+    """The second token of many seeded replies; in exact mode it is the one drafted and verified."""
+    tokens = []
+    for seed in range(samples):
+        generated, _, stats = generate(decoder, prompt, max_tokens=3, temperature=1.0, top_k=8, top_p=1.0, seed=seed,
+                                       **settings)  # fmt: skip
+        assert stats.drafted == (1 if settings["mode"] == "exact" else 0)
+        tokens.append(generated[1])
+    return tokens
+
+
+def test_rejection_sampling_keeps_the_targets_distribution(decoder: Decoder) -> None:
+    """The second token, drafted by the model and verified by speculative sampling, is distributed
+    as under the target alone (chi-square test over the most common outcomes)."""
+    prompt = decoder.target.chat_prompt_tokens([{"role": "user", "content": "the cat sat"}])
+    samples = 600
+    second_reference = sampled_second_tokens(decoder, prompt, samples, mode="target")
+    second_speculative = sampled_second_tokens(
+        decoder, prompt, samples, mode="exact", drafter="model", fixed_draft_length=1
+    )
+    outcomes = sorted(set(second_reference) | set(second_speculative))
+    counts = np.array([[second_reference.count(o) for o in outcomes], [second_speculative.count(o) for o in outcomes]])
+    counts = counts[:, counts.sum(axis=0) >= 10]  # pool rare outcomes out of the test
+    assert counts.shape[1] >= 3, "the test needs several likely outcomes"
+    expected = counts.sum(axis=1, keepdims=True) * counts.sum(axis=0, keepdims=True) / counts.sum()
+    chi_square = float(((counts - expected) ** 2 / expected).sum())
+    degrees = counts.shape[1] - 1
+    # 99.9% quantile of chi-square, by the Wilson-Hilferty approximation.
+    critical = degrees * (1 - 2 / (9 * degrees) + 3.09 * math.sqrt(2 / (9 * degrees))) ** 3
+    assert chi_square < critical, (chi_square, critical, counts)
+
+
+def test_a_seed_makes_sampling_repeatable(decoder: Decoder) -> None:
+    prompt = decoder.target.chat_prompt_tokens([{"role": "user", "content": "a dog"}])
+    first, _, _ = generate(decoder, prompt, mode="exact", max_tokens=20, temperature=0.8, seed=42)
+    again, _, _ = generate(decoder, prompt, mode="exact", max_tokens=20, temperature=0.8, seed=42)
+
+    assert first == again
+
+
+def test_stop_strings_cancellation_and_context_limits(decoder: Decoder) -> None:
+    prompt = decoder.target.chat_prompt_tokens([{"role": "user", "content": "the cat"}])
+    _, full_text, _ = generate(decoder, prompt, mode="target", max_tokens=20)
+    stop = full_text[len(full_text) // 2 : len(full_text) // 2 + 2]
+    _, stopped_text, stats = generate(decoder, prompt, mode="exact", max_tokens=20, stop=(stop,))
+    assert stopped_text == full_text[: full_text.index(stop)]
+    assert stats.finish_reason == "stop"
+
+    items = list(decoder.generate(prompt, DecodeSettings(max_tokens=20), should_cancel=lambda: True))
+    assert items[-1].finish_reason == "cancelled" and items[-1].tokens == 1
+
+    too_long = decoder.target.chat_prompt_tokens([{"role": "user", "content": "word " * 600}])
+    with pytest.raises(ContextFull, match="context holds 512"):
+        list(decoder.generate(too_long, DecodeSettings(max_tokens=4)))
+
+
+def test_fast_mode_needs_a_draft_model(sessions: tuple[ModelSession, ModelSession]) -> None:
+    with pytest.raises(EngineError, match="fast mode needs a draft model"):
+        list(Decoder(sessions[0]).generate([1, 2, 3], DecodeSettings(mode="fast")))
