@@ -16,11 +16,25 @@ from duetto.engine.stats import ReplyStats
 SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline on the user's computer."
 
 
+def fit_conversation(decoder: Decoder, messages: list[ChatMessage], reply_budget: int) -> list[int]:
+    """The prompt tokens of ``messages``, dropping the oldest exchanges until a reply still fits.
+
+    The system message and the latest user message are always kept; when even they do not fit,
+    the engine's ContextFull error says so.
+    """
+    while True:
+        prompt_tokens = decoder.target.chat_prompt_tokens(messages)
+        if len(prompt_tokens) + reply_budget <= decoder.target.context_length or len(messages) <= 2:
+            return prompt_tokens
+        del messages[1:3]  # the oldest user message and the reply to it
+
+
 def stream_reply(decoder: Decoder, messages: list[ChatMessage], settings: DecodeSettings, echo: bool):
     """Stream one reply to stdout (when ``echo``); returns (text, stats)."""
     pieces: list[str] = []
     stats: ReplyStats | None = None
-    for item in decoder.generate(decoder.target.chat_prompt_tokens(messages), settings):
+    reply_budget = min(settings.max_tokens, decoder.target.context_length // 4)
+    for item in decoder.generate(fit_conversation(decoder, messages, reply_budget), settings):
         if isinstance(item, ReplyStats):
             stats = item
         else:

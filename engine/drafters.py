@@ -18,10 +18,10 @@ import numpy as np
 from duetto.engine.model_session import ModelSession
 from duetto.engine.sampling import SamplingSettings, distribution, softmax
 
-LOOKUP_NGRAM = 2  # matches are found through the last two tokens, then extended backwards
+LOOKUP_NGRAMS = (2, 1)  # matches are found through the last two tokens, else the last one, then extended
 LOOKUP_MAX_MATCH = 64
 LOOKUP_CANDIDATES = 32
-LOOKUP_MATCH_BUCKETS = (2, 4, 8, 16)
+LOOKUP_MATCH_BUCKETS = (1, 2, 4, 8, 16)
 
 
 @dataclass
@@ -49,40 +49,47 @@ class LookupDrafter:
     def __init__(self) -> None:
         self._positions: dict[tuple[int, ...], list[int]] = defaultdict(list)
         self._indexed = 0
-        self._history: list[int] = []
 
     def begin(self, prompt: list[int]) -> None:
         """Forget the last generation and index ``prompt``."""
         self._positions.clear()
         self._indexed = 0
-        self._history = []
         self._index(prompt)
 
     def _index(self, history: list[int]) -> None:
-        self._history = history
-        for end in range(max(self._indexed, LOOKUP_NGRAM), len(history) + 1):
-            self._positions[tuple(history[end - LOOKUP_NGRAM : end])].append(end)
-        self._indexed = max(self._indexed, len(history) + 1)
+        """Record, for each n-gram, the positions just after its occurrences (appends only)."""
+        for end in range(self._indexed + 1, len(history) + 1):
+            for size in LOOKUP_NGRAMS:
+                if end >= size:
+                    self._positions[tuple(history[end - size : end])].append(end)
+        self._indexed = max(self._indexed, len(history))
 
     def find(self, history: list[int], max_tokens: int) -> tuple[list[int], int]:
         """(proposed continuation, length of the match it continues); ([], 0) when there is none."""
         self._index(history)
         length = len(history)
-        if length < LOOKUP_NGRAM or max_tokens <= 0:
+        if not length or max_tokens <= 0:
             return [], 0
-        candidates = self._positions.get(tuple(history[-LOOKUP_NGRAM:]), [])
-        best_end, best_match = -1, 0
-        for end in reversed(candidates[-LOOKUP_CANDIDATES - 1 :]):
-            if end >= length:
-                continue  # the suffix itself
-            match = LOOKUP_NGRAM
-            while match < LOOKUP_MAX_MATCH and end - match - 1 >= 0 and history[end - match - 1] == history[-match - 1]:
-                match += 1
-            if match > best_match:
-                best_end, best_match = end, match
-        if best_end < 0:
-            return [], 0
-        return history[best_end : best_end + max_tokens], best_match
+        for size in LOOKUP_NGRAMS:
+            if length < size:
+                continue
+            candidates = self._positions.get(tuple(history[-size:]), [])
+            best_end, best_match = -1, 0
+            for end in reversed(candidates[-LOOKUP_CANDIDATES - 1 :]):
+                if end >= length:
+                    continue  # the suffix itself
+                match = size
+                while (
+                    match < LOOKUP_MAX_MATCH
+                    and end - match - 1 >= 0
+                    and history[end - match - 1] == history[-match - 1]
+                ):
+                    match += 1
+                if match > best_match:
+                    best_end, best_match = end, match
+            if best_end >= 0:
+                return history[best_end : best_end + max_tokens], best_match
+        return [], 0
 
     @staticmethod
     def acceptance_key(match_length: int) -> str:

@@ -129,28 +129,32 @@ class ModelSession:
     def evaluate(self, tokens: Sequence[int], logit_rows: Sequence[int] = ()) -> np.ndarray:
         """Append ``tokens`` to the KV cache; returns logits (len(logit_rows) x vocabulary).
 
-        ``logit_rows`` index into ``tokens``; only those rows are computed and copied.
+        ``logit_rows`` are ascending indexes into ``tokens``; only those rows are computed.
+        The result is a view into llama.cpp's output buffer when it can be (no copy of
+        rows x 152k floats on the decode path): valid until the next ``evaluate``.
         Raises ContextFull when the tokens do not fit.
         """
-        if not tokens:
-            return np.empty((0, self.vocabulary_size), dtype=np.float32)
+        rows = list(logit_rows)
+        if rows != sorted(set(rows)) or (rows and not 0 <= rows[0] <= rows[-1] < len(tokens)):
+            raise ValueError("logit_rows must be ascending, distinct indexes into tokens")
         if len(self.tokens) + len(tokens) > self.context_length:
             raise ContextFull(
                 f"the conversation needs {len(self.tokens) + len(tokens)} tokens but the context holds "
                 f"{self.context_length}; start a new conversation or raise --context"
             )
-        wanted = sorted(set(logit_rows))
-        outputs: list[np.ndarray] = []
+        copies: list[np.ndarray] = []
+        last_chunk_rows: list[int] = []
         for start in range(0, len(tokens), BATCH_SIZE):
             chunk = tokens[start : start + BATCH_SIZE]
-            chunk_rows = [row - start for row in wanted if start <= row < start + len(chunk)]
+            chunk_rows = [row - start for row in rows if start <= row < start + len(chunk)]
+            if last_chunk_rows:  # an earlier chunk's rows are overwritten by this decode: keep copies
+                copies.append(self._output_view(len(last_chunk_rows)).copy())
             self._decode(chunk, chunk_rows)
-            for row in chunk_rows:
-                outputs.append(self._logits_view(row).copy())
-        if not outputs:
+            last_chunk_rows = chunk_rows
+        if not rows:
             return np.empty((0, self.vocabulary_size), dtype=np.float32)
-        by_row = dict(zip(wanted, outputs, strict=True))
-        return np.stack([by_row[row] for row in logit_rows])
+        current = self._output_view(len(last_chunk_rows))
+        return np.concatenate([*copies, current]) if copies else current
 
     def _decode(self, chunk: Sequence[int], logit_rows: Sequence[int]) -> None:
         batch = self._batch
@@ -169,8 +173,9 @@ class ModelSession:
         self.tokens.extend(chunk)
         self.evaluations += 1
 
-    def _logits_view(self, batch_row: int) -> np.ndarray:
-        pointer = self._llama_cpp.llama_get_logits_ith(self._context, batch_row)
+    def _output_view(self, row_count: int) -> np.ndarray:
+        """The last decode's output rows (in batch order), as a view of llama.cpp's buffer."""
+        pointer = self._llama_cpp.llama_get_logits(self._context)
         return np.ctypeslib.as_array(
-            ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.vocabulary_size,)
+            ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(row_count, self.vocabulary_size)
         )

@@ -47,3 +47,16 @@ def test_an_incompatible_draft_is_refused_before_loading(tiny_models: dict[str, 
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("duetto: error: other.gguf cannot draft for target.gguf")
+
+
+def test_a_long_interactive_chat_drops_its_oldest_exchanges(tiny_models: dict[str, Path]) -> None:
+    turns = "".join(f"tell me about the cat number {number} and the mat\n" for number in range(40))
+
+    result = run_duetto(
+        "ask", "--target", str(tiny_models["target"]), "--context", "256", "--max-tokens", "16", input_text=turns
+    )
+
+    assert result.returncode == 0, result.stderr
+    prompt_sizes = [int(size) for size in re.findall(r"prompt (\d+) tokens", result.stderr)]
+    assert len(prompt_sizes) == 40
+    assert max(prompt_sizes) + 16 <= 256
