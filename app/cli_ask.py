@@ -93,6 +93,12 @@ def decoding_options(command):
             help="fast: at most this many draft tokens before the target checks (0: no limit).",
         ),
         click.option(
+            "--threads",
+            type=click.IntRange(1, 256),
+            default=None,
+            help="CPU threads for llama.cpp (default: every core up to 4, else half of them).",
+        ),
+        click.option(
             "--context",
             "context_length",
             type=click.IntRange(256, 131072),
@@ -130,6 +136,7 @@ def ask(
     fallback_threshold,
     rollback_threshold,
     max_draft_run,
+    threads,
     context_length,
     max_tokens: int,
     temperature: float,
@@ -150,7 +157,7 @@ def ask(
     target_path, draft_path = model_paths(profile, target, draft_model, use_draft)
     if mode == "fast" and draft_path is None:
         raise click.UsageError("--mode fast needs a draft model: use a profile with one or --draft-model")
-    decoder = load_decoder(target_path, draft_path, context_length=context_length)
+    decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=threads)
     settings = DecodeSettings(
         mode=mode,
         drafter=drafter if draft_path or drafter != "auto" else "lookup",

@@ -131,6 +131,7 @@ def bench(
     fallback_threshold,
     rollback_threshold,
     max_draft_run,
+    threads,
     context_length,
     as_json,
 ) -> None:
@@ -144,7 +145,7 @@ def bench(
     chosen_modes.sort(key=MODES.index)
     prompts = read_prompts(prompts_path)
     target_path, draft_path = model_paths(profile, target, draft_model, use_draft=True)
-    decoder = load_decoder(target_path, draft_path, context_length=context_length)
+    decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=threads)
     if draft_path is None and "fast" in chosen_modes:
         chosen_modes.remove("fast")
         stderr_console.print("no draft model: skipping fast mode")

@@ -7,8 +7,8 @@ from duetto_cli import run_duetto
 
 def test_ask_json_prints_text_and_stats(tiny_models: dict[str, Path]) -> None:
     result = run_duetto(
-        "ask", "hello world", "--target", str(tiny_models["target"]), "--draft-model", str(tiny_models["draft"]),
-        "--max-tokens", "8", "--json",
+        "ask", "hello world", "--threads", "1", "--target", str(tiny_models["target"]),
+        "--draft-model", str(tiny_models["draft"]), "--max-tokens", "8", "--json",
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
@@ -22,7 +22,14 @@ def test_ask_json_prints_text_and_stats(tiny_models: dict[str, Path]) -> None:
 
 def test_interactive_ask_keeps_the_conversation_until_end_of_input(tiny_models: dict[str, Path]) -> None:
     result = run_duetto(
-        "ask", "--target", str(tiny_models["target"]), "--max-tokens", "5", input_text="hello\n\nworld\n"
+        "ask",
+        "--threads",
+        "1",
+        "--target",
+        str(tiny_models["target"]),
+        "--max-tokens",
+        "5",
+        input_text="hello\n\nworld\n",
     )
 
     assert result.returncode == 0, result.stderr
@@ -33,7 +40,7 @@ def test_interactive_ask_keeps_the_conversation_until_end_of_input(tiny_models: 
 
 
 def test_an_empty_prompt_is_a_usage_error(tiny_models: dict[str, Path]) -> None:
-    result = run_duetto("ask", "   ", "--target", str(tiny_models["target"]))
+    result = run_duetto("ask", "   ", "--threads", "1", "--target", str(tiny_models["target"]))
 
     assert result.returncode == 2
     assert "the prompt is empty" in result.stderr
@@ -42,7 +49,15 @@ def test_an_empty_prompt_is_a_usage_error(tiny_models: dict[str, Path]) -> None:
 
 def test_an_incompatible_draft_is_refused_before_loading(tiny_models: dict[str, Path]) -> None:
     result = run_duetto(
-        "ask", "hi", "--target", str(tiny_models["target"]), "--draft-model", str(tiny_models["other"]), "--json"
+        "ask",
+        "hi",
+        "--threads",
+        "1",
+        "--target",
+        str(tiny_models["target"]),
+        "--draft-model",
+        str(tiny_models["other"]),
+        "--json",
     )
 
     assert result.returncode == 1
@@ -53,7 +68,16 @@ def test_a_long_interactive_chat_drops_its_oldest_exchanges(tiny_models: dict[st
     turns = "".join(f"tell me about the cat number {number} and the mat\n" for number in range(40))
 
     result = run_duetto(
-        "ask", "--target", str(tiny_models["target"]), "--context", "256", "--max-tokens", "16", input_text=turns
+        "ask",
+        "--threads",
+        "1",
+        "--target",
+        str(tiny_models["target"]),
+        "--context",
+        "256",
+        "--max-tokens",
+        "16",
+        input_text=turns,
     )
 
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,45 @@
+import json
+from pathlib import Path
+
+from duetto_cli import run_duetto
+
+
+def write_prompts(path: Path) -> Path:
+    lines = [
+        {"id": "copy", "kind": "edit", "prompt": "Repeat: the cat sat on the mat. the cat sat on the mat."},
+        {"id": "free", "kind": "open", "prompt": "a dog"},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_bench_json_compares_every_mode_with_the_target(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    result = run_duetto(
+        "bench", "--prompts", str(write_prompts(tmp_path / "prompts.jsonl")), "--max-tokens", "24", "--json",
+        "--threads", "1", "--target", str(tiny_models["target"]), "--draft-model", str(tiny_models["draft"]),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [(row["id"], row["mode"]) for row in report["results"]] == [
+        ("copy", "target"), ("copy", "exact"), ("copy", "fast"), ("free", "target"), ("free", "exact"), ("free", "fast")
+    ]  # fmt: skip
+    for row in report["results"]:
+        assert {"id", "kind", "mode", "text", "tokens", "seconds", "tokens_per_second", "identical_to_target",
+                "first_divergence", "speedup", "acceptance"} <= row.keys()  # fmt: skip
+        if row["mode"] == "exact":
+            assert row["identical_to_target"] is True and row["first_divergence"] is None
+        if row["mode"] == "target":
+            assert row["speedup"] == 1.0
+    assert report["summary"]["exact"]["identical_to_target"] == 2
+    assert set(report["summary"]["exact"]["geomean_speedup_by_kind"]) == {"edit", "open"}
+
+
+def test_bench_rejects_a_malformed_prompt_file(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "kind": "open"}\n')
+
+    result = run_duetto("bench", "--prompts", str(bad), "--threads", "1", "--target", str(tiny_models["target"]))
+
+    assert result.returncode == 2
+    assert "line 1" in result.stderr and "Traceback" not in result.stderr
