@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 import sqlite_utils
 
 from duetto.store.database import open_database
@@ -30,3 +31,33 @@ def test_open_database_uses_wal_and_foreign_keys(isolated_duetto: Path) -> None:
     assert db.journal_mode == "wal"
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert (isolated_duetto / "duetto.db").is_file()
+
+
+def test_the_second_step_creates_the_chat_and_document_tables() -> None:
+    db = sqlite_utils.Database(memory=True)
+    migrate(db)
+
+    assert set(db["messages"].columns_dict) == {"id", "conversation_id", "role", "content", "stats", "created_at"}
+    assert set(db["chunks"].columns_dict) == {
+        "id", "document_id", "position", "text", "token_start", "token_end", "compressed_text", "embedding",
+        "model_sha256",
+    }  # fmt: skip
+    assert set(db["memory_states"].columns_dict) == {
+        "id", "document_id", "model_sha256", "token_count", "state", "created_at"
+    }  # fmt: skip
+    assert "ON DELETE CASCADE" in db["chunks"].schema and "ON DELETE CASCADE" in db["messages"].schema
+
+
+def test_a_failing_step_leaves_nothing_behind(monkeypatch) -> None:
+    db = sqlite_utils.Database(memory=True)
+
+    def m999_broken(db: sqlite_utils.Database) -> None:
+        db.execute("CREATE TABLE half_done (id INTEGER)")
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr("duetto.store.migrations.MIGRATIONS", [*MIGRATIONS, m999_broken])
+    with pytest.raises(RuntimeError, match="power cut"):
+        migrate(db)
+    assert "half_done" not in db.table_names()
+    assert "m999_broken" not in {row["name"] for row in db[MIGRATIONS_TABLE].rows}
+    assert "users" in db.table_names(), "the steps before it stay applied"

@@ -1,0 +1,180 @@
+"""Users, conversations and messages: what the chat keeps between sessions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sqlite_utils
+
+from duetto.store.errors import NameTaken, NotFound, StoreError
+
+DEFAULT_USER = "default"
+USER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+Role = Literal["system", "user", "assistant"]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    user_id: int
+    title: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    conversation_id: int
+    role: Role
+    content: str
+    stats: dict[str, Any] | None
+    created_at: str
+
+
+def validate_user_name(name: str) -> str:
+    if not USER_NAME_PATTERN.match(name):
+        raise StoreError(f"invalid user name {name!r}: use up to 64 letters, digits, '.', '_' or '-'")
+    return name
+
+
+def add_user(db: sqlite_utils.Database, name: str) -> User:
+    validate_user_name(name)
+    if db["users"].count_where("name = ?", [name]):
+        raise NameTaken(f"user {name!r} already exists")
+    with db.conn:
+        user_id = db["users"].insert({"name": name, "created_at": _now()}).last_pk
+    return User(id=user_id, name=name)
+
+
+def get_user(db: sqlite_utils.Database, name: str) -> User:
+    rows = list(db["users"].rows_where("name = ?", [name]))
+    if not rows:
+        raise NotFound(f"no user named {name!r}; see: duetto users list")
+    return User(id=rows[0]["id"], name=rows[0]["name"])
+
+
+def ensure_user(db: sqlite_utils.Database, name: str = DEFAULT_USER) -> User:
+    try:
+        return get_user(db, name)
+    except NotFound:
+        return add_user(db, name)
+
+
+def list_users(db: sqlite_utils.Database) -> list[User]:
+    return [User(id=row["id"], name=row["name"]) for row in db["users"].rows_where(order_by="name")]
+
+
+def remove_user(db: sqlite_utils.Database, name: str) -> None:
+    """Delete the user and, by cascade, their conversations and messages."""
+    user = get_user(db, name)
+    with db.conn:
+        db.execute("DELETE FROM users WHERE id = ?", [user.id])
+
+
+def _conversation(row: dict[str, Any]) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        user_id=row["user_id"],
+        title=row["title"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def create_conversation(db: sqlite_utils.Database, user: User, title: str = "New chat") -> Conversation:
+    now = _now()
+    with db.conn:
+        conversation_id = (
+            db["conversations"]
+            .insert({"user_id": user.id, "title": title.strip() or "New chat", "created_at": now, "updated_at": now})
+            .last_pk
+        )
+    return get_conversation(db, conversation_id)
+
+
+def get_conversation(db: sqlite_utils.Database, conversation_id: int) -> Conversation:
+    rows = list(db["conversations"].rows_where("id = ?", [conversation_id]))
+    if not rows:
+        raise NotFound(f"no conversation {conversation_id}")
+    return _conversation(rows[0])
+
+
+def list_conversations(db: sqlite_utils.Database, user: User, title_filter: str = "") -> list[Conversation]:
+    """The user's conversations, most recently active first; ``title_filter`` matches case-insensitively."""
+    rows = db["conversations"].rows_where(
+        "user_id = ? AND title LIKE ? ESCAPE '\\'",
+        [user.id, "%" + title_filter.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"],
+        order_by="updated_at DESC, id DESC",
+    )
+    return [_conversation(row) for row in rows]
+
+
+def rename_conversation(db: sqlite_utils.Database, conversation_id: int, title: str) -> Conversation:
+    if not title.strip():
+        raise StoreError("a conversation title cannot be empty")
+    get_conversation(db, conversation_id)
+    with db.conn:
+        db["conversations"].update(conversation_id, {"title": title.strip()})
+    return get_conversation(db, conversation_id)
+
+
+def delete_conversation(db: sqlite_utils.Database, conversation_id: int) -> None:
+    get_conversation(db, conversation_id)
+    with db.conn:
+        db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
+
+
+def add_message(
+    db: sqlite_utils.Database,
+    conversation_id: int,
+    role: Role,
+    content: str,
+    stats: dict[str, Any] | None = None,
+) -> Message:
+    now = _now()
+    with db.conn:
+        message_id = (
+            db["messages"]
+            .insert(
+                {
+                    "conversation_id": conversation_id,
+                    "role": role,
+                    "content": content,
+                    "stats": json.dumps(stats) if stats is not None else None,
+                    "created_at": now,
+                }
+            )
+            .last_pk
+        )
+        db["conversations"].update(conversation_id, {"updated_at": now})
+    return Message(id=message_id, conversation_id=conversation_id, role=role, content=content, stats=stats,
+                   created_at=now)  # fmt: skip
+
+
+def list_messages(db: sqlite_utils.Database, conversation_id: int) -> list[Message]:
+    return [
+        Message(
+            id=row["id"],
+            conversation_id=row["conversation_id"],
+            role=row["role"],
+            content=row["content"],
+            stats=json.loads(row["stats"]) if row["stats"] else None,
+            created_at=row["created_at"],
+        )
+        for row in db["messages"].rows_where("conversation_id = ?", [conversation_id], order_by="id")
+    ]
