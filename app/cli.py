@@ -13,6 +13,7 @@ import click
 
 from duetto.app.cli_ask import ask
 from duetto.app.cli_bench import bench
+from duetto.app.cli_chat import chat
 from duetto.app.cli_models import models
 from duetto.engine.errors import EngineError
 from duetto.store.errors import StoreError
@@ -35,17 +36,23 @@ class DuettoGroup(click.Group):
             sys.exit(EXIT_INTERRUPTED)
 
 
-@click.group(cls=DuettoGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=DuettoGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version("duetto"), "--version", "-V", prog_name="duetto")
-def main() -> None:
+@click.pass_context
+def main(context: click.Context) -> None:
     """duetto: an offline assistant in your terminal, on two local GGUF models.
+
+    With no command, opens the chat app (`duetto chat`).
 
     A small draft model writes and a large target model checks its tokens in one
     batched pass. Data lives in $DUETTO_HOME, model files in $DUETTO_MODELS
     (see `duetto models list` for the paths in use).
     """
+    if context.invoked_subcommand is None:
+        context.invoke(chat)
 
 
 main.add_command(models)
 main.add_command(ask)
 main.add_command(bench)
+main.add_command(chat)

@@ -11,22 +11,10 @@ from duetto.app.engine_loader import load_decoder, model_paths
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ChatMessage
+from duetto.engine.prompting import fit_conversation
 from duetto.engine.stats import ReplyStats
 
 SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline on the user's computer."
-
-
-def fit_conversation(decoder: Decoder, messages: list[ChatMessage], reply_budget: int) -> list[int]:
-    """The prompt tokens of ``messages``, dropping the oldest exchanges until a reply still fits.
-
-    The system message and the latest user message are always kept; when even they do not fit,
-    the engine's ContextFull error says so.
-    """
-    while True:
-        prompt_tokens = decoder.target.chat_prompt_tokens(messages)
-        if len(prompt_tokens) + reply_budget <= decoder.target.context_length or len(messages) <= 2:
-            return prompt_tokens
-        del messages[1:3]  # the oldest user message and the reply to it
 
 
 def stream_reply(decoder: Decoder, messages: list[ChatMessage], settings: DecodeSettings, echo: bool):
@@ -34,7 +22,7 @@ def stream_reply(decoder: Decoder, messages: list[ChatMessage], settings: Decode
     pieces: list[str] = []
     stats: ReplyStats | None = None
     reply_budget = min(settings.max_tokens, decoder.target.context_length // 4)
-    for item in decoder.generate(fit_conversation(decoder, messages, reply_budget), settings):
+    for item in decoder.generate(fit_conversation(decoder.target, messages, reply_budget), settings):
         if isinstance(item, ReplyStats):
             stats = item
         else:

@@ -53,14 +53,22 @@ def model_paths(
     return target_path, draft_path
 
 
-def load_decoder(
+def build_decoder(
     target_path: Path, draft_path: Path | None, *, context_length: int, threads: int | None = None
 ) -> Decoder:
+    """Check the pair, then load both models; prints nothing (the TUI calls it from a thread)."""
     if draft_path is not None:
         pair = check_pair(draft_path, target_path)
         if not pair.compatible:
             raise EngineError(f"{draft_path.name} cannot draft for {target_path.name}: {pair.problems[0]}")
-    with stderr_console.status(f"loading {target_path.name}" + (f" and {draft_path.name}" if draft_path else "")):
-        target = ModelSession(target_path, context_length=context_length, threads=threads)
-        draft = ModelSession(draft_path, context_length=context_length, threads=threads) if draft_path else None
+    target = ModelSession(target_path, context_length=context_length, threads=threads)
+    draft = ModelSession(draft_path, context_length=context_length, threads=threads) if draft_path else None
     return Decoder(target, draft)
+
+
+def load_decoder(
+    target_path: Path, draft_path: Path | None, *, context_length: int, threads: int | None = None
+) -> Decoder:
+    """``build_decoder`` with a spinner on the terminal."""
+    with stderr_console.status(f"loading {target_path.name}" + (f" and {draft_path.name}" if draft_path else "")):
+        return build_decoder(target_path, draft_path, context_length=context_length, threads=threads)

@@ -102,8 +102,8 @@ class Decoder:
         if not prompt_tokens:
             raise EngineError("the prompt is empty")
         run = _Run(self, prompt_tokens, settings, should_cancel)
+        self.last_generation = run.generation  # updated live: a UI may read its token count
         yield from run.execute()
-        self.last_generation = run.generation
 
 
 class _Run:

@@ -1,0 +1,37 @@
+"""``duetto chat`` (also plain ``duetto``): the Textual chat app."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+from duetto.app.cli_ask import decoding_options
+from duetto.app.engine_loader import build_decoder, model_paths
+from duetto.engine.decoder import DecodeSettings
+
+
+@click.command()
+@click.option("--mode", type=click.Choice(["target", "exact", "fast"]), default="exact", show_default=True)
+@decoding_options
+@click.option("--max-tokens", type=click.IntRange(1, 32768), default=1024, show_default=True)
+@click.option("--temperature", type=click.FloatRange(0.0, 5.0), default=0.0, show_default=True)
+@click.option("--user", "user_name", default="default", show_default=True, help="Whose chats to open.")
+def chat(
+    mode, profile, target, draft_model, drafter, fallback_threshold, rollback_threshold, max_draft_run, threads,
+    context_length, max_tokens, temperature, user_name,
+) -> None:  # fmt: skip
+    """Open the chat app (models are fetched first if missing; F1 inside lists the keys)."""
+    from duetto.app.tui.app import ChatConfig, DuettoApp
+    from duetto.store.conversations import validate_user_name
+
+    validate_user_name(user_name)
+    target_path, draft_path = model_paths(profile, target, draft_model, use_draft=True)
+    label = f"{draft_path.name} → {target_path.name}" if draft_path else target_path.name
+    settings = DecodeSettings(
+        mode=mode if draft_path or mode != "fast" else "exact", drafter=drafter if draft_path else "lookup",
+        max_tokens=max_tokens, temperature=temperature, fallback_threshold=fallback_threshold,
+        rollback_threshold=rollback_threshold, max_draft_run=max_draft_run,
+    )  # fmt: skip
+    factory = functools.partial(build_decoder, target_path, draft_path, context_length=context_length, threads=threads)
+    DuettoApp(ChatConfig(engine_factory=factory, models_label=label, settings=settings, user_name=user_name)).run()

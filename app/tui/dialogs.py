@@ -1,0 +1,71 @@
+"""Small modal screens: help, rename, confirm."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+DIALOG_CSS = """
+{name} {{ align: center middle; }}
+{name} > Vertical {{ width: 70; height: auto; border: thick $accent; background: $surface; padding: 1 2; }}
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = DIALOG_CSS.format(name="HelpScreen")
+    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close", id="close_help")]
+
+    def __init__(self, key_lines: list[str]) -> None:
+        super().__init__()
+        self.key_lines = key_lines
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("[b]duetto keys[/b]")
+            yield Static("\n".join(self.key_lines))
+            yield Label("Every action is also in the command palette (Ctrl+P). Esc closes this.")
+
+
+class RenameScreen(ModalScreen[str | None]):
+    DEFAULT_CSS = DIALOG_CSS.format(name="RenameScreen")
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel_rename")]
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.current_title = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Rename this chat (Enter to save, Esc to cancel)")
+            yield Input(value=self.current_title, id="new-title")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
+    BINDINGS = [Binding("escape,n", "answer(False)", "No", id="confirm_no"), Binding("y", "answer(True)", "Yes",
+                                                                                      id="confirm_yes")]  # fmt: skip
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            yield Button("Yes (y)", id="yes", variant="error")
+            yield Button("No (n)", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)

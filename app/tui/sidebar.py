@@ -1,0 +1,58 @@
+"""The conversation list: filter by title, pick one to open it."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Input, Label, ListItem, ListView
+
+from duetto.store.conversations import Conversation
+
+
+class ConversationItem(ListItem):
+    def __init__(self, conversation: Conversation) -> None:
+        super().__init__(Label(conversation.title))
+        self.conversation = conversation
+
+
+class Sidebar(Vertical):
+    DEFAULT_CSS = """
+    Sidebar { width: 32; border-right: solid $panel-lighten-2; }
+    Sidebar Input { margin: 0 0 1 0; }
+    Sidebar ListView { height: 1fr; }
+    """
+
+    class Selected(Message):
+        def __init__(self, conversation: Conversation) -> None:
+            super().__init__()
+            self.conversation = conversation
+
+    class FilterChanged(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="Filter chats", id="conversation-filter")
+        yield ListView(id="conversation-list")
+
+    async def show(self, conversations: list[Conversation], current_id: int | None) -> None:
+        listing = self.query_one(ListView)
+        await listing.clear()
+        await listing.extend([ConversationItem(conversation) for conversation in conversations])
+        for index, conversation in enumerate(conversations):
+            if conversation.id == current_id:
+                listing.index = index
+
+    def titles(self) -> list[str]:
+        return [item.conversation.title for item in self.query(ConversationItem)]
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.post_message(self.FilterChanged(event.value))
+
+    def on_list_view_selected(self, event: ListView.Selected) -> None:
+        event.stop()
+        if isinstance(event.item, ConversationItem):
+            self.post_message(self.Selected(event.item.conversation))

@@ -1,0 +1,28 @@
+"""The line at the bottom: model pair, mode, live tok/s and acceptance."""
+
+from __future__ import annotations
+
+from textual.reactive import reactive
+from textual.widgets import Static
+
+
+class StatusBar(Static):
+    DEFAULT_CSS = """
+    StatusBar { height: 1; background: $panel; color: $text; padding: 0 1; }
+    """
+
+    models: reactive[str] = reactive("loading models…")
+    """The draft and target model names."""
+    mode: reactive[str] = reactive("exact")
+    tokens_per_second: reactive[float | None] = reactive(None)
+    acceptance: reactive[float | None] = reactive(None)
+    state: reactive[str] = reactive("")
+    """What the engine is doing: generating, idle, an error."""
+
+    def render(self) -> str:
+        speed = f"{self.tokens_per_second:.1f} tok/s" if self.tokens_per_second is not None else "– tok/s"
+        accepted = f"accepted {self.acceptance:.0%}" if self.acceptance is not None else "accepted –"
+        parts = [self.models, f"mode {self.mode}", speed, accepted]
+        if self.state:
+            parts.append(self.state)
+        return "  │  ".join(parts)
