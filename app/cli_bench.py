@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,32 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def measure_batch_costs(decoder: Decoder, repeats: int = 5) -> list[dict[str, float]]:
+    """Median time to evaluate n tokens in one batch (logits on every row, as verification does)."""
+    session = decoder.target
+    tokens = session.tokenize("def merge_intervals(intervals):\n    intervals = sorted(intervals)\n" * 40)
+    session.truncate(0)
+    session.evaluate(tokens[:200], [199])
+    rows = []
+    for size in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
+        times = []
+        for _ in range(repeats):
+            session.truncate(200)
+            started = time.perf_counter()
+            session.evaluate(tokens[200 : 200 + size], list(range(size)))
+            times.append(time.perf_counter() - started)
+        milliseconds = statistics.median(times) * 1000
+        rows.append(
+            {
+                "batch": size,
+                "milliseconds": round(milliseconds, 1),
+                "milliseconds_per_token": round(milliseconds / size, 1),
+            }
+        )
+    session.truncate(0)
+    return rows
+
+
 @click.command()
 @click.option(
     "--prompts",
@@ -119,6 +147,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
 @click.option("--modes", default="target,exact,fast", show_default=True, help="Comma-separated modes to compare.")
 @click.option("--max-tokens", type=click.IntRange(1, 4096), default=200, show_default=True)
 @decoding_options
+@click.option("--batch-costs", is_flag=True, help="Instead: time the target's evaluation by batch size, and exit.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"results": [...], "summary": {...}} on stdout.')
 def bench(
     prompts_path,
@@ -133,6 +162,7 @@ def bench(
     max_draft_run,
     threads,
     context_length,
+    batch_costs,
     as_json,
 ) -> None:
     """Run every prompt in every mode (greedy) and compare speed and output with the target alone."""
@@ -150,6 +180,19 @@ def bench(
         chosen_modes.remove("fast")
         stderr_console.print("no draft model: skipping fast mode")
 
+    if batch_costs:
+        rows = measure_batch_costs(decoder)
+        if as_json:
+            print_json({"target": target_path.name, "batch_costs": rows})
+        else:
+            for row in rows:
+                stdout_console.print(
+                    "batch {batch:>3}: {milliseconds:7.1f} ms  ({milliseconds_per_token:.1f} ms/token)".format(**row)
+                )
+        return
+    # One untimed reply first, so the first prompt's numbers do not include cold caches.
+    warm_up_tokens = decoder.target.chat_prompt_tokens([{"role": "user", "content": "Say hello."}])
+    run_once(decoder, warm_up_tokens, DecodeSettings(mode="target", max_tokens=16))
     results: list[dict[str, Any]] = []
     for number, entry in enumerate(prompts, start=1):
         prompt_tokens = decoder.target.chat_prompt_tokens([{"role": "user", "content": entry["prompt"]}])

@@ -39,7 +39,12 @@ from duetto.engine.stats import FinishReason, Mode, ReplyStats
 from duetto.engine.text_stream import TextStream
 
 DrafterName = Literal["auto", "model", "lookup", "none"]
-MAX_DRAFT_TOKENS = 24
+# A draft must promise this much more throughput than plain decoding, and more again once drafting
+# has cost time in this reply; chosen with a replay of the bench prompts against measured CPU
+# verification costs (docs/BENCHMARKS.md), where a failed long draft costs as much as ten tokens.
+REQUIRED_GAIN = 1.3
+REQUIRED_GAIN_WHEN_BEHIND = 1.3
+MAX_DRAFT_TOKENS = 64  # on a CPU, per-token verification cost keeps falling up to ~48-64 tokens
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ class _Run:
         self.accepted = 0
         self.target_calls = 0
         self.drafters_used: set[str] = set()
+        self.spent_seconds = 0.0  # time in verification and model drafting, to compare with plain decoding
         self.deltas: list[str] = []
 
     # --- committing tokens ----------------------------------------------------------------
@@ -170,7 +176,9 @@ class _Run:
         started = time.perf_counter()
         batch = [pending, *draft_tokens]
         logits = self.target.evaluate(batch, list(range(len(batch))))
-        self.decoder.cost_model.observe_verify(len(batch), time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.decoder.cost_model.observe_verify(len(batch), seconds)
+        self.spent_seconds += seconds
         self.target_calls += 1
         return logits
 
@@ -297,9 +305,8 @@ class _Run:
             return self.fixed_length_draft(min(limit, settings.fixed_draft_length))
         options: list[tuple[float, str, int, list[int], str]] = []  # (rate, drafter, length, tokens, key)
         if settings.drafter in ("auto", "lookup"):
-            tokens, match = self.decoder.lookup.find(self.history, limit)
+            tokens, key = self.decoder.lookup.find(self.history, limit)
             if tokens:
-                key = LookupDrafter.acceptance_key(match)
                 length, rate = cost_model.best_length(
                     cost_model.acceptance_rate(key), len(tokens), cost_model.draft_cost("lookup")
                 )
@@ -313,7 +320,9 @@ class _Run:
             )
             options.append((rate, "model", length, [], "model"))
         baseline = 1.0 / cost_model.verify_cost(1) if cost_model.verify_cost(1) > 0 else 0.0
-        options = [option for option in options if option[2] > 0 and option[0] > baseline]
+        behind = self.spent_seconds > len(self.generation.tokens) * cost_model.verify_cost(1)
+        required = baseline * REQUIRED_GAIN * (REQUIRED_GAIN_WHEN_BEHIND if behind else 1.0)
+        options = [option for option in options if option[2] > 0 and option[0] > required]
         if not options:
             cost_model.relax("model")
             return Draft()
@@ -330,6 +339,7 @@ class _Run:
             keep_going=lambda probability, drafted: cost_model.worth_extending(probability, "model", drafted),
         )
         cost_model.observe_draft("model", len(draft.tokens), draft.seconds)
+        self.spent_seconds += draft.seconds
         return draft
 
     def fixed_length_draft(self, length: int) -> Draft:
@@ -377,9 +387,7 @@ class _Run:
             committed_before = len(self.history)
             evaluated = self.history[len(self.target.tokens) :] + draft.tokens
             first_row = len(evaluated) - len(draft.tokens) - 1
-            started = time.perf_counter()
             logits = self.target.evaluate(evaluated, list(range(first_row, len(evaluated))))
-            self.decoder.cost_model.observe_verify(len(evaluated), time.perf_counter() - started)
             self.target_calls += 1
             accepted_count = len(draft.tokens)
             for index, token in enumerate(draft.tokens):

@@ -64,16 +64,22 @@ class LookupDrafter:
                     self._positions[tuple(history[end - size : end])].append(end)
         self._indexed = max(self._indexed, len(history))
 
-    def find(self, history: list[int], max_tokens: int) -> tuple[list[int], int]:
-        """(proposed continuation, length of the match it continues); ([], 0) when there is none."""
+    def find(self, history: list[int], max_tokens: int) -> tuple[list[int], str]:
+        """(proposed continuation, its acceptance key); ([], "") when there is none.
+
+        The key sorts proposals by how much evidence backs them, which predicts acceptance:
+        how long the match is, and whether the matched tokens occur once before or several
+        times (a match on "." or " the" is a guess; on a rare word it is usually a copy).
+        """
         self._index(history)
         length = len(history)
         if not length or max_tokens <= 0:
-            return [], 0
+            return [], ""
         for size in LOOKUP_NGRAMS:
             if length < size:
                 continue
             candidates = self._positions.get(tuple(history[-size:]), [])
+            earlier = len(candidates) - (1 if candidates and candidates[-1] >= length else 0)
             best_end, best_match = -1, 0
             for end in reversed(candidates[-LOOKUP_CANDIDATES - 1 :]):
                 if end >= length:
@@ -88,22 +94,22 @@ class LookupDrafter:
                 if match > best_match:
                     best_end, best_match = end, match
             if best_end >= 0:
-                return history[best_end : best_end + max_tokens], best_match
-        return [], 0
+                return history[best_end : best_end + max_tokens], self.acceptance_key(best_match, earlier == 1)
+        return [], ""
 
     @staticmethod
-    def acceptance_key(match_length: int) -> str:
+    def acceptance_key(match_length: int, unique: bool) -> str:
         bucket = max(bucket for bucket in LOOKUP_MATCH_BUCKETS if bucket <= max(match_length, LOOKUP_MATCH_BUCKETS[0]))
-        return f"lookup:{bucket}"
+        return f"lookup:{bucket}:{'unique' if unique else 'ambiguous'}"
 
     def draft(self, history: list[int], max_tokens: int) -> Draft:
         started = time.perf_counter()
-        tokens, match = self.find(history, max_tokens)
+        tokens, key = self.find(history, max_tokens)
         return Draft(
             tokens=tokens,
             distributions=[None] * len(tokens),
             confidences=[1.0] * len(tokens),
-            acceptance_key=self.acceptance_key(match),
+            acceptance_key=key,
             seconds=time.perf_counter() - started,
         )
 
