@@ -14,6 +14,7 @@ import json
 import math
 import statistics
 import time
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,13 @@ def measure_batch_costs(decoder: Decoder, repeats: int = 5) -> list[dict[str, fl
 @click.option("--modes", default="target,exact,fast", show_default=True, help="Comma-separated modes to compare.")
 @click.option("--max-tokens", type=click.IntRange(1, 4096), default=200, show_default=True)
 @decoding_options
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 20),
+    default=1,
+    show_default=True,
+    help="Run each prompt this many times per mode (interleaved) and report the median speed.",
+)
 @click.option("--batch-costs", is_flag=True, help="Instead: time the target's evaluation by batch size, and exit.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"results": [...], "summary": {...}} on stdout.')
 def bench(
@@ -162,6 +170,7 @@ def bench(
     max_draft_run,
     threads,
     context_length,
+    repeat,
     batch_costs,
     as_json,
 ) -> None:
@@ -199,20 +208,27 @@ def bench(
         reference_tokens: list[int] = []
         reference_gaps: list[float] = []
         reference_rate = 0.0
+        runs: dict[str, list[tuple[str, ReplyStats, list[int], list[float]]]] = {mode: [] for mode in chosen_modes}
+        for _ in range(repeat):  # modes interleaved, so that drifting machine speed hits all alike
+            for mode in chosen_modes:
+                settings = DecodeSettings(
+                    mode=mode,
+                    drafter=drafter,
+                    max_tokens=max_tokens,
+                    fallback_threshold=fallback_threshold,
+                    rollback_threshold=rollback_threshold,
+                    max_draft_run=max_draft_run,
+                    record_top_two_gaps=mode == "target",
+                )
+                text, stats = run_once(decoder, prompt_tokens, settings)
+                generation = decoder.last_generation
+                runs[mode].append((text, stats, list(generation.tokens), list(generation.top_two_gaps)))
         for mode in chosen_modes:
-            settings = DecodeSettings(
-                mode=mode,
-                drafter=drafter,
-                max_tokens=max_tokens,
-                fallback_threshold=fallback_threshold,
-                rollback_threshold=rollback_threshold,
-                max_draft_run=max_draft_run,
-                record_top_two_gaps=mode == "target",
-            )
-            text, stats = run_once(decoder, prompt_tokens, settings)
-            tokens = decoder.last_generation.tokens
+            text, stats, tokens, gaps = runs[mode][0]
+            rate = statistics.median(run[1].tokens_per_second for run in runs[mode])
+            stats = replace(stats, tokens_per_second=round(rate, 2))
             if mode == "target":
-                reference_tokens, reference_gaps = tokens, decoder.last_generation.top_two_gaps
+                reference_tokens, reference_gaps = tokens, gaps
                 reference_rate = stats.tokens_per_second
             divergence_index = first_difference(reference_tokens, tokens)
             divergence = None
@@ -252,6 +268,7 @@ def bench(
                 "target": target_path.name,
                 "draft": draft_path.name if draft_path else None,
                 "max_tokens": max_tokens,
+                "repeat": repeat,
                 "results": results,
                 "summary": summary,
             }
