@@ -16,7 +16,7 @@ def test_the_readme_has_exactly_two_setup_commands() -> None:
     commands = setup_commands()
 
     assert len(commands) == 2
-    assert "duetto ask" in commands[0]
+    assert commands[0].endswith(".venv/bin/duetto"), "the first command opens the chat app"
     assert "pytest" in commands[1]
 
 
