@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import click
 
 from duetto.app.cli_ask import decoding_options
 from duetto.app.engine_loader import build_decoder, model_paths
 from duetto.engine.decoder import DecodeSettings
+from duetto.engine.manifest import load_manifest
+
+
+def short_name(path: Path) -> str:
+    """The manifest's name for a model file (e.g. qwen2.5-coder-1.5b), else the file's stem."""
+    for spec in load_manifest().models.values():
+        if spec.file == path.name:
+            return spec.name
+    return path.stem
 
 
 @click.command()
@@ -27,7 +37,7 @@ def chat(
 
     validate_user_name(user_name)
     target_path, draft_path = model_paths(profile, target, draft_model, use_draft=True)
-    label = f"{draft_path.name} → {target_path.name}" if draft_path else target_path.name
+    label = f"{short_name(draft_path)} → {short_name(target_path)}" if draft_path else short_name(target_path)
     settings = DecodeSettings(
         mode=mode if draft_path or mode != "fast" else "exact", drafter=drafter if draft_path else "lookup",
         max_tokens=max_tokens, temperature=temperature, fallback_threshold=fallback_threshold,
