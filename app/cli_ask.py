@@ -7,6 +7,7 @@ import sys
 import click
 
 from duetto.app.console import print_json, stderr_console
+from duetto.app.decoding_options import DecodingOptions, decoding_options
 from duetto.app.engine_loader import load_decoder, model_paths
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.errors import EngineError
@@ -42,64 +43,6 @@ def stats_line(stats: ReplyStats) -> str:
     )
 
 
-def decoding_options(command):
-    """The options ``ask`` and ``bench`` share: models, modes, drafters and their thresholds."""
-    options = [
-        click.option("--profile", default=None, help="Model profile (see `duetto models list`; default: default)."),
-        click.option("--target", default=None, metavar="MODEL|PATH", help="Target model instead of the profile's."),
-        click.option("--draft-model", default=None, metavar="MODEL|PATH", help="Draft model instead of the profile's."),
-        click.option(
-            "--draft",
-            "drafter",
-            type=click.Choice(["auto", "model", "lookup", "none"]),
-            default="auto",
-            show_default=True,
-            help="Who drafts in exact mode: auto picks per step by expected gain.",
-        ),
-        click.option(
-            "--fallback",
-            "fallback_threshold",
-            type=click.FloatRange(0.0, 1.0),
-            default=0.6,
-            show_default=True,
-            help="fast: the target steps in when the draft's top probability is below this.",
-        ),
-        click.option(
-            "--rollback",
-            "rollback_threshold",
-            type=click.FloatRange(0.0),
-            default=5.0,
-            show_default=True,
-            help="fast: reject a draft token whose cross-entropy under the target exceeds this (nats).",
-        ),
-        click.option(
-            "--max-run",
-            "max_draft_run",
-            type=click.IntRange(0),
-            default=10,
-            show_default=True,
-            help="fast: at most this many draft tokens before the target checks (0: no limit).",
-        ),
-        click.option(
-            "--threads",
-            type=click.IntRange(1, 256),
-            default=None,
-            help="CPU threads for llama.cpp (default: every core up to 4, else half of them).",
-        ),
-        click.option(
-            "--context",
-            "context_length",
-            type=click.IntRange(256, 131072),
-            default=4096,
-            show_default=True,
-            help="Context window in tokens.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
 @click.command()
 @click.argument("prompt", required=False)
 @click.option(
@@ -117,15 +60,7 @@ def decoding_options(command):
 def ask(
     prompt: str | None,
     mode: str,
-    profile,
-    target,
-    draft_model,
-    drafter,
-    fallback_threshold,
-    rollback_threshold,
-    max_draft_run,
-    threads,
-    context_length,
+    decoding: DecodingOptions,
     max_tokens: int,
     temperature: float,
     seed: int | None,
@@ -141,20 +76,13 @@ def ask(
         raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
     if prompt is None and as_json:
         raise click.UsageError("--json needs a PROMPT (interactive chat prints text)")
-    use_draft = mode == "fast" or (mode == "exact" and drafter in ("auto", "model"))
-    target_path, draft_path = model_paths(profile, target, draft_model, use_draft)
+    use_draft = mode == "fast" or (mode == "exact" and decoding.drafter in ("auto", "model"))
+    target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     if mode == "fast" and draft_path is None:
         raise click.UsageError("--mode fast needs a draft model: use a profile with one or --draft-model")
-    decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=threads)
-    settings = DecodeSettings(
-        mode=mode,
-        drafter=drafter if draft_path or drafter != "auto" else "lookup",
-        max_tokens=max_tokens,
-        temperature=temperature,
-        seed=seed,
-        fallback_threshold=fallback_threshold,
-        rollback_threshold=rollback_threshold,
-        max_draft_run=max_draft_run,
+    decoder = load_decoder(target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads)
+    settings = decoding.settings(
+        mode, has_draft=draft_path is not None, max_tokens=max_tokens, temperature=temperature, seed=seed
     )
     messages: list[ChatMessage] = [{"role": "system", "content": SYSTEM_PROMPT}]
 

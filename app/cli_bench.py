@@ -22,8 +22,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from duetto.app.cli_ask import decoding_options
 from duetto.app.console import print_json, stderr_console, stdout_console
+from duetto.app.decoding_options import DecodingOptions, decoding_options
 from duetto.app.engine_loader import load_decoder, model_paths
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.stats import ReplyStats
@@ -161,15 +161,7 @@ def bench(
     prompts_path,
     modes,
     max_tokens,
-    profile,
-    target,
-    draft_model,
-    drafter,
-    fallback_threshold,
-    rollback_threshold,
-    max_draft_run,
-    threads,
-    context_length,
+    decoding: DecodingOptions,
     repeat,
     batch_costs,
     as_json,
@@ -183,8 +175,8 @@ def bench(
         chosen_modes.insert(0, "target")  # the reference every ratio is taken against
     chosen_modes.sort(key=MODES.index)
     prompts = read_prompts(prompts_path)
-    target_path, draft_path = model_paths(profile, target, draft_model, use_draft=True)
-    decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=threads)
+    target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft=True)
+    decoder = load_decoder(target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads)
     if draft_path is None and "fast" in chosen_modes:
         chosen_modes.remove("fast")
         stderr_console.print("no draft model: skipping fast mode")
@@ -211,14 +203,8 @@ def bench(
         runs: dict[str, list[tuple[str, ReplyStats, list[int], list[float]]]] = {mode: [] for mode in chosen_modes}
         for _ in range(repeat):  # modes interleaved, so that drifting machine speed hits all alike
             for mode in chosen_modes:
-                settings = DecodeSettings(
-                    mode=mode,
-                    drafter=drafter,
-                    max_tokens=max_tokens,
-                    fallback_threshold=fallback_threshold,
-                    rollback_threshold=rollback_threshold,
-                    max_draft_run=max_draft_run,
-                    record_top_two_gaps=mode == "target",
+                settings = decoding.settings(
+                    mode, has_draft=draft_path is not None, max_tokens=max_tokens, record_top_two_gaps=mode == "target"
                 )
                 text, stats = run_once(decoder, prompt_tokens, settings)
                 generation = decoder.last_generation

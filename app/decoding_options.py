@@ -1,0 +1,104 @@
+"""The options ``ask``, ``bench`` and ``chat`` share, gathered into one value.
+
+Click passes options as keyword arguments; ``decoding_options`` takes these out and hands the
+command a single ``DecodingOptions`` (argument ``decoding``), which also builds DecodeSettings, so
+the three commands cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+
+import click
+
+from duetto.engine.decoder import DecodeSettings
+from duetto.engine.stats import Mode
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    profile: str | None
+    target: str | None
+    draft_model: str | None
+    drafter: str
+    fallback_threshold: float
+    rollback_threshold: float
+    max_draft_run: int
+    threads: int | None
+    context_length: int
+
+    def settings(self, mode: Mode, *, has_draft: bool, **overrides) -> DecodeSettings:
+        """DecodeSettings for ``mode``; without a draft model, exact mode drafts by lookup only."""
+        return DecodeSettings(
+            mode=mode,
+            drafter=self.drafter if has_draft or self.drafter != "auto" else "lookup",
+            fallback_threshold=self.fallback_threshold,
+            rollback_threshold=self.rollback_threshold,
+            max_draft_run=self.max_draft_run,
+            **overrides,
+        )
+
+
+def decoding_options(command):
+    """Add the shared options to a click command, which receives them as ``decoding``."""
+
+    @functools.wraps(command)
+    def with_decoding(*args, **kwargs):
+        decoding = DecodingOptions(**{field.name: kwargs.pop(field.name) for field in fields(DecodingOptions)})
+        return command(*args, decoding=decoding, **kwargs)
+
+    options = [
+        click.option("--profile", default=None, help="Model profile (see `duetto models list`; default: default)."),
+        click.option("--target", default=None, metavar="MODEL|PATH", help="Target model instead of the profile's."),
+        click.option("--draft-model", default=None, metavar="MODEL|PATH", help="Draft model instead of the profile's."),
+        click.option(
+            "--draft",
+            "drafter",
+            type=click.Choice(["auto", "model", "lookup", "none"]),
+            default="auto",
+            show_default=True,
+            help="Who drafts in exact mode: auto picks per step by expected gain.",
+        ),
+        click.option(
+            "--fallback",
+            "fallback_threshold",
+            type=click.FloatRange(0.0, 1.0),
+            default=0.6,
+            show_default=True,
+            help="fast: the target steps in when the draft's top probability is below this.",
+        ),
+        click.option(
+            "--rollback",
+            "rollback_threshold",
+            type=click.FloatRange(0.0),
+            default=5.0,
+            show_default=True,
+            help="fast: reject a draft token whose cross-entropy under the target exceeds this (nats).",
+        ),
+        click.option(
+            "--max-run",
+            "max_draft_run",
+            type=click.IntRange(0),
+            default=10,
+            show_default=True,
+            help="fast: at most this many draft tokens before the target checks (0: no limit).",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(1, 256),
+            default=None,
+            help="CPU threads for llama.cpp (default: every core up to 4, else half of them).",
+        ),
+        click.option(
+            "--context",
+            "context_length",
+            type=click.IntRange(256, 131072),
+            default=4096,
+            show_default=True,
+            help="Context window in tokens.",
+        ),
+    ]
+    for option in reversed(options):
+        with_decoding = option(with_decoding)
+    return with_decoding
