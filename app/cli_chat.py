@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
 
 from duetto.app.decoding_options import DecodingOptions, decoding_options
-from duetto.app.engine_loader import build_decoder, model_paths
+from duetto.app.engine_loader import build_decoder, chosen_model_names, missing_models, resolve_paths
 from duetto.engine.manifest import load_manifest
 
 
-def short_name(path: Path) -> str:
-    """The manifest's name for a model file (e.g. qwen2.5-coder-1.5b), else the file's stem."""
-    for spec in load_manifest().models.values():
-        if spec.file == path.name:
-            return spec.name
-    return path.stem
+def short_name(name_or_path: str) -> str:
+    """A manifest or imported model's name as given; a path's file stem."""
+    if name_or_path in load_manifest().models:
+        return name_or_path
+    return Path(name_or_path).stem if name_or_path.endswith(".gguf") else name_or_path
 
 
 @click.command()
@@ -32,15 +30,27 @@ def chat(mode: str, decoding: DecodingOptions, max_tokens: int, temperature: flo
     from duetto.store.conversations import validate_user_name
 
     validate_user_name(user_name)
-    target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft=True)
-    label = f"{short_name(draft_path)} → {short_name(target_path)}" if draft_path else short_name(target_path)
+    target_name, draft_name = chosen_model_names(decoding.profile, decoding.target, decoding.draft_model, True)
+    missing = missing_models([target_name, draft_name])
+    if not missing:
+        resolve_paths(target_name, draft_name)  # an unknown name or a moved file fails here, in one line
+    label = f"{short_name(draft_name)} → {short_name(target_name)}" if draft_name else short_name(target_name)
     settings = decoding.settings(
-        mode if draft_path or mode != "fast" else "exact",
-        has_draft=draft_path is not None,
+        mode if draft_name or mode != "fast" else "exact",
+        has_draft=draft_name is not None,
         max_tokens=max_tokens,
         temperature=temperature,
     )
-    factory = functools.partial(
-        build_decoder, target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads
+
+    def load_engine():
+        target_path, draft_path = resolve_paths(target_name, draft_name)
+        return build_decoder(target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads)
+
+    config = ChatConfig(
+        engine_factory=load_engine,
+        models_label=label,
+        settings=settings,
+        user_name=user_name,
+        missing_models=tuple(missing),
     )
-    DuettoApp(ChatConfig(engine_factory=factory, models_label=label, settings=settings, user_name=user_name)).run()
+    DuettoApp(config).run()

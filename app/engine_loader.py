@@ -14,30 +14,17 @@ from duetto.app.model_catalog import resolve_model_path
 from duetto.engine.decoder import Decoder
 from duetto.engine.errors import EngineError
 from duetto.engine.fetch import fetch_model, is_present
-from duetto.engine.manifest import load_manifest
+from duetto.engine.manifest import ModelSpec, load_manifest
 from duetto.engine.model_session import ModelSession
 from duetto.engine.pairing import check_pair
 from duetto.store import locations
 from duetto.store.database import open_database
 
 
-def _ensure_fetched(names: list[str]) -> None:
-    manifest = load_manifest()
-    models_dir = locations.models_dir()
-    missing = [manifest.models[name] for name in names if name in manifest.models]
-    missing = [spec for spec in missing if not is_present(spec, models_dir)]
-    if not missing:
-        return
-    stderr_console.print(f"first use: fetching {', '.join(spec.name for spec in missing)} into {models_dir}")
-    with RichByteProgress() as progress:
-        for spec in missing:
-            fetch_model(spec, models_dir, progress)
-
-
-def model_paths(
+def chosen_model_names(
     profile: str | None, target: str | None, draft: str | None, use_draft: bool
-) -> tuple[Path, Path | None]:
-    """(target path, draft path or None), fetching manifest models on first use.
+) -> tuple[str, str | None]:
+    """(target name, draft name or None) from a profile and explicit choices.
 
     A target named explicitly drafts with nothing but lookup unless a draft model is named too:
     the profile's draft is only known to fit the profile's target.
@@ -46,11 +33,42 @@ def model_paths(
     chosen = manifest.profile(profile or manifest.default_profile)
     target_name = target or chosen.target
     draft_name = (draft or (None if target else chosen.draft)) if use_draft else None
-    _ensure_fetched([name for name in (target_name, draft_name) if name])
+    return target_name, draft_name
+
+
+def missing_models(names: list[str | None]) -> list[ModelSpec]:
+    """The manifest models among ``names`` whose files are not in the models directory yet."""
+    manifest = load_manifest()
+    models_dir = locations.models_dir()
+    specs = [manifest.models[name] for name in names if name in manifest.models]
+    return [spec for spec in specs if not is_present(spec, models_dir)]
+
+
+def fetch_with_progress_bars(specs: list[ModelSpec]) -> None:
+    if not specs:
+        return
+    models_dir = locations.models_dir()
+    stderr_console.print(f"first use: fetching {', '.join(spec.name for spec in specs)} into {models_dir}")
+    with RichByteProgress() as progress:
+        for spec in specs:
+            fetch_model(spec, models_dir, progress)
+
+
+def resolve_paths(target_name: str, draft_name: str | None) -> tuple[Path, Path | None]:
+    manifest = load_manifest()
     db = open_database()
     target_path = resolve_model_path(target_name, manifest, db, locations.models_dir())
     draft_path = resolve_model_path(draft_name, manifest, db, locations.models_dir()) if draft_name else None
     return target_path, draft_path
+
+
+def model_paths(
+    profile: str | None, target: str | None, draft: str | None, use_draft: bool
+) -> tuple[Path, Path | None]:
+    """(target path, draft path or None), fetching missing manifest models with progress bars first."""
+    target_name, draft_name = chosen_model_names(profile, target, draft, use_draft)
+    fetch_with_progress_bars(missing_models([target_name, draft_name]))
+    return resolve_paths(target_name, draft_name)
 
 
 def build_decoder(

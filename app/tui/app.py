@@ -21,11 +21,13 @@ from textual.worker import get_current_worker
 
 from duetto.app.tui.chat_view import ChatView
 from duetto.app.tui.dialogs import ConfirmScreen, HelpScreen, RenameScreen
+from duetto.app.tui.fetch_screen import FetchScreen
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.sidebar import Sidebar
 from duetto.app.tui.status_bar import StatusBar
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.errors import EngineError
+from duetto.engine.manifest import ModelSpec
 from duetto.engine.prompting import fit_conversation
 from duetto.engine.stats import ReplyStats
 from duetto.store.conversations import (
@@ -55,6 +57,8 @@ class ChatConfig:
     settings: DecodeSettings = DecodeSettings()
     user_name: str = "default"
     database_path: Path | None = None
+    missing_models: tuple[ModelSpec, ...] = ()
+    """Manifest models to fetch (in a screen with progress bars) before the engine can load."""
 
 
 class EngineReady(Message):
@@ -148,7 +152,17 @@ class DuettoApp(App[None]):
             await self.query_one(ChatView).show_messages([])
             await self.refresh_sidebar()
         self.query_one(PromptInput).focus()
-        self.load_engine()
+        if self.config.missing_models:
+            self.push_screen(FetchScreen(list(self.config.missing_models)), self.on_models_fetched)
+        else:
+            self.load_engine()
+
+    def on_models_fetched(self, fetched: bool | None) -> None:
+        if fetched:
+            self.load_engine()
+        else:
+            self.query_one(StatusBar).models = "models missing"
+            self.notify("The models were not fetched; restart duetto to resume.", severity="warning", timeout=30)
 
     # --- the engine, in threads ----------------------------------------------------------
 
