@@ -7,13 +7,14 @@ back, so a key press is handled at once even while a reply is being written.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -271,6 +272,16 @@ class DuettoApp(App[None]):
         await self.refresh_sidebar(message.text)
 
     # --- actions --------------------------------------------------------------------------
+
+    def get_system_commands(self, screen) -> Iterable[SystemCommand]:
+        """Every action of the app in the command palette (Ctrl+P), beside Textual's own."""
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            if binding.action in ("quit", "help"):
+                continue  # Textual's palette already has these
+            yield SystemCommand(binding.description, f"{binding.description} ({binding.key})",
+                                functools.partial(self.run_action, binding.action))  # fmt: skip
+        yield SystemCommand("Show keys", "Every key binding (F1)", self.action_help)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.KEY_HELP))

@@ -160,3 +160,18 @@ async def test_help_rename_delete_and_mode(make_app) -> None:
         await pilot.pause()
         assert app.query_one(Sidebar).titles() == []
         assert app.conversation is None
+
+
+async def test_every_action_is_in_the_command_palette(make_app) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        await send(pilot, app, "a chat to leave")
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        for description in ("New chat", "Rename chat", "Delete chat", "Copy reply", "Stop reply", "Chats", "Mode"):
+            assert description in titles
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"New chat")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.conversation is None)
