@@ -90,9 +90,6 @@ class Decoder:
         self.cost_model = CostModel()
         self.last_generation = Generation()
 
-    def available_drafters(self) -> list[str]:
-        return ["lookup"] + (["model"] if self.model_drafter else [])
-
     def generate(
         self,
         prompt_tokens: list[int],

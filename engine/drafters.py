@@ -30,8 +30,6 @@ class Draft:
     # For sampled verification: each token's draft distribution (token ids, probabilities); None when
     # the proposal was deterministic.
     distributions: list[tuple[np.ndarray, np.ndarray] | None] = field(default_factory=list)
-    # The draft's own confidence in each token (its top probability), for BiLD's fallback policy.
-    confidences: list[float] = field(default_factory=list)
     # Which acceptance statistics this draft belongs to (e.g. "lookup:8" for a match of 8-15 tokens).
     acceptance_key: str = ""
     seconds: float = 0.0
@@ -108,7 +106,6 @@ class LookupDrafter:
         return Draft(
             tokens=tokens,
             distributions=[None] * len(tokens),
-            confidences=[1.0] * len(tokens),
             acceptance_key=key,
             seconds=time.perf_counter() - started,
         )
@@ -171,7 +168,6 @@ class ModelDrafter:
                 draft.distributions.pop()
                 break
             draft.tokens.append(token)
-            draft.confidences.append(confidence)
             probability_all_accepted *= token_probability
             if len(draft.tokens) >= max_tokens or self.session.is_end_of_generation(token):
                 break

@@ -74,7 +74,6 @@ class ModelSession:
         self.context_length = self.llm.n_ctx()
         self._batch = llama_cpp.llama_batch_init(BATCH_SIZE, 0, 1)
         self.tokens: list[int] = []
-        self.evaluations = 0
         template = self.llm.metadata.get("tokenizer.chat_template")
         self._formatter = None
         if template:
@@ -171,7 +170,6 @@ class ModelSession:
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status} ({self.path.name})")
         self.tokens.extend(chunk)
-        self.evaluations += 1
 
     def _output_view(self, row_count: int) -> np.ndarray:
         """The last decode's output rows (in batch order), as a view of llama.cpp's buffer."""
