@@ -1,0 +1,65 @@
+"""Snapshots of the chat app's main screens, with a deterministic configuration.
+
+Regenerate after an intended change of the look: pytest tests/app/test_snapshots.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from duetto.app.tui.app import ChatConfig, DuettoApp
+from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.model_session import ModelSession
+from duetto.store.conversations import add_message, create_conversation, ensure_user
+from duetto.store.database import open_database
+
+SIZE = (100, 28)
+
+
+@pytest.fixture
+def chat_app(tiny_models: dict[str, Path], tmp_path: Path):
+    def factory(with_history: bool = False) -> DuettoApp:
+        database_path = tmp_path / "chat.db"
+        if with_history:
+            db = open_database(database_path)
+            user = ensure_user(db)
+            for title in ("Sorting a dict", "Regex for dates"):
+                chat = create_conversation(db, user, title)
+                add_message(db, chat.id, "user", f"Question about {title.lower()}?")
+                add_message(
+                    db, chat.id, "assistant", "Use `sorted(d.items(), key=lambda item: item[1])`.\n\n- one\n- two"
+                )
+
+        def engine() -> Decoder:
+            return Decoder(ModelSession(tiny_models["target"], context_length=256, threads=1))
+
+        return DuettoApp(
+            ChatConfig(
+                engine_factory=engine,
+                models_label="draft → target",
+                settings=DecodeSettings(),
+                database_path=database_path,
+            )  # fmt: skip
+        )
+
+    return factory
+
+
+async def engine_loaded(pilot) -> None:
+    while pilot.app.decoder is None:
+        await pilot.pause(0.05)
+    await pilot.pause()
+
+
+def test_first_start(snap_compare, chat_app) -> None:
+    assert snap_compare(chat_app(), terminal_size=SIZE, run_before=engine_loaded)
+
+
+def test_conversations_and_a_reply(snap_compare, chat_app) -> None:
+    assert snap_compare(chat_app(with_history=True), terminal_size=SIZE, run_before=engine_loaded)
+
+
+def test_help(snap_compare, chat_app) -> None:
+    assert snap_compare(chat_app(), press=["f1"], terminal_size=SIZE, run_before=engine_loaded)
