@@ -20,19 +20,14 @@ SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline
 
 def stream_reply(decoder: Decoder, messages: list[ChatMessage], settings: DecodeSettings, echo: bool):
     """Stream one reply to stdout (when ``echo``); returns (text, stats)."""
-    pieces: list[str] = []
-    stats: ReplyStats | None = None
     reply_budget = min(settings.max_tokens, decoder.target.context_length // 4)
-    for item in decoder.generate(fit_conversation(decoder.target, messages, reply_budget), settings):
-        if isinstance(item, ReplyStats):
-            stats = item
-        else:
-            pieces.append(item)
-            if echo:
-                sys.stdout.write(item)
-                sys.stdout.flush()
-    assert stats is not None, "Decoder.generate always ends with stats"
-    return "".join(pieces), stats
+    prompt_tokens = fit_conversation(decoder.target, messages, reply_budget)
+    return decoder.reply(prompt_tokens, settings, on_delta=_write_to_stdout if echo else None)
+
+
+def _write_to_stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def stats_line(stats: ReplyStats) -> str:

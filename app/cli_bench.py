@@ -59,18 +59,11 @@ def read_prompts(path: Path | None) -> list[dict[str, str]]:
 
 
 def run_once(decoder: Decoder, prompt_tokens: list[int], settings: DecodeSettings) -> tuple[str, ReplyStats]:
+    """One reply from an empty KV cache, so that every mode pays its own prompt processing."""
     decoder.target.truncate(0)
     if decoder.draft is not None:
         decoder.draft.truncate(0)
-    pieces = []
-    stats = None
-    for item in decoder.generate(prompt_tokens, settings):
-        if isinstance(item, ReplyStats):
-            stats = item
-        else:
-            pieces.append(item)
-    assert stats is not None
-    return "".join(pieces), stats
+    return decoder.reply(prompt_tokens, settings)
 
 
 def first_difference(reference: list[int], candidate: list[int]) -> int | None:

@@ -18,8 +18,7 @@ from duetto.engine.manifest import ModelSpec, load_manifest
 from duetto.engine.pairing import check_pair
 from duetto.store import locations
 from duetto.store.database import open_database
-from duetto.store.errors import NameTaken
-from duetto.store.model_registry import ImportedModel, add_imported_model, imported_model_exists
+from duetto.store.model_registry import ImportedModel, add_imported_model, ensure_name_free
 
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -137,8 +136,8 @@ def import_model(path: str, name: str | None, replace: bool, as_json: bool) -> N
     if name in load_manifest().models:
         raise UnknownModel(f"{name!r} is a manifest model's name; pass --name to choose another")
     db = open_database()
-    if not replace and imported_model_exists(db, name):
-        raise NameTaken(f"a model named {name!r} is already imported (use --replace or --name)")
+    if not replace:
+        ensure_name_free(db, name)  # before hashing a multi-gigabyte file, not after
     with RichByteProgress() as progress:
         sha256 = file_sha256(file_path, progress, label=f"hashing {file_path.name}")
     model = ImportedModel(

@@ -107,6 +107,22 @@ class Decoder:
         self.last_generation = run.generation  # updated live: a UI may read its token count
         yield from run.execute()
 
+    def reply(
+        self,
+        prompt_tokens: list[int],
+        settings: DecodeSettings,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> tuple[str, ReplyStats]:
+        """Run ``generate`` to the end: (the whole text, its stats), each delta passed to ``on_delta``."""
+        pieces: list[str] = []
+        for item in self.generate(prompt_tokens, settings):
+            if isinstance(item, ReplyStats):
+                return "".join(pieces), item
+            pieces.append(item)
+            if on_delta is not None:
+                on_delta(item)
+        raise AssertionError("generate always ends with stats")
+
 
 class _Run:
     """One generation's state; the decoder keeps what outlives it (sessions, cost model)."""
@@ -161,6 +177,16 @@ class _Run:
             self.finish_reason = "cancelled"
         return self.finish_reason is None
 
+    def commit_step(self, accepted: list[int], source: str, target_token: int, gaps: list[float | None]) -> bool:
+        """Commit the accepted draft tokens, then the target's own token; False once finished.
+
+        ``gaps`` holds a top-2 gap (or None) for each of those tokens, target's last.
+        """
+        for token, gap in zip(accepted, gaps, strict=False):
+            if not self.commit(token, source, gap):
+                return False
+        return self.commit(target_token, "target", gaps[len(accepted)])
+
     def flush_deltas(self) -> Iterator[str]:
         if self.deltas:
             yield "".join(self.deltas)
@@ -179,11 +205,15 @@ class _Run:
         self.target_calls += 1
         return logits
 
+    def keep_prompt_prefix(self) -> None:
+        """Cut the target's KV cache back to what it shares with the prompt, minus at least the
+        prompt's last token (whose logits the next evaluation must produce)."""
+        self.target.truncate(min(self.target.common_prefix_length(self.prompt), len(self.prompt) - 1))
+
     def prefill(self) -> np.ndarray:
         """Evaluate the prompt, reusing the KV prefix it shares with the last generation."""
-        keep = min(self.target.common_prefix_length(self.prompt), len(self.prompt) - 1)
-        self.target.truncate(keep)
-        remainder = self.prompt[keep:]
+        self.keep_prompt_prefix()
+        remainder = self.prompt[len(self.target.tokens) :]
         return self.target.evaluate(remainder, [len(remainder) - 1])[0]
 
     # --- the loop ----------------------------------------------------------------------
@@ -253,22 +283,15 @@ class _Run:
             accepted_count, next_token = self.judge(draft, logits)
             self.drafted += len(draft.tokens)
             self.accepted += accepted_count
+            source = draft.acceptance_key.split(":")[0]
             if draft.tokens:
-                self.drafters_used.add(draft.acceptance_key.split(":")[0])
+                self.drafters_used.add(source)
                 self.decoder.cost_model.observe_acceptance(draft.acceptance_key, len(draft.tokens), accepted_count)
             # The KV cache now holds the committed text through pending plus every drafted token;
             # keep it through the last accepted one.
             self.target.truncate(len(self.history) + accepted_count)
-            source = draft.acceptance_key.split(":")[0]
-            still_going = True
-            for index in range(accepted_count):
-                gap = top_two_gap(logits[index]) if record_gaps else None
-                if not self.commit(draft.tokens[index], source, gap):
-                    still_going = False
-                    break
-            if still_going:
-                gap = top_two_gap(logits[accepted_count]) if record_gaps else None
-                still_going = self.commit(next_token, "target", gap)
+            gaps = [top_two_gap(logits[row]) if record_gaps else None for row in range(accepted_count + 1)]
+            still_going = self.commit_step(draft.tokens[:accepted_count], source, next_token, gaps)
             yield
             if not still_going:
                 return
@@ -354,7 +377,7 @@ class _Run:
         assert drafter is not None
         # The target reads the prompt now (all but its last token, whose logits a check will need),
         # so that its later checks only evaluate new tokens.
-        self.target.truncate(min(self.target.common_prefix_length(self.prompt), len(self.prompt) - 1))
+        self.keep_prompt_prefix()
         self.target.evaluate(self.prompt[len(self.target.tokens) : -1], [])
         self.target_calls += 1
         run_limit = settings.max_draft_run if settings.max_draft_run > 0 else math.inf
@@ -394,13 +417,10 @@ class _Run:
                     break
             self.accepted += accepted_count
             self.target.truncate(committed_before + accepted_count)
-            still_going = True
-            for token in draft.tokens[:accepted_count]:
-                if not self.commit(token, "model"):
-                    still_going = False
-                    break
-            if still_going:
-                still_going = self.commit(choose(logits[accepted_count], self.sampling, self.rng), "target")
+            target_token = choose(logits[accepted_count], self.sampling, self.rng)
+            still_going = self.commit_step(
+                draft.tokens[:accepted_count], "model", target_token, [None] * (accepted_count + 1)
+            )
             yield
             if not still_going:
                 return

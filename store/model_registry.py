@@ -30,14 +30,16 @@ def _from_row(row: dict) -> ImportedModel:
     )
 
 
-def imported_model_exists(db: sqlite_utils.Database, name: str) -> bool:
-    return bool(db["imported_models"].count_where("name = ?", [name]))
+def ensure_name_free(db: sqlite_utils.Database, name: str) -> None:
+    """Raise NameTaken when a model of that name is already imported."""
+    if db["imported_models"].count_where("name = ?", [name]):
+        raise NameTaken(f"a model named {name!r} is already imported (use --replace or --name)")
 
 
 def add_imported_model(db: sqlite_utils.Database, model: ImportedModel, *, replace: bool = False) -> None:
     """Record ``model``; a name already taken is an error unless ``replace``."""
-    if not replace and imported_model_exists(db, model.name):
-        raise NameTaken(f"a model named {model.name!r} is already imported (use --replace or --name)")
+    if not replace:
+        ensure_name_free(db, model.name)
     with db.conn:
         db["imported_models"].upsert(
             {

@@ -5,6 +5,11 @@ from pathlib import Path
 from duetto_cli import run_duetto
 
 
+def prompt_sizes_in(stderr: str) -> list[int]:
+    """The prompt sizes of the stats lines ask prints after each reply."""
+    return [int(size) for size in re.findall(r"prompt (\d+) tokens", stderr)]
+
+
 def test_ask_json_prints_text_and_stats(tiny_models: dict[str, Path]) -> None:
     result = run_duetto(
         "ask", "hello world", "--threads", "1", "--target", str(tiny_models["target"]),
@@ -34,7 +39,7 @@ def test_interactive_ask_keeps_the_conversation_until_end_of_input(tiny_models: 
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("> ") == 4, "a prompt for each line and one more before end of input"
-    prompt_sizes = [int(size) for size in re.findall(r"prompt (\d+) tokens", result.stderr)]
+    prompt_sizes = prompt_sizes_in(result.stderr)
     assert len(prompt_sizes) == 2, "the blank line is skipped"
     assert prompt_sizes[1] > prompt_sizes[0] + 5, "the second turn carries the first"
 
@@ -81,6 +86,6 @@ def test_a_long_interactive_chat_drops_its_oldest_exchanges(tiny_models: dict[st
     )
 
     assert result.returncode == 0, result.stderr
-    prompt_sizes = [int(size) for size in re.findall(r"prompt (\d+) tokens", result.stderr)]
+    prompt_sizes = prompt_sizes_in(result.stderr)
     assert len(prompt_sizes) == 40
     assert max(prompt_sizes) + 16 <= 256
