@@ -8,6 +8,7 @@ columns on a fresh database.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Callable
 
 import sqlite_utils
@@ -105,11 +106,75 @@ def m002_users_conversations_documents(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m003_settings_chunk_states_attachments(db: sqlite_utils.Database) -> None:
+    """Per-user settings, the large model's KV state per chunk, documents attached to a
+    conversation, the compressed memory of a long conversation, and a full-text index of chunks.
+
+    ``chunk_states`` is keyed by the prompt prefix the chunk was evaluated after (its sha256),
+    because a KV state is only valid behind the same tokens at the same positions.
+    ``chunks_fts`` is an external-content FTS5 index kept in step with ``chunks`` by triggers
+    (foreign-key cascades fire them too), used next to the embeddings to rank chunks.
+    """
+    _execute_statements(
+        db,
+        """
+        CREATE TABLE user_settings (
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (user_id, key)
+        );
+        CREATE TABLE chunk_states (
+            chunk_id INTEGER NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+            model_sha256 TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            prefix_sha256 TEXT NOT NULL,
+            token_count INTEGER NOT NULL,
+            state BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (chunk_id, model_sha256, variant, prefix_sha256)
+        );
+        CREATE TABLE conversation_documents (
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            PRIMARY KEY (conversation_id, document_id)
+        );
+        CREATE TABLE conversation_memory (
+            conversation_id INTEGER PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+            through_message_id INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            tokens INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id');
+        CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+        END;
+        CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END;
+        CREATE TRIGGER chunks_fts_update AFTER UPDATE OF text ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+        END
+        """,
+    )
+
+
 def _execute_statements(db: sqlite_utils.Database, script: str) -> None:
-    """Run ``;``-separated DDL one statement at a time: executescript would commit mid-migration."""
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    """Run DDL one statement at a time: executescript would commit mid-migration.
+
+    Pieces between ``;`` are joined until SQLite calls them complete, so a trigger's
+    ``BEGIN ... END`` body stays one statement.
+    """
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                db.execute(pending)
+            pending = ""
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

@@ -61,3 +61,18 @@ def test_a_failing_step_leaves_nothing_behind(monkeypatch) -> None:
     assert "half_done" not in db.table_names()
     assert "m999_broken" not in {row["name"] for row in db[MIGRATIONS_TABLE].rows}
     assert "users" in db.table_names(), "the steps before it stay applied"
+
+
+def test_the_chunk_index_follows_inserts_and_cascading_deletes() -> None:
+    db = sqlite_utils.Database(memory=True)
+    db.execute("PRAGMA foreign_keys = ON")
+    migrate(db)
+    db.execute("INSERT INTO documents (name, sha256, created_at) VALUES ('d', 'x', 'now')")
+    db.execute(
+        "INSERT INTO chunks (document_id, position, text, token_start, token_end) "
+        "VALUES (1, 0, 'the lighthouse keeper', 0, 3)"
+    )
+
+    assert db.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'lighthouse'").fetchall() == [(1,)]
+    db.execute("DELETE FROM documents")
+    assert db.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'lighthouse'").fetchall() == []
