@@ -155,6 +155,51 @@ class ModelSession:
         current = self._output_view(len(last_chunk_rows))
         return np.concatenate([*copies, current]) if copies else current
 
+    def evaluate_with_hidden_states(self, tokens: Sequence[int], rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Append ``tokens``; returns copies of (logits, final hidden states) on ``rows``.
+
+        The hidden state is the last layer's normalised output, the input of the output
+        projection: what document memory pools into embeddings and what a user plugin reads.
+        llama.cpp computes every row of a batch while embeddings are on, so this costs a full
+        output projection per token; the plain decode path keeps them off.
+        """
+        rows = list(rows)
+        if rows != sorted(set(rows)) or (rows and not 0 <= rows[0] <= rows[-1] < len(tokens)):
+            raise ValueError("rows must be ascending, distinct indexes into tokens")
+        if len(self.tokens) + len(tokens) > self.context_length:
+            raise ContextFull(
+                f"the text needs {len(self.tokens) + len(tokens)} tokens but the context holds {self.context_length}"
+            )
+        logits_parts: list[np.ndarray] = []
+        hidden_parts: list[np.ndarray] = []
+        self._llama_cpp.llama_set_embeddings(self._context, True)
+        try:
+            for start in range(0, len(tokens), BATCH_SIZE):
+                chunk = tokens[start : start + BATCH_SIZE]
+                chunk_rows = [row - start for row in rows if start <= row < start + len(chunk)]
+                self._decode(chunk, range(len(chunk)))
+                if chunk_rows:
+                    logits_parts.append(self._output_view(len(chunk))[chunk_rows].copy())
+                    hidden_parts.append(self._hidden_view(len(chunk))[chunk_rows].copy())
+        finally:
+            self._llama_cpp.llama_set_embeddings(self._context, False)
+        if not rows:
+            return (
+                np.empty((0, self.vocabulary_size), dtype=np.float32),
+                np.empty((0, self.hidden_size), dtype=np.float32),
+            )
+        return np.concatenate(logits_parts), np.concatenate(hidden_parts)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self._llama_cpp.llama_model_n_embd(self.llm.model))
+
+    def _hidden_view(self, row_count: int) -> np.ndarray:
+        pointer = self._llama_cpp.llama_get_embeddings(self._context)
+        return np.ctypeslib.as_array(
+            ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(row_count, self.hidden_size)
+        )
+
     def _decode(self, chunk: Sequence[int], logit_rows: Sequence[int]) -> None:
         batch = self._batch
         start_position = len(self.tokens)
