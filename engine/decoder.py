@@ -76,6 +76,12 @@ class Generation:
     tokens: list[int] = field(default_factory=list)
     top_two_gaps: list[float] = field(default_factory=list)
     drafted_by: list[str] = field(default_factory=list)  # per token: "target", "model" or "lookup"
+    text_spans: list[tuple[str, str]] = field(default_factory=list)
+    """(source, text) in order, one per piece of text released: joined, they are the reply's text.
+
+    A piece goes to the token that released it, so a character split across tokens belongs to the
+    token that completed it (text held back while it might begin a stop string goes to the token
+    that let it out). Spans arrive in step with the deltas ``generate`` yields."""
     stats: ReplyStats | None = None
 
 
@@ -167,6 +173,7 @@ class _Run:
         delta = self.text.push(self.target.token_bytes(token))
         if delta:
             self.deltas.append(delta)
+            self.generation.text_spans.append((source, delta))
         if self.text.stopped:
             self.finish_reason = "stop"
         elif len(self.generation.tokens) >= self.settings.max_tokens:
@@ -238,6 +245,7 @@ class _Run:
                 break
         tail = self.text.flush()
         if tail:
+            self.generation.text_spans.append((self.generation.drafted_by[-1], tail))
             yield tail
         finished = time.perf_counter()
         first_token_at = first_token_at or finished
