@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from duetto.app.decoding_options import DecodingOptions, decoding_options
 from duetto.app.engine_loader import build_decoder, chosen_model_names, missing_models, resolve_paths
+from duetto.engine.decoder import DecodeSettings
 from duetto.engine.manifest import load_manifest
 
 
@@ -24,8 +26,15 @@ def short_name(name_or_path: str) -> str:
 @click.option("--max-tokens", type=click.IntRange(1, 32768), default=1024, show_default=True)
 @click.option("--temperature", type=click.FloatRange(0.0, 5.0), default=0.0, show_default=True)
 @click.option("--user", "user_name", default="default", show_default=True, help="Whose chats to open.")
-def chat(mode: str, decoding: DecodingOptions, max_tokens: int, temperature: float, user_name: str) -> None:
-    """Open the chat app (models are fetched first if missing; F1 inside lists the keys)."""
+@click.pass_context
+def chat(
+    context: click.Context, mode: str, decoding: DecodingOptions, max_tokens: int, temperature: float, user_name: str
+) -> None:
+    """Open the chat app (models are fetched first if missing; F1 inside lists the keys).
+
+    The profile's saved settings (F3 in the app) replace these options' defaults; an option
+    given on the command line wins for this session.
+    """
     from duetto.app.tui.app import ChatConfig, DuettoApp
     from duetto.store.conversations import validate_user_name
 
@@ -42,14 +51,21 @@ def chat(mode: str, decoding: DecodingOptions, max_tokens: int, temperature: flo
         temperature=temperature,
     )
 
-    def load_engine():
+    def load_engine(profile: str):
+        """The engine for ``profile``; per-user plugins are not applied yet (same engine for everyone)."""
         target_path, draft_path = resolve_paths(target_name, draft_name)
         return build_decoder(target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads)
 
+    given = {
+        name
+        for name in DecodeSettings.__dataclass_fields__
+        if name in context.params and context.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    }
     config = ChatConfig(
         engine_factory=load_engine,
         models_label=label,
         settings=settings,
+        command_line_settings=frozenset(given),
         user_name=user_name,
         missing_models=tuple(missing),
     )

@@ -22,8 +22,11 @@ from textual.worker import get_current_worker
 
 from duetto.app.tui.chat_view import ChatView
 from duetto.app.tui.dialogs import ConfirmScreen, HelpScreen, RenameScreen
+from duetto.app.tui.draft_sources import Spans
 from duetto.app.tui.fetch_screen import FetchScreen
+from duetto.app.tui.profile_screen import ProfileScreen
 from duetto.app.tui.prompt_input import PromptInput
+from duetto.app.tui.settings_screen import SettingsScreen
 from duetto.app.tui.sidebar import Sidebar
 from duetto.app.tui.status_bar import StatusBar
 from duetto.engine.decoder import Decoder, DecodeSettings
@@ -40,10 +43,12 @@ from duetto.store.conversations import (
     get_conversation,
     list_conversations,
     list_messages,
+    list_users,
     rename_conversation,
 )
 from duetto.store.database import open_database
 from duetto.store.errors import StoreError
+from duetto.store.settings import ChatSettings, load_chat_settings, save_chat_settings
 
 SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline on the user's computer."
 TITLE_LENGTH = 40
@@ -53,19 +58,25 @@ TITLE_LENGTH = 40
 class ChatConfig:
     """Everything the app needs from its caller; tests build one with tiny models."""
 
-    engine_factory: Callable[[], Decoder]
+    engine_factory: Callable[[str], Decoder]
+    """Builds the engine for the profile (user) named; called in a thread worker."""
     models_label: str
     settings: DecodeSettings = DecodeSettings()
+    """The defaults; a profile's saved settings (store.settings) replace them field by field."""
+    command_line_settings: frozenset[str] = frozenset()
+    """Fields of ``settings`` given on the command line: they win over saved ones for this session."""
     user_name: str = "default"
+    engine_per_user: bool = False
+    """The engine depends on the profile (per-user plugins): switching profile rebuilds it."""
     database_path: Path | None = None
     missing_models: tuple[ModelSpec, ...] = ()
     """Manifest models to fetch (in a screen with progress bars) before the engine can load."""
 
 
 class EngineReady(Message):
-    def __init__(self, decoder: Decoder) -> None:
+    def __init__(self, decoder: Decoder, user_name: str) -> None:
         super().__init__()
-        self.decoder = decoder
+        self.decoder, self.user_name = decoder, user_name
 
 
 class EngineFailed(Message):
@@ -75,9 +86,9 @@ class EngineFailed(Message):
 
 
 class ReplyDelta(Message):
-    def __init__(self, text: str, tokens: int, seconds: float) -> None:
+    def __init__(self, text: str, spans: Spans, tokens: int, seconds: float) -> None:
         super().__init__()
-        self.text, self.tokens, self.seconds = text, tokens, seconds
+        self.text, self.spans, self.tokens, self.seconds = text, spans, tokens, seconds
 
 
 class ReplyFinished(Message):
@@ -102,6 +113,9 @@ class DuettoApp(App[None]):
         Binding("ctrl+y", "copy_reply", "Copy reply", id="copy_reply"),
         Binding("ctrl+b", "toggle_sidebar", "Chats", id="toggle_sidebar"),
         Binding("ctrl+t", "cycle_mode", "Mode", id="cycle_mode"),
+        Binding("f3", "settings", "Settings", id="settings"),
+        Binding("f4", "switch_profile", "Profile", id="switch_profile"),
+        Binding("f5", "toggle_draft_sources", "Draft colours", id="toggle_draft_sources"),
     ]
     KEY_HELP = [
         "Enter            send the prompt",
@@ -113,6 +127,9 @@ class DuettoApp(App[None]):
         "Ctrl+Y           copy the last reply to the clipboard",
         "Ctrl+B           show or hide the chat list",
         "Ctrl+T           switch mode: exact → fast → target",
+        "F3               settings: mode, temperature, drafter, …",
+        "F4               switch profile (user), or add one",
+        "F5               colour the draft's text (model, lookup)",
         "Ctrl+P           command palette",
         "F1               this help",
         "Ctrl+Q           quit",
@@ -122,7 +139,12 @@ class DuettoApp(App[None]):
         super().__init__()
         self.config = config
         self.settings = config.settings
+        """What the next reply is decoded with: the config's defaults under the profile's saved settings."""
+        self.chat_settings = ChatSettings()
+        self.reply_spans: dict[int, Spans] = {}
+        """Message id → its text by source, for replies written in this session (the draft-colour view)."""
         self.decoder: Decoder | None = None
+        self.models_on_disk = not config.missing_models
         self.db = None
         self.user = None
         self.conversation: Conversation | None = None
@@ -140,27 +162,20 @@ class DuettoApp(App[None]):
     async def on_mount(self) -> None:
         try:
             self.db = open_database(self.config.database_path)
-            self.user = ensure_user(self.db, self.config.user_name)
+            await self.open_profile(self.config.user_name)
         except StoreError as error:
             self.notify(str(error), severity="error", timeout=30)
             return
-        status = self.query_one(StatusBar)
-        status.mode = self.settings.mode
-        conversations = list_conversations(self.db, self.user)
-        if conversations:
-            await self.open_conversation(conversations[0])
-        else:
-            await self.query_one(ChatView).show_messages([])
-            await self.refresh_sidebar()
         self.query_one(PromptInput).focus()
         if self.config.missing_models:
             self.push_screen(FetchScreen(list(self.config.missing_models)), self.on_models_fetched)
         else:
-            self.load_engine()
+            self.load_engine(self.user.name)
 
     def on_models_fetched(self, fetched: bool | None) -> None:
         if fetched:
-            self.load_engine()
+            self.models_on_disk = True
+            self.load_engine(self.user.name)
         else:
             self.query_one(StatusBar).models = "models missing"
             self.notify("The models were not fetched; restart duetto to resume.", severity="warning", timeout=30)
@@ -168,15 +183,18 @@ class DuettoApp(App[None]):
     # --- the engine, in threads ----------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="engine")
-    def load_engine(self) -> None:
+    def load_engine(self, user_name: str) -> None:
         try:
-            decoder = self.config.engine_factory()
+            decoder = self.config.engine_factory(user_name)
         except EngineError as error:
             self.post_message(EngineFailed(str(error)))
             return
-        self.post_message(EngineReady(decoder))
+        self.post_message(EngineReady(decoder, user_name))
 
     def on_engine_ready(self, message: EngineReady) -> None:
+        if self.config.engine_per_user and message.user_name != self.user.name:
+            close_decoder(message.decoder)  # built for a profile the user has since left
+            return
         self.decoder = message.decoder
         self.query_one(StatusBar).models = self.config.models_label
 
@@ -190,6 +208,7 @@ class DuettoApp(App[None]):
         decoder = self.decoder
         assert decoder is not None
         started = time.perf_counter()
+        spans_sent = 0
         try:
             reply_budget = min(settings.max_tokens, decoder.target.context_length // 4)
             prompt_tokens = fit_conversation(decoder.target, messages, reply_budget)
@@ -197,8 +216,11 @@ class DuettoApp(App[None]):
                 if isinstance(item, ReplyStats):
                     self.post_message(ReplyFinished(conversation_id, item))
                 else:
-                    tokens = len(decoder.last_generation.tokens)
-                    self.post_message(ReplyDelta(item, tokens, time.perf_counter() - started))
+                    generation = decoder.last_generation  # this reply's, and only this thread writes it
+                    spans = generation.text_spans[spans_sent:]
+                    spans_sent += len(spans)
+                    seconds = time.perf_counter() - started
+                    self.post_message(ReplyDelta(item, spans, len(generation.tokens), seconds))
         except EngineError as error:
             self.post_message(ReplyFinished(conversation_id, None, str(error)))
 
@@ -226,15 +248,27 @@ class DuettoApp(App[None]):
         ]
         self.generating = True
         self.query_one(StatusBar).state = "writing…"
-        self.generate_reply(self.conversation.id, history, self.settings)
+        self.generate_reply(self.conversation.id, history, self.settings_for(self.decoder))
+
+    def settings_for(self, decoder: Decoder) -> DecodeSettings:
+        """The settings, with what needs a draft model replaced when the engine has none."""
+        if decoder.draft is not None:
+            return self.settings
+        settings = self.settings
+        if settings.mode == "fast":
+            self.notify("fast mode needs a draft model; this reply uses exact mode.", severity="warning")
+            settings = replace(settings, mode="exact")
+        if settings.drafter in ("auto", "model"):
+            settings = replace(settings, drafter="lookup")
+        return settings
 
     async def on_reply_delta(self, message: ReplyDelta) -> None:
-        await self.query_one(ChatView).append_reply(message.text)
+        await self.query_one(ChatView).append_reply(message.text, message.spans)
         if message.tokens > 1 and message.seconds > 0:
             self.query_one(StatusBar).tokens_per_second = message.tokens / message.seconds
 
     async def on_reply_finished(self, message: ReplyFinished) -> None:
-        text = await self.query_one(ChatView).end_reply()
+        text, spans = await self.query_one(ChatView).end_reply()
         self.generating = False
         status = self.query_one(StatusBar)
         if message.error:
@@ -243,7 +277,8 @@ class DuettoApp(App[None]):
             return
         stats = message.stats
         if text or stats.finish_reason != "cancelled":
-            add_message(self.db, message.conversation_id, "assistant", text, stats.as_dict())
+            stored = add_message(self.db, message.conversation_id, "assistant", text, stats.as_dict())
+            self.reply_spans[stored.id] = spans
         status.tokens_per_second = stats.tokens_per_second
         status.acceptance = stats.accepted / stats.drafted if stats.drafted else None
         status.state = "stopped" if stats.finish_reason == "cancelled" else ""
@@ -258,8 +293,73 @@ class DuettoApp(App[None]):
     async def open_conversation(self, conversation: Conversation) -> None:
         self.conversation = conversation
         messages = list_messages(self.db, conversation.id)
-        await self.query_one(ChatView).show_messages([(stored.role, stored.content) for stored in messages])
+        await self.query_one(ChatView).show_messages(
+            [(stored.role, stored.content, self.reply_spans.get(stored.id)) for stored in messages]
+        )
         await self.refresh_sidebar()
+
+    # --- profiles and settings ----------------------------------------------------------------
+
+    async def open_profile(self, name: str) -> None:
+        """Make ``name`` (created if new) the current user: their settings, their latest chat."""
+        self.user = ensure_user(self.db, name)
+        await self.apply_chat_settings(self.saved_chat_settings())
+        self.query_one(StatusBar).profile = self.user.name
+        conversations = list_conversations(self.db, self.user)
+        if conversations:
+            await self.open_conversation(conversations[0])
+        else:
+            self.conversation = None
+            await self.query_one(ChatView).show_messages([])
+            await self.refresh_sidebar()
+
+    def saved_chat_settings(self) -> ChatSettings:
+        """The profile's saved settings over the config's defaults; command-line choices win."""
+        defaults = self.config.settings
+        try:
+            base = ChatSettings(**{name: getattr(defaults, name) for name in ChatSettings().decoding()})
+            saved = load_chat_settings(self.db, self.user, base)
+        except StoreError as error:
+            self.notify(f"{error}; using the defaults.", title="Settings", severity="warning", timeout=15)
+            return ChatSettings()
+        pinned = {name: getattr(defaults, name) for name in self.config.command_line_settings}
+        return replace(saved, **pinned)
+
+    async def apply_chat_settings(self, chat_settings: ChatSettings) -> None:
+        """Use ``chat_settings`` from the next reply on (the one being written keeps its own)."""
+        self.chat_settings = chat_settings
+        self.settings = replace(self.config.settings, **chat_settings.decoding())
+        status = self.query_one(StatusBar)
+        status.mode = self.settings.mode
+        status.show_sources = chat_settings.show_draft_sources
+        await self.query_one(ChatView).set_show_sources(chat_settings.show_draft_sources)
+
+    async def save_and_apply(self, chat_settings: ChatSettings) -> None:
+        try:
+            save_chat_settings(self.db, self.user, chat_settings)
+        except StoreError as error:
+            self.notify(str(error), title="Settings not saved", severity="error", timeout=15)
+        await self.apply_chat_settings(chat_settings)
+
+    async def switch_profile(self, name: str) -> None:
+        if self.generating:
+            self.notify("Stop the reply (Esc) before switching profile.", severity="warning")
+            return
+        if name == self.user.name:
+            return
+        try:
+            await self.open_profile(name)
+        except StoreError as error:
+            self.notify(str(error), title="Cannot switch profile", severity="error", timeout=15)
+            return
+        self.notify(f"Profile {name}: its chats and settings.")
+        if self.config.engine_per_user and self.models_on_disk:
+            old_decoder, self.decoder = self.decoder, None
+            if old_decoder is not None:
+                close_decoder(old_decoder)  # free its memory before the next one loads
+            self.query_one(StatusBar).models = "loading models…"
+            self.load_engine(name)
+        self.query_one(PromptInput).focus()
 
     async def on_sidebar_selected(self, message: Sidebar.Selected) -> None:
         if self.generating:
@@ -285,6 +385,30 @@ class DuettoApp(App[None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.KEY_HELP))
+
+    def action_settings(self) -> None:
+        async def chosen(chat_settings: ChatSettings | None) -> None:
+            if chat_settings is not None:
+                await self.save_and_apply(chat_settings)
+                self.notify("Settings saved; the next reply uses them.")
+
+        self.push_screen(SettingsScreen(self.chat_settings, self.user.name), chosen)
+
+    def action_switch_profile(self) -> None:
+        async def chosen(name: str | None) -> None:
+            if name:
+                await self.switch_profile(name)
+
+        names = [user.name for user in list_users(self.db)]
+        self.push_screen(ProfileScreen(names, self.user.name), chosen)
+
+    async def action_toggle_draft_sources(self) -> None:
+        shown = not self.chat_settings.show_draft_sources
+        await self.save_and_apply(replace(self.chat_settings, show_draft_sources=shown))
+        if shown:
+            self.notify(
+                "Replies written in this session show the draft's text in colour; earlier ones stay as they were."
+            )
 
     def action_cancel_reply(self) -> None:
         if self.generating:
@@ -332,12 +456,18 @@ class DuettoApp(App[None]):
         sidebar = self.query_one(Sidebar)
         sidebar.display = not sidebar.display
 
-    def action_cycle_mode(self) -> None:
+    async def action_cycle_mode(self) -> None:
         modes = ["exact", "fast", "target"]
         if self.decoder is not None and self.decoder.draft is None:
             modes.remove("fast")
         next_mode = (
             modes[(modes.index(self.settings.mode) + 1) % len(modes)] if self.settings.mode in modes else "exact"
         )
-        self.settings = replace(self.settings, mode=next_mode)
-        self.query_one(StatusBar).mode = next_mode
+        await self.save_and_apply(replace(self.chat_settings, mode=next_mode))
+
+
+def close_decoder(decoder: Decoder) -> None:
+    """Free the models' memory now rather than when the garbage collector gets to it."""
+    for session in (decoder.target, decoder.draft):
+        if session is not None:
+            session.close()

@@ -1,10 +1,16 @@
-"""The scrolling log of a conversation: one Markdown block per message, the reply streamed in."""
+"""The scrolling log of a conversation: one Markdown block per message, the reply streamed in.
+
+A reply written in this session also knows which source wrote each piece (its spans); with
+``show_sources`` on, such a reply is shown as a coloured SourceText in place of its Markdown.
+"""
 
 from __future__ import annotations
 
 from textual.containers import VerticalScroll
 from textual.widgets import Markdown, Static
 from textual.widgets._markdown import MarkdownStream
+
+from duetto.app.tui.draft_sources import SourceText, Spans
 
 
 class MessageBlock(Markdown):
@@ -16,10 +22,13 @@ class MessageBlock(Markdown):
     MessageBlock.assistant { border-left: thick $success; }
     """
 
-    def __init__(self, role: str, text: str = "") -> None:
+    def __init__(self, role: str, text: str = "", spans: Spans | None = None) -> None:
         super().__init__(text, classes=role)
         self.role = role
         self.text = text
+        self.spans = spans
+        """(source, text) pieces of a reply written in this session; None when not known."""
+        self.source_view: SourceText | None = None
 
 
 class ChatView(VerticalScroll):
@@ -32,43 +41,68 @@ class ChatView(VerticalScroll):
         super().__init__(**kwargs)
         self._stream: MarkdownStream | None = None
         self._reply: MessageBlock | None = None
+        self.show_sources = False
+        """Show replies whose spans are known coloured by source instead of as Markdown."""
 
-    async def show_messages(self, messages: list[tuple[str, str]]) -> None:
-        """Replace the log with ``messages`` as (role, text) pairs."""
+    async def show_messages(self, messages: list[tuple[str, str, Spans | None]]) -> None:
+        """Replace the log with ``messages`` as (role, text, spans or None)."""
         await self.remove_children()
         if not messages:
             await self.mount(Static("Ask anything. Enter sends, Ctrl+J adds a line, F1 shows every key.",
                                     classes="empty"))  # fmt: skip
-        for role, text in messages:
-            await self.mount(MessageBlock(role, text))
+        for role, text, spans in messages:
+            block = MessageBlock(role, text, spans)
+            await self.mount(block)
+            await self._show_block(block)
         self.scroll_end(animate=False)
 
-    async def add_message(self, role: str, text: str) -> MessageBlock:
+    async def add_message(self, role: str, text: str, spans: Spans | None = None) -> MessageBlock:
         for placeholder in self.query(".empty"):
             await placeholder.remove()
-        block = MessageBlock(role, text)
+        block = MessageBlock(role, text, spans)
         await self.mount(block)
+        await self._show_block(block)
         self.scroll_end(animate=False)
         return block
 
+    async def set_show_sources(self, show: bool) -> None:
+        self.show_sources = show
+        for block in list(self.query(MessageBlock)):
+            await self._show_block(block)
+
+    async def _show_block(self, block: MessageBlock) -> None:
+        """Show the block's Markdown, or its coloured view when that is on and its spans are known."""
+        coloured = self.show_sources and block.spans is not None
+        if coloured and block.source_view is None:
+            block.source_view = SourceText(block.spans)
+            await self.mount(block.source_view, after=block)
+        block.display = not coloured
+        if block.source_view is not None:
+            block.source_view.display = coloured
+            block.source_view.refresh_spans()
+
     async def begin_reply(self) -> None:
-        self._reply = await self.add_message("assistant", "")
+        self._reply = await self.add_message("assistant", "", spans=[])
         self._stream = Markdown.get_stream(self._reply)
 
-    async def append_reply(self, delta: str) -> None:
+    async def append_reply(self, delta: str, spans: Spans = ()) -> None:
+        """Add ``delta`` to the reply; ``spans`` are its pieces by source (their text joined is ``delta``)."""
         if self._stream is None or self._reply is None:
             return
         self._reply.text += delta
+        self._reply.spans.extend(spans)
         await self._stream.write(delta)
+        if self._reply.source_view is not None and self._reply.source_view.display:
+            self._reply.source_view.refresh_spans()
         self.scroll_end(animate=False)
 
-    async def end_reply(self) -> str:
-        """Finish the streamed reply; returns its text."""
-        text = self._reply.text if self._reply else ""
+    async def end_reply(self) -> tuple[str, Spans]:
+        """Finish the streamed reply; returns its text and its spans."""
+        text, spans = (self._reply.text, self._reply.spans) if self._reply else ("", [])
         if self._stream is not None:
             await self._stream.stop()
         self._stream, self._reply = None, None
-        return text
+        return text, spans
 
     def last_reply_text(self) -> str | None:
         replies = [block for block in self.query(MessageBlock) if block.role == "assistant"]

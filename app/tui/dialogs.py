@@ -26,7 +26,7 @@ class HelpScreen(ModalScreen[None]):
         with Vertical():
             yield Label("[b]duetto keys[/b]")
             yield Static("\n".join(self.key_lines))
-            yield Label("Every action is also in the command palette (Ctrl+P). Esc closes this.")
+            yield Label("Every action is in the command palette (Ctrl+P). Esc closes.")
 
 
 class RenameScreen(ModalScreen[str | None]):

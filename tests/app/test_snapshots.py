@@ -32,7 +32,7 @@ def chat_app(tiny_models: dict[str, Path], tmp_path: Path):
                     db, chat.id, "assistant", "Use `sorted(d.items(), key=lambda item: item[1])`.\n\n- one\n- two"
                 )
 
-        def engine() -> Decoder:
+        def engine(user_name: str) -> Decoder:
             return Decoder(ModelSession(tiny_models["target"], context_length=256, threads=1))
 
         return DuettoApp(
@@ -63,3 +63,11 @@ def test_conversations_and_a_reply(snap_compare, chat_app) -> None:
 
 def test_help(snap_compare, chat_app) -> None:
     assert snap_compare(chat_app(), press=["f1"], terminal_size=SIZE, run_before=engine_loaded)
+
+
+def test_settings(snap_compare, chat_app) -> None:
+    assert snap_compare(chat_app(), press=["f3"], terminal_size=SIZE, run_before=engine_loaded)
+
+
+def test_profiles(snap_compare, chat_app) -> None:
+    assert snap_compare(chat_app(with_history=True), press=["f4"], terminal_size=SIZE, run_before=engine_loaded)

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import math
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from textual import events
-from textual.widgets import ListView
+from textual.widgets import Input, ListView, Select
 
 from duetto.app.tui.app import ChatConfig, DuettoApp
 from duetto.app.tui.chat_view import MessageBlock
 from duetto.app.tui.dialogs import HelpScreen
+from duetto.app.tui.draft_sources import SOURCE_STYLES
+from duetto.app.tui.profile_screen import ProfileScreen
 from duetto.app.tui.prompt_input import PromptInput
-from duetto.app.tui.sidebar import Sidebar
+from duetto.app.tui.settings_screen import SettingsScreen
+from duetto.app.tui.sidebar import ConversationItem, Sidebar
 from duetto.app.tui.status_bar import StatusBar
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.model_session import ModelSession
-from duetto.store.conversations import ensure_user, list_conversations, list_messages
+from duetto.store.conversations import ensure_user, list_conversations, list_messages, list_users
 from duetto.store.database import open_database
+from duetto.store.settings import ChatSettings, load_chat_settings, save_chat_settings
 
 
 class SlowDecoder(Decoder):
@@ -33,7 +40,7 @@ class SlowDecoder(Decoder):
 @pytest.fixture
 def make_app(tiny_models: dict[str, Path], tmp_path: Path):
     def factory(decoder_class=Decoder, **settings) -> DuettoApp:
-        def engine() -> Decoder:
+        def engine(user_name: str) -> Decoder:
             return decoder_class(
                 ModelSession(tiny_models["target"], context_length=512, threads=1),
                 ModelSession(tiny_models["draft"], context_length=512, threads=1),
@@ -167,7 +174,8 @@ async def test_every_action_is_in_the_command_palette(make_app) -> None:
     async with app.run_test() as pilot:
         await send(pilot, app, "a chat to leave")
         titles = [command.title for command in app.get_system_commands(app.screen)]
-        for description in ("New chat", "Rename chat", "Delete chat", "Copy reply", "Stop reply", "Chats", "Mode"):
+        for description in ("New chat", "Rename chat", "Delete chat", "Copy reply", "Stop reply", "Chats", "Mode",
+                            "Settings", "Profile", "Draft colours"):  # fmt: skip
             assert description in titles
         await pilot.press("ctrl+p")
         await pilot.pause()
@@ -175,3 +183,179 @@ async def test_every_action_is_in_the_command_palette(make_app) -> None:
         await pilot.pause(0.5)
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.conversation is None)
+
+
+async def test_settings_are_checked_saved_applied_to_the_next_reply_and_restored(make_app) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.decoder is not None)
+        await pilot.press("f3")
+        assert isinstance(app.screen, SettingsScreen)
+        app.screen.query_one("#temperature", Input).value = "hot"
+        app.screen.query_one("#max_tokens", Input).focus()
+        await pilot.press("enter")
+        assert isinstance(app.screen, SettingsScreen), "a bad value keeps the dialog open"
+        assert "temperature must be a number, not 'hot'" in str(app.screen.query_one("#settings-error").render())
+        app.screen.query_one("#temperature", Input).value = "0"
+        app.screen.query_one("#max_tokens", Input).value = "5"
+        app.screen.query_one("#mode", Select).value = "target"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, SettingsScreen)
+        assert app.settings.max_tokens == 5 and app.settings.mode == "target"
+        assert app.query_one(StatusBar).mode == "target"
+        await send(pilot, app, "short please")
+
+    db = open_database(app.config.database_path)
+    [conversation] = list_conversations(db, ensure_user(db))
+    reply_stats = list_messages(db, conversation.id)[-1].stats
+    assert reply_stats["tokens"] == 5 and reply_stats["mode"] == "target"
+
+    restarted = make_app()
+    async with restarted.run_test() as pilot:
+        await pilot.pause()
+        assert restarted.settings.max_tokens == 5 and restarted.settings.mode == "target"
+        assert restarted.query_one(StatusBar).mode == "target"
+        await pilot.press("f3")
+        assert restarted.screen.query_one("#max_tokens", Input).value == "5"
+
+
+async def test_a_setting_given_on_the_command_line_wins_over_the_saved_one(make_app, tmp_path: Path) -> None:
+    db = open_database(tmp_path / "chat.db")
+    save_chat_settings(db, ensure_user(db), ChatSettings(max_tokens=5, temperature=0.5))
+    app = make_app()
+    app.config = replace(
+        app.config, settings=DecodeSettings(max_tokens=9), command_line_settings=frozenset({"max_tokens"})
+    )
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.settings.max_tokens == 9 and app.settings.temperature == 0.5
+
+
+async def test_switching_profile_opens_that_users_chats_settings_and_engine(make_app) -> None:
+    built_for: list[str] = []
+    app = make_app()
+    factory = app.config.engine_factory
+
+    def engine(user_name: str) -> Decoder:
+        built_for.append(user_name)
+        return factory(user_name)
+
+    app.config = replace(app.config, engine_factory=engine, engine_per_user=True)
+    async with app.run_test() as pilot:
+        await send(pilot, app, "the default user's chat")
+        await pilot.press("f4")
+        assert isinstance(app.screen, ProfileScreen)
+        app.screen.query_one("#new-profile", Input).focus()
+        await pilot.press(*"bad name!", "enter")
+        assert isinstance(app.screen, ProfileScreen)
+        assert "invalid user name" in str(app.screen.query_one("#profile-error").render())
+        app.screen.query_one("#new-profile", Input).value = "default"
+        await pilot.press("enter")
+        assert "already exists" in str(app.screen.query_one("#profile-error").render())
+        app.screen.query_one("#new-profile", Input).value = "alice"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.user.name == "alice" and app.query_one(StatusBar).profile == "alice"
+        assert app.query_one(Sidebar).titles() == [] and not app.query(MessageBlock)
+        await pilot.press("ctrl+t")  # alice's mode: fast, saved for her only
+        await send(pilot, app, "alice's chat")
+        assert built_for == ["default", "alice"]
+
+        await pilot.press("f4")
+        await pilot.press("down", "enter")  # the list: alice (current), default
+        await wait_for(pilot, lambda: app.user.name == "default")
+        assert app.query_one(Sidebar).titles() == ["the default user's chat"]
+        assert app.settings.mode == "exact"
+        await wait_for(pilot, lambda: app.decoder is not None)
+        assert built_for == ["default", "alice", "default"]
+
+    db = open_database(app.config.database_path)
+    assert [user.name for user in list_users(db)] == ["alice", "default"]
+    assert load_chat_settings(db, ensure_user(db, "alice")).mode == "fast"
+
+
+async def test_draft_colours_show_who_wrote_each_piece_of_a_reply(make_app) -> None:
+    # The draft alone writes (no fallback, no rollback): every piece is the draft model's.
+    app = make_app(mode="fast", fallback_threshold=0.0, rollback_threshold=math.inf, max_draft_run=0)
+    async with app.run_test() as pilot:
+        await send(pilot, app, "written by the draft")
+        await pilot.press("f5")
+        assert app.query_one(StatusBar).show_sources and "draft model" in app.query_one(StatusBar).render()
+        reply = list(app.query(MessageBlock))[-1]
+        assert not reply.display and reply.source_view.display
+        assert {source for source, _ in reply.spans} == {"model"}
+        assert reply.source_view.content.plain == reply.text
+        assert all(span.style == SOURCE_STYLES["model"] for span in reply.source_view.content.spans)
+
+        await pilot.press("ctrl+t")  # fast → target: only the target writes
+        assert app.settings.mode == "target"
+        await send(pilot, app, "written by the target")
+        reply = list(app.query(MessageBlock))[-1]
+        assert reply.source_view.display and {source for source, _ in reply.spans} == {"target"}
+        assert not reply.source_view.content.spans, "the target's text is not coloured"
+
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        await app.open_conversation(app.query_one(Sidebar).query(ConversationItem).first().conversation)
+        replies = [block for block in app.query(MessageBlock) if block.role == "assistant"]
+        assert [block.source_view.display for block in replies] == [True, True], "kept for this session"
+
+        await pilot.press("f5")
+        assert all(block.display for block in app.query(MessageBlock))
+        assert not app.query_one(StatusBar).show_sources
+
+
+class GatedDecoder(Decoder):
+    """Writes one delta, then waits for the test to open the gate: the reply cannot end before it."""
+
+    gate = threading.Event()
+
+    def generate(self, prompt_tokens, settings, should_cancel=None):
+        for index, item in enumerate(super().generate(prompt_tokens, settings, should_cancel)):
+            if index == 1:
+                assert self.gate.wait(30), "the test never opened the gate"
+            yield item
+
+
+async def test_keys_are_handled_while_a_reply_is_being_generated(make_app) -> None:
+    GatedDecoder.gate.clear()
+    app = make_app(GatedDecoder, max_tokens=40)
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.decoder is not None)
+        app.query_one(PromptInput).text = "a slow reply"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(app.query(MessageBlock)) == 2 and list(app.query(MessageBlock))[1].text)
+
+        await pilot.press("n", "e", "x", "t")  # typing the next prompt while the worker waits
+        assert app.query_one(PromptInput).text == "next"
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert app.generating, "all of this happened before the reply could end"
+
+        GatedDecoder.gate.set()
+        await wait_for(pilot, lambda: not app.generating)
+        assert app.query_one(PromptInput).text == "next"
+
+
+def test_every_key_binding_is_in_the_help() -> None:
+    help_text = "\n".join(DuettoApp.KEY_HELP)
+    for binding in DuettoApp.BINDINGS:
+        shown = "+".join(part.capitalize() if len(part) > 2 else part.upper() for part in binding.key.split("+"))
+        assert shown.replace("Escape", "Esc") in help_text, binding.key
+
+
+def test_duetto_chat_passes_the_options_given_on_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from duetto.app.cli_chat import chat
+
+    configs = []
+    monkeypatch.setattr(DuettoApp, "run", lambda app: configs.append(app.config))
+    result = CliRunner().invoke(chat, ["--max-tokens", "7", "--draft", "lookup", "--user", "alice"])
+    assert result.exit_code == 0, result.output
+    [config] = configs
+    assert config.command_line_settings == {"max_tokens", "drafter"}
+    assert config.settings.max_tokens == 7 and config.settings.drafter == "lookup"
+    assert config.user_name == "alice" and config.missing_models, "the isolated models directory is empty"

@@ -34,7 +34,7 @@ def missing_tiny_model(tiny_models: dict[str, Path], tmp_path: Path, monkeypatch
 
 
 def app_for(spec: ModelSpec, tmp_path: Path) -> DuettoApp:
-    def engine() -> Decoder:
+    def engine(user_name: str) -> Decoder:
         return Decoder(ModelSession(Path(os.environ["DUETTO_MODELS"]) / spec.file, context_length=256, threads=1))
 
     return DuettoApp(
