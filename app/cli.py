@@ -14,6 +14,7 @@ import click
 from duetto.app.cli_ask import ask
 from duetto.app.cli_bench import bench
 from duetto.app.cli_chat import chat
+from duetto.app.cli_docs import docs
 from duetto.app.cli_models import models
 from duetto.engine.errors import EngineError
 from duetto.store.errors import StoreError
@@ -56,3 +57,4 @@ main.add_command(models)
 main.add_command(ask)
 main.add_command(bench)
 main.add_command(chat)
+main.add_command(docs)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
 from duetto.app.console import print_json, stderr_console
 from duetto.app.decoding_options import DecodingOptions, decoding_options
-from duetto.app.engine_loader import load_decoder, model_paths
+from duetto.app.document_memory import answer_from_documents
+from duetto.app.engine_loader import load_decoder, load_reader, model_paths
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ChatMessage
 from duetto.engine.prompting import fit_conversation
 from duetto.engine.stats import ReplyStats
+from duetto.store.database import open_database
+from duetto.store.documents import get_document
 
 SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline on the user's computer."
 
@@ -52,6 +56,18 @@ def stats_line(stats: ReplyStats) -> str:
 @click.option("--temperature", type=click.FloatRange(0.0, 5.0), default=0.0, show_default=True, help="0 is greedy.")
 @click.option("--seed", type=int, default=None, help="Seed for sampling (temperature > 0).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"text": ..., "stats": {...}} on stdout.')
+@click.option(
+    "--doc",
+    "document_names",
+    multiple=True,
+    metavar="NAME",
+    help="Answer from this stored document's memory (repeatable; see `duetto docs list`).",
+)
+@click.option(
+    "--full-context",
+    is_flag=True,
+    help="With --doc: put the whole document in the prompt instead of its memory (the slow baseline).",
+)
 def ask(
     prompt: str | None,
     mode: str,
@@ -60,6 +76,8 @@ def ask(
     temperature: float,
     seed: int | None,
     as_json: bool,
+    document_names: tuple[str, ...],
+    full_context: bool,
 ) -> None:
     """Ask PROMPT and stream the answer; with no PROMPT, chat interactively (Ctrl-D to quit).
 
@@ -71,6 +89,13 @@ def ask(
         raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
     if prompt is None and as_json:
         raise click.UsageError("--json needs a PROMPT (interactive chat prints text)")
+    if full_context and not document_names:
+        raise click.UsageError("--full-context goes with --doc NAME")
+    if document_names:
+        if prompt is None:
+            raise click.UsageError("--doc needs a question")
+        ask_documents(prompt, document_names, full_context, mode, decoding, max_tokens, temperature, seed, as_json)
+        return
     use_draft = mode == "fast" or (mode == "exact" and decoding.drafter in ("auto", "model"))
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     if mode == "fast" and draft_path is None:
@@ -114,3 +139,54 @@ def ask(
         messages.append({"role": "assistant", "content": text})
         sys.stdout.write("\n")
         stderr_console.print(f"[dim]{stats_line(stats)}[/dim]")
+
+
+def ask_documents(
+    question: str,
+    document_names: tuple[str, ...],
+    full_context: bool,
+    mode: str,
+    decoding: DecodingOptions,
+    max_tokens: int,
+    temperature: float,
+    seed: int | None,
+    as_json: bool,
+) -> None:
+    """Answer from stored document memory; the draft model drafts only when asked to (--draft model
+    or fast mode), since it would have to read the excerpts too, and lookup copies from them for free."""
+    db = open_database()
+    documents = [get_document(db, name) for name in dict.fromkeys(document_names)]
+    use_draft = mode == "fast" or decoding.drafter == "model"
+    target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
+    reader, reader_model = load_reader(decoding.profile, decoding.draft_model, threads=decoding.threads)
+    decoder = load_decoder(target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads)
+    settings = decoding.settings(
+        mode, has_draft=draft_path is not None, max_tokens=max_tokens, temperature=temperature, seed=seed
+    )
+    if settings.drafter == "auto" and draft_path is None:
+        settings = replace(settings, drafter="lookup")
+    answer = answer_from_documents(
+        db,
+        decoder,
+        reader,
+        reader_model,
+        documents,
+        question,
+        settings,
+        on_delta=None if as_json else _write_to_stdout,
+        full_context=full_context,
+    )
+    citations = [
+        {"document": c.document, "chunk": c.position, "variant": c.variant, "label": c.label} for c in answer.citations
+    ]
+    if as_json:
+        print_json({"text": answer.text, "stats": answer.stats, "citations": citations})
+        return
+    sys.stdout.write("\n")
+    if answer.citations:
+        stderr_console.print("[dim]sources: " + ", ".join(c.label for c in answer.citations) + "[/dim]")
+    stats = answer.stats
+    stderr_console.print(
+        f"[dim]first token {stats['ttft_seconds']:.2f} s, the target read {stats['prompt_tokens']} tokens "
+        f"for a {stats['document_tokens']}-token document, {stats['tokens_per_second']:.1f} tok/s[/dim]"
+    )

@@ -12,6 +12,7 @@ from pathlib import Path
 from duetto.app.console import RichByteProgress, stderr_console
 from duetto.app.model_catalog import resolve_model_path
 from duetto.engine.decoder import Decoder
+from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
 from duetto.engine.fetch import fetch_model, is_present
 from duetto.engine.manifest import ModelSpec, load_manifest
@@ -19,6 +20,9 @@ from duetto.engine.model_session import ModelSession
 from duetto.engine.pairing import check_pair
 from duetto.store import locations
 from duetto.store.database import open_database
+
+READER_CONTEXT_LENGTH = 1024
+"""Enough for one chunk or one question: the reader never holds more."""
 
 
 def chosen_model_names(
@@ -90,3 +94,19 @@ def load_decoder(
     """``build_decoder`` with a spinner on the terminal."""
     with stderr_console.status(f"loading {target_path.name}" + (f" and {draft_path.name}" if draft_path else "")):
         return build_decoder(target_path, draft_path, context_length=context_length, threads=threads)
+
+
+def load_reader(
+    profile: str | None, model: str | None = None, *, threads: int | None = None
+) -> tuple[DocumentReader, str]:
+    """The small model (``model``, else the profile's draft) as a document reader, and its identity."""
+    from duetto.app.document_memory import model_fingerprint
+
+    name = model or chosen_model_names(profile, None, None, True)[1]
+    if name is None:
+        raise EngineError("reading documents needs a small model: use a profile with a draft model, or --model")
+    fetch_with_progress_bars(missing_models([name]))
+    path, _ = resolve_paths(name, None)
+    with stderr_console.status(f"loading {path.name}"):
+        session = ModelSession(path, context_length=READER_CONTEXT_LENGTH, threads=threads)
+    return DocumentReader(session), model_fingerprint(path)

@@ -24,6 +24,8 @@ from duetto.engine.errors import EngineError, InvalidModelFile
 
 DEFAULT_CONTEXT_LENGTH = 4096
 BATCH_SIZE = 512
+SCRATCH_SEQUENCE = 1
+"""A second KV sequence, used only inside save_span/append_span and empty otherwise."""
 
 
 class ChatMessage(TypedDict):
@@ -63,11 +65,16 @@ class ModelSession:
                 n_threads=threads or default_thread_count(),
                 n_threads_batch=threads or default_thread_count(),
                 logits_all=False,
+                # embedding=True is llama-cpp-python's only way to a context with several
+                # sequences in one unified KV cache, which splicing saved states needs; the
+                # embeddings output itself is switched off again below.
+                embedding=True,
                 verbose=False,
             )
         except ValueError as error:
             raise InvalidModelFile(f"{path}: llama.cpp cannot load this model: {error}") from error
         self._context = self.llm.ctx
+        llama_cpp.llama_set_embeddings(self._context, False)
         self._memory = llama_cpp.llama_get_memory(self._context)
         self._vocabulary = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.vocabulary_size = self.llm.n_vocab()
@@ -106,6 +113,20 @@ class ModelSession:
         formatted = self._formatter(messages=list(messages))
         return self.tokenize(formatted.prompt, add_bos=not formatted.added_special, special=True)
 
+    def chat_prompt_around(self, messages: Sequence[ChatMessage], marker: str) -> tuple[list[int], list[int]]:
+        """Tokens of the templated prompt before and after ``marker`` (which must occur once in
+        the messages), so that other tokens can be put in its place."""
+        if self._formatter is None:
+            raise InvalidModelFile(f"{self.path}: the model has no chat template in its metadata")
+        formatted = self._formatter(messages=list(messages))
+        before, marker_found, after = formatted.prompt.partition(marker)
+        if not marker_found:
+            raise ValueError("the marker does not occur in the templated prompt")
+        return (
+            self.tokenize(before, add_bos=not formatted.added_special, special=True),
+            self.tokenize(after, special=True),
+        )
+
     def is_end_of_generation(self, token: int) -> bool:
         """EOS, EOT and any other token the vocabulary marks as ending a turn."""
         return bool(self._llama_cpp.llama_vocab_is_eog(self._vocabulary, token))
@@ -124,6 +145,52 @@ class ModelSession:
         while index < limit and self.tokens[index] == tokens[index]:
             index += 1
         return index
+
+    def save_span(self, start: int, end: int) -> bytes:
+        """The KV cells of positions [start, end) as bytes, to append later with ``append_span``."""
+        if not 0 <= start < end <= len(self.tokens):
+            raise ValueError(f"span {start}..{end} is outside the {len(self.tokens)} evaluated tokens")
+        llama_cpp = self._llama_cpp
+        llama_cpp.llama_memory_seq_cp(self._memory, 0, SCRATCH_SEQUENCE, start, end)
+        try:
+            size = llama_cpp.llama_state_seq_get_size(self._context, SCRATCH_SEQUENCE)
+            buffer = (ctypes.c_uint8 * size)()
+            written = llama_cpp.llama_state_seq_get_data(self._context, buffer, size, SCRATCH_SEQUENCE)
+        finally:
+            llama_cpp.llama_memory_seq_rm(self._memory, SCRATCH_SEQUENCE, -1, -1)
+        if written != size:
+            raise EngineError(f"llama.cpp wrote {written} of {size} bytes of KV state ({self.path.name})")
+        return bytes(buffer)
+
+    def append_span(self, state: bytes, tokens: Sequence[int], saved_start: int) -> None:
+        """Append ``tokens`` from a ``save_span`` state instead of evaluating them.
+
+        The cells are moved from the positions they were saved at to the end of the cache
+        (llama.cpp re-rotates the keys). Tokens appended this way attended to what preceded
+        them when they were saved, not to what precedes them now: block attention, exact
+        only when both are the same.
+        """
+        if len(self.tokens) + len(tokens) > self.context_length:
+            raise ContextFull(
+                f"the text needs {len(self.tokens) + len(tokens)} tokens but the context holds {self.context_length}"
+            )
+        llama_cpp = self._llama_cpp
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        try:
+            read = llama_cpp.llama_state_seq_set_data(self._context, buffer, len(state), SCRATCH_SEQUENCE)
+            if read == 0:
+                raise EngineError(f"llama.cpp could not load a saved KV state into {self.path.name}")
+            if llama_cpp.llama_memory_seq_pos_max(self._memory, SCRATCH_SEQUENCE) != saved_start + len(tokens) - 1:
+                raise EngineError("a saved KV state does not match its tokens; it will be recomputed if removed")
+            shift = len(self.tokens) - saved_start
+            if shift:
+                llama_cpp.llama_memory_seq_add(
+                    self._memory, SCRATCH_SEQUENCE, saved_start, saved_start + len(tokens), shift
+                )
+            llama_cpp.llama_memory_seq_cp(self._memory, SCRATCH_SEQUENCE, 0, -1, -1)
+        finally:
+            llama_cpp.llama_memory_seq_rm(self._memory, SCRATCH_SEQUENCE, -1, -1)
+        self.tokens.extend(tokens)
 
     def evaluate(self, tokens: Sequence[int], logit_rows: Sequence[int] = ()) -> np.ndarray:
         """Append ``tokens`` to the KV cache; returns logits (len(logit_rows) x vocabulary).

@@ -108,7 +108,7 @@ def m002_users_conversations_documents(db: sqlite_utils.Database) -> None:
 
 @migration
 def m003_settings_chunk_states_attachments(db: sqlite_utils.Database) -> None:
-    """Per-user settings, the large model's KV state per chunk, documents attached to a
+    """Per-user settings, each chunk's compressed length, the large model's KV state per chunk, documents attached to a
     conversation, the compressed memory of a long conversation, and a full-text index of chunks.
 
     ``chunk_states`` is keyed by the prompt prefix the chunk was evaluated after (its sha256),
@@ -119,6 +119,7 @@ def m003_settings_chunk_states_attachments(db: sqlite_utils.Database) -> None:
     _execute_statements(
         db,
         """
+        ALTER TABLE chunks ADD COLUMN compressed_tokens INTEGER;
         CREATE TABLE user_settings (
             user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
             key TEXT NOT NULL,

@@ -40,7 +40,7 @@ def test_the_second_step_creates_the_chat_and_document_tables() -> None:
     assert set(db["messages"].columns_dict) == {"id", "conversation_id", "role", "content", "stats", "created_at"}
     assert set(db["chunks"].columns_dict) == {
         "id", "document_id", "position", "text", "token_start", "token_end", "compressed_text", "embedding",
-        "model_sha256",
+        "model_sha256", "compressed_tokens",
     }  # fmt: skip
     assert set(db["memory_states"].columns_dict) == {
         "id", "document_id", "model_sha256", "token_count", "state", "created_at"

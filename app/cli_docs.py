@@ -1,0 +1,181 @@
+"""``duetto docs``: read documents into memory, list, show and remove them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from duetto.app.console import human_bytes, print_json, stderr_console, stdout_console
+from duetto.app.document_memory import InvalidDocument, decode_document, ingest_document
+from duetto.app.engine_loader import load_reader
+from duetto.store import documents as document_store
+from duetto.store.database import open_database
+from duetto.store.errors import NotFound
+
+PREVIEW_CHARACTERS = 200
+
+
+@click.group()
+def docs() -> None:
+    """Documents kept as memory: the small model reads each once; `duetto ask --doc NAME` answers from it."""
+
+
+@docs.command("add")
+@click.argument("path")
+@click.option("--name", default=None, help="Name to ask about it by (default: the file name without extension).")
+@click.option("--profile", default=None, help="Model profile whose draft model reads the document.")
+@click.option("--model", default=None, metavar="MODEL|PATH", help="Small model to read with instead of the profile's.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"name","tokens","chunks","memory_tokens","seconds"}.')
+def add_document(
+    path: str, name: str | None, profile: str | None, model: str | None, threads: int | None, as_json: bool
+) -> None:
+    """Read PATH (plain text or Markdown; '-' for stdin) into document memory.
+
+    Interrupted? Run the same command again: it continues where it stopped.
+    """
+    if path == "-":
+        if name is None:
+            raise click.UsageError("reading from stdin needs --name")
+        data = sys.stdin.buffer.read()
+        label, source = "stdin", None
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise click.BadParameter(f"no such file: {path}", param_hint="PATH")
+        data = file.read_bytes()
+        label, source = str(file), str(file.resolve())
+        name = name or file.stem
+    text = decode_document(data, label)
+    db = open_database()
+    document_store.validate_document_name(name)
+    existing = document_store.find_document(db, name)
+    if existing is not None and existing.complete:
+        raise InvalidDocument(f"a document named {name!r} already exists; pick another --name or `duetto docs rm` it")
+    reader, model_id = load_reader(profile, model, threads=threads)
+    with Progress(
+        TextColumn("[bold]reading {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr_console,
+        transient=True,
+        disable=as_json and not stderr_console.is_terminal,
+    ) as progress:
+        task = progress.add_task(name, total=None)
+
+        def show(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = ingest_document(db, reader, model_id, name, text, source=source, on_progress=show)
+    if as_json:
+        print_json(result.as_json())
+        return
+    resumed = f", {result.resumed_chunks} chunks kept from an earlier run" if result.resumed_chunks else ""
+    stderr_console.print(
+        f"{result.name}: {result.tokens} tokens in {result.chunks} chunks, memory {result.memory_tokens} tokens "
+        f"compressed, {result.seconds:.1f} s{resumed}"
+    )
+
+
+@docs.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+def list_documents(as_json: bool) -> None:
+    """List stored documents."""
+    documents = document_store.list_documents(open_database())
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": document.name,
+                    "tokens": document.tokens,
+                    "chunks": document.chunk_count,
+                    "memory_tokens": document.memory_tokens,
+                    "complete": document.complete,
+                    "created_at": document.created_at,
+                    "source": document.source,
+                }
+                for document in documents
+            ]
+        )
+        return
+    if not documents:
+        stderr_console.print("no documents yet; add one with: duetto docs add FILE")
+        return
+    table = Table("name", "tokens", "chunks", "memory tokens", "added", "state")
+    for document in documents:
+        table.add_row(
+            document.name,
+            str(document.tokens),
+            str(document.chunk_count),
+            str(document.memory_tokens),
+            document.created_at[:16].replace("T", " "),
+            "ready" if document.complete else "unfinished: run docs add again",
+        )
+    stdout_console.print(table)
+
+
+@docs.command("show")
+@click.argument("name")
+@click.option("--chunk", "position", type=int, default=None, help="Print this chunk whole (text and compressed).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+def show_document(name: str, position: int | None, as_json: bool) -> None:
+    """Show a document's chunks (or one chunk whole with --chunk N)."""
+    db = open_database()
+    document = document_store.find_document(db, name)
+    if document is None:
+        raise NotFound(f"no document named {name!r}; see: duetto docs list")
+    chunks = document_store.list_chunks(db, [document.id])
+    if position is not None:
+        chunks = [chunk for chunk in chunks if chunk.position == position]
+        if not chunks:
+            raise click.BadParameter(f"{name!r} has no chunk {position}", param_hint="--chunk")
+    state_bytes = document_store.chunk_state_bytes(db, document.id)
+    if as_json:
+        print_json(
+            {
+                "name": document.name,
+                "tokens": document.tokens,
+                "memory_tokens": document.memory_tokens,
+                "complete": document.complete,
+                "saved_state_bytes": state_bytes,
+                "chunks": [
+                    {
+                        "position": chunk.position,
+                        "tokens": chunk.tokens,
+                        "compressed_tokens": chunk.compressed_tokens,
+                        "text": chunk.text,
+                        "compressed_text": chunk.compressed_text,
+                    }
+                    for chunk in chunks
+                ],
+            }
+        )
+        return
+    stderr_console.print(
+        f"[bold]{document.name}[/bold]: {document.tokens} tokens, {document.chunk_count} chunks, memory "
+        f"{document.memory_tokens} tokens, saved model state {human_bytes(state_bytes)}"
+    )
+    for chunk in chunks:
+        if position is not None:
+            stdout_console.print(f"[bold]#{chunk.position}[/bold] ({chunk.tokens} tokens)", highlight=False)
+            stdout_console.print(chunk.text, markup=False, highlight=False)
+            stdout_console.print(f"\n[bold]compressed[/bold] ({chunk.compressed_tokens} tokens)", highlight=False)
+            stdout_console.print(chunk.compressed_text, markup=False, highlight=False)
+        else:
+            preview = " ".join(chunk.text.split())[:PREVIEW_CHARACTERS]
+            stdout_console.print(f"[bold]#{chunk.position}[/bold] {preview}", highlight=False)
+
+
+@docs.command("rm")
+@click.argument("name")
+def remove_document(name: str) -> None:
+    """Remove a document with its chunks and saved model states."""
+    document_store.remove_document(open_database(), name)
+    stderr_console.print(f"removed {name}")

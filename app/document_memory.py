@@ -1,0 +1,325 @@
+"""Document memory for the CLI and the TUI: reading a document in, and answering from it.
+
+Ingest: the small model reads each chunk once (embedding + compressed text) and every
+chunk is committed on its own, so an interrupted ingest resumes where it stopped.
+Questions: chunks are ranked by embedding similarity and BM25 together; the best chunk
+goes in whole and the next ones compressed, each from its saved KV state when the large
+model has read it before (see engine/memory_prompt.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from duetto.engine.chunking import split_into_chunks
+from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.document_reader import DocumentReader
+from duetto.engine.memory_prompt import MemoryBlock, prepare_memory
+from duetto.engine.model_session import ChatMessage, ModelSession
+from duetto.store import documents as document_store
+from duetto.store.documents import Chunk, Document
+from duetto.store.errors import StoreError
+
+MAX_DOCUMENT_BYTES = 2_000_000
+"""About 500k tokens, which the small model reads in roughly an hour on a laptop CPU."""
+MEMORY_BUDGET_TOKENS = 420
+"""Tokens of excerpts a question gets: the best chunk whole, then compressed ones."""
+MAX_BLOCKS = 4
+FUSION_RANK_OFFSET = 60  # reciprocal rank fusion's usual constant
+
+ANSWER_SYSTEM_PROMPT = (
+    "You answer questions about the user's documents. Use only the excerpts given, "
+    "answer in a few words, and say so when the excerpts do not contain the answer."
+)
+BLOCKS_MARKER = "\x00duetto-excerpts\x00"
+
+
+class InvalidDocument(StoreError):
+    """The text cannot be stored as a document (empty, binary, not UTF-8, too large)."""
+
+
+def model_fingerprint(path: Path) -> str:
+    """A cheap identity for a model file (name, size, first and last MiB), for stored memory.
+
+    Hashing the whole file would cost seconds per command; this changes whenever the file does
+    in practice, and memory made by another model is refused rather than misread.
+    """
+    size = path.stat().st_size
+    digest = hashlib.sha256(f"{path.name}:{size}".encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(1 << 20))
+        handle.seek(max(0, size - (1 << 20)))
+        digest.update(handle.read(1 << 20))
+    return "fp:" + digest.hexdigest()[:32]
+
+
+def decode_document(data: bytes, label: str) -> str:
+    """The document's text, or a one-line reason it cannot be one."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise InvalidDocument(
+            f"{label} is {len(data) / 1e6:.1f} MB; documents are limited to {MAX_DOCUMENT_BYTES / 1e6:.0f} MB "
+            "of text (split it into parts)"
+        )
+    if b"\x00" in data[:65536]:
+        raise InvalidDocument(f"{label} looks like a binary file; give plain text or Markdown")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InvalidDocument(f"{label} is not UTF-8 text (bad byte at offset {error.start})") from error
+    text = text.replace("\r\n", "\n")
+    if not text.strip():
+        raise InvalidDocument(f"{label} is empty")
+    return text
+
+
+# --- ingest -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    name: str
+    tokens: int
+    chunks: int
+    memory_tokens: int
+    seconds: float
+    resumed_chunks: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "tokens": self.tokens,
+            "chunks": self.chunks,
+            "memory_tokens": self.memory_tokens,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def ingest_document(
+    db: sqlite_utils.Database,
+    reader: DocumentReader,
+    model_id: str,
+    name: str,
+    text: str,
+    source: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> IngestResult:
+    """Read ``text`` into memory under ``name``; ``on_progress(done, total)`` after each chunk.
+
+    Rerunning after an interruption continues with the chunks not yet stored.
+    """
+    started = time.perf_counter()
+    document_store.validate_document_name(name)
+    chunks = split_into_chunks(text, reader.count_tokens)
+    total_tokens = chunks[-1].token_end if chunks else 0
+    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    document = document_store.begin_document(db, name, source, sha256, total_tokens)
+    stored = document_store.chunk_positions(db, document.id)
+    if stored:
+        first = document_store.list_chunks(db, [document.id])[0]
+        if first.model_sha256 != model_id:
+            raise StoreError(f"document {name!r} was partly read by another model; `duetto docs rm {name}` first")
+    if on_progress:
+        on_progress(len(stored), len(chunks))
+    for position, chunk in enumerate(chunks):
+        if position in stored:
+            continue
+        if should_cancel and should_cancel():
+            raise InterruptedError(f"reading {name!r} was cancelled; run it again to continue")
+        reading = reader.read(chunk.text)
+        document_store.add_chunk(
+            db,
+            document.id,
+            position,
+            chunk.text,
+            (chunk.token_start, chunk.token_end),
+            reading.compressed_text,
+            reading.compressed_tokens,
+            reading.embedding,
+            model_id,
+        )
+        if on_progress:
+            on_progress(position + 1, len(chunks))
+    document_store.mark_complete(db, document.id)
+    finished = document_store.get_document(db, name)
+    return IngestResult(
+        name=name,
+        tokens=finished.tokens,
+        chunks=finished.chunk_count,
+        memory_tokens=finished.memory_tokens,
+        seconds=time.perf_counter() - started,
+        resumed_chunks=len(stored),
+    )
+
+
+# --- questions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Citation:
+    document: str
+    position: int
+    chunk_id: int
+    variant: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.document}#{self.position}"
+
+
+@dataclass
+class DocumentAnswer:
+    text: str
+    stats: dict[str, Any]
+    citations: list[Citation] = field(default_factory=list)
+
+
+class _StoredStates:
+    """The store's chunk_states table as the engine's StateCache."""
+
+    def __init__(self, db: sqlite_utils.Database, model_id: str) -> None:
+        self.db = db
+        self.model_id = model_id
+
+    def load(self, block: MemoryBlock, prefix_sha256: str) -> bytes | None:
+        chunk_id, variant = block.key.split(":")
+        return document_store.get_chunk_state(self.db, int(chunk_id), self.model_id, variant, prefix_sha256)
+
+    def save(self, block: MemoryBlock, prefix_sha256: str, state: bytes) -> None:
+        chunk_id, variant = block.key.split(":")
+        document_store.put_chunk_state(
+            self.db, int(chunk_id), self.model_id, variant, prefix_sha256, len(block.tokens), state
+        )
+
+
+def rank_chunks(
+    db: sqlite_utils.Database, reader: DocumentReader, documents: Sequence[Document], question: str
+) -> list[Chunk]:
+    """Chunks best first: reciprocal rank fusion of embedding similarity and BM25.
+
+    Embeddings are centred on the documents' mean chunk embedding first: mean-pooled hidden
+    states of a language model share one large common direction that otherwise swamps cosine.
+    """
+    chunks = document_store.list_chunks(db, [document.id for document in documents])
+    if not chunks:
+        return []
+    if any(chunk.model_sha256 != chunks[0].model_sha256 for chunk in chunks):
+        raise StoreError("these documents were read by different models; ask about them one at a time")
+    matrix = np.stack([chunk.embedding for chunk in chunks])
+    centre = matrix.mean(axis=0)
+    centred = matrix - centre
+    question_vector = reader.embed(question) - centre
+    similarity = (
+        centred @ question_vector / (np.linalg.norm(centred, axis=1) * (np.linalg.norm(question_vector) or 1.0) + 1e-9)
+    )
+    score = {chunk.id: 0.0 for chunk in chunks}
+    for rank, index in enumerate(np.argsort(-similarity)):
+        score[chunks[index].id] += 1.0 / (FUSION_RANK_OFFSET + rank)
+    for rank, chunk_id in enumerate(document_store.keyword_ranks(db, [d.id for d in documents], question)):
+        score[chunk_id] += 1.0 / (FUSION_RANK_OFFSET + rank)
+    return sorted(chunks, key=lambda chunk: -score[chunk.id])
+
+
+def choose_blocks(ranked: Sequence[Chunk], budget: int = MEMORY_BUDGET_TOKENS) -> list[tuple[Chunk, str]]:
+    """The best chunk whole, then the next ones compressed, while they fit the budget."""
+    chosen: list[tuple[Chunk, str]] = []
+    used = 0
+    for chunk in ranked:
+        variant = "full" if not chosen else "compressed"
+        size = chunk.tokens if variant == "full" else chunk.compressed_tokens
+        if chosen and used + size > budget:
+            continue
+        chosen.append((chunk, variant))
+        used += size
+        if len(chosen) >= MAX_BLOCKS or used >= budget:
+            break
+    return sorted(chosen, key=lambda item: (item[0].document_id, item[0].position))
+
+
+def answer_from_documents(
+    db: sqlite_utils.Database,
+    decoder: Decoder,
+    reader: DocumentReader,
+    model_id: str,
+    documents: Sequence[Document],
+    question: str,
+    settings: DecodeSettings,
+    on_delta: Callable[[str], None] | None = None,
+    full_context: bool = False,
+) -> DocumentAnswer:
+    """Answer ``question`` from stored memory (or, with ``full_context``, from the whole text)."""
+    started = time.perf_counter()
+    names = {document.id: document.name for document in documents}
+    document_tokens = sum(document.tokens for document in documents)
+    target = decoder.target
+    if full_context:
+        chunks = document_store.list_chunks(db, list(names))
+        text = "\n\n".join(chunk.text for chunk in chunks)
+        messages: list[ChatMessage] = [
+            {"role": "system", "content": ANSWER_SYSTEM_PROMPT},
+            {"role": "user", "content": f"Document:\n{text}\n\nQuestion: {question}"},
+        ]
+        prompt = target.chat_prompt_tokens(messages)
+        target.truncate(0)
+        reply_text, reply_stats = decoder.reply(prompt, settings, on_delta)
+        stats = reply_stats.as_dict()
+        stats.update(
+            ttft_seconds=round(time.perf_counter() - started - reply_stats.seconds + reply_stats.ttft_seconds, 4),
+            prompt_tokens=len(prompt),
+            document_tokens=document_tokens,
+            context_tokens=len(prompt),
+            memory="full-context",
+        )
+        return DocumentAnswer(reply_text, stats)
+
+    ranked = rank_chunks(db, reader, documents, question)
+    if ranked and ranked[0].model_sha256 != model_id:
+        raise StoreError("these documents were read by a different small model; re-add them with this one")
+    chosen = choose_blocks(ranked)
+    messages = [
+        {"role": "system", "content": ANSWER_SYSTEM_PROMPT},
+        {"role": "user", "content": f"Excerpts:\n{BLOCKS_MARKER}Question: {question}"},
+    ]
+    prefix, suffix = target.chat_prompt_around(messages, BLOCKS_MARKER)
+    blocks = [
+        MemoryBlock(
+            key=f"{chunk.id}:{variant}",
+            tokens=target.tokenize(
+                f"[{names[chunk.document_id]}#{chunk.position}] "
+                + (chunk.text if variant == "full" else chunk.compressed_text)
+                + "\n\n"
+            ),
+        )
+        for chunk, variant in chosen
+    ]
+    prepared = prepare_memory(target, prefix, blocks, suffix, _StoredStates(db, target_fingerprint(target)))
+    reply_text, reply_stats = decoder.reply(prepared.prompt_tokens, settings, on_delta)
+    stats = reply_stats.as_dict()
+    context_tokens = sum(len(block.tokens) for block in blocks)
+    stats.update(
+        ttft_seconds=round(time.perf_counter() - started - reply_stats.seconds + reply_stats.ttft_seconds, 4),
+        prompt_tokens=prepared.evaluated_tokens + len(suffix),
+        document_tokens=document_tokens,
+        context_tokens=context_tokens,
+        loaded_tokens=prepared.loaded_tokens,
+        memory="chunks",
+    )
+    citations = [Citation(names[chunk.document_id], chunk.position, chunk.id, variant) for chunk, variant in chosen]
+    return DocumentAnswer(reply_text, stats, citations)
+
+
+_fingerprints: dict[Path, str] = {}
+
+
+def target_fingerprint(session: ModelSession) -> str:
+    if session.path not in _fingerprints:
+        _fingerprints[session.path] = model_fingerprint(session.path)
+    return _fingerprints[session.path]

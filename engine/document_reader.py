@@ -1,0 +1,77 @@
+"""The small model reading a document once: per chunk, a memory embedding and compressed text.
+
+One pass of the small model per chunk gives both: its final hidden states, averaged,
+are the chunk's embedding (what a question is matched against), and its next-token
+probabilities give each token's surprisal, which decides what the compressed text keeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from duetto.engine.compression import DEFAULT_KEEP_RATIO, compress
+from duetto.engine.model_session import ModelSession
+
+LEAD_TEXT = "\n"
+"""Evaluated before every chunk so that its first token has a prediction to be scored by."""
+
+
+@dataclass(frozen=True)
+class ChunkReading:
+    embedding: np.ndarray
+    """Unit-length float32 mean of the small model's final hidden states over the chunk."""
+    compressed_text: str
+    compressed_tokens: int
+    tokens: int
+
+
+class DocumentReader:
+    def __init__(self, session: ModelSession, keep_ratio: float = DEFAULT_KEEP_RATIO) -> None:
+        self.session = session
+        self.keep_ratio = keep_ratio
+        self._lead = session.tokenize(LEAD_TEXT)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.session.tokenize(text))
+
+    def read(self, text: str) -> ChunkReading:
+        tokens = self.session.tokenize(text)
+        if not tokens:
+            raise ValueError("cannot read an empty chunk")
+        hidden, log_probabilities = self._evaluate(tokens)
+        surprisals = [-value for value in log_probabilities]
+        pieces = [self.session.token_bytes(token) for token in tokens]
+        if b"".join(pieces) != text.encode("utf-8"):
+            # A tokenizer whose pieces do not spell the text (e.g. an added leading space)
+            # cannot be aligned word by word: keep the chunk whole rather than guess.
+            compressed, kept = text, len(tokens)
+        else:
+            compressed, kept = compress(pieces, surprisals, self.keep_ratio)
+        return ChunkReading(_unit(hidden.mean(axis=0)), compressed, kept, len(tokens))
+
+    def embed(self, text: str) -> np.ndarray:
+        """A question's embedding, comparable with the chunks' embeddings."""
+        tokens = self.session.tokenize(text) or self._lead
+        hidden, _ = self._evaluate(tokens)
+        return _unit(hidden.mean(axis=0))
+
+    def _evaluate(self, tokens: list[int]) -> tuple[np.ndarray, list[float]]:
+        """Hidden states of ``tokens`` and the log-probability the model gave each of them."""
+        session = self.session
+        session.truncate(0)
+        evaluated = self._lead + tokens
+        rows = range(len(self._lead) - 1, len(evaluated))
+        logits, hidden = session.evaluate_with_hidden_states(evaluated, rows)
+        session.truncate(0)
+        predicting = logits[:-1]  # row i predicts token i of the chunk
+        peak = predicting.max(axis=1, keepdims=True)
+        log_normaliser = np.log(np.exp(predicting - peak).sum(axis=1)) + peak[:, 0]
+        chosen = predicting[np.arange(len(tokens)), tokens]
+        return hidden[1:], list((chosen - log_normaliser).astype(float))
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm if norm > 0 else vector).astype(np.float32)

@@ -1,0 +1,85 @@
+"""Putting stored document memory in front of a question without re-reading it.
+
+The prompt is ``prefix + block_1 + ... + block_n + suffix``: the prefix is the chat
+template's system turn and the start of the user turn, each block is one chunk's text,
+the suffix is the question and the assistant's cue. Every block is evaluated once,
+right after the prefix and nothing else, and its KV cells are saved; later prompts load
+the saved cells and move them into place (block attention: blocks see the prefix and
+themselves, the question sees everything). So a block costs the same whichever
+question picks it and in whatever order, and a later question on the same chunks
+costs only its own tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from duetto.engine.model_session import ModelSession
+
+
+@dataclass(frozen=True)
+class MemoryBlock:
+    key: str
+    """Identifies the block's text (e.g. chunk id and variant) for the state cache."""
+    tokens: list[int]
+
+
+class StateCache(Protocol):
+    def load(self, block: MemoryBlock, prefix_sha256: str) -> bytes | None:
+        """The saved state of ``block`` behind the prefix with this digest, or None."""
+
+    def save(self, block: MemoryBlock, prefix_sha256: str, state: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class PreparedMemory:
+    prompt_tokens: list[int]
+    evaluated_tokens: int
+    """Prefix and block tokens the model had to evaluate now (the suffix is left to the decoder)."""
+    loaded_tokens: int
+    """Block tokens loaded from saved states instead."""
+    seconds: float
+
+
+def prefix_digest(tokens: Sequence[int]) -> str:
+    return hashlib.sha256(",".join(map(str, tokens)).encode()).hexdigest()
+
+
+def prepare_memory(
+    session: ModelSession,
+    prefix: list[int],
+    blocks: Sequence[MemoryBlock],
+    suffix: list[int],
+    cache: StateCache,
+) -> PreparedMemory:
+    """Leave ``session`` holding prefix and blocks; returns the whole prompt for the decoder."""
+    started = time.perf_counter()
+    digest = prefix_digest(prefix)
+    evaluated = 0
+    kept = session.common_prefix_length(prefix)
+    session.truncate(kept)
+    if kept < len(prefix):
+        session.evaluate(prefix[kept:], [])
+        evaluated += len(prefix) - kept
+    states: list[bytes] = []
+    loaded = 0
+    for block in blocks:
+        state = cache.load(block, digest)
+        if state is None:
+            session.truncate(len(prefix))
+            session.evaluate(block.tokens, [])
+            state = session.save_span(len(prefix), len(prefix) + len(block.tokens))
+            cache.save(block, digest, state)
+            evaluated += len(block.tokens)
+        else:
+            loaded += len(block.tokens)
+        states.append(state)
+    session.truncate(len(prefix))
+    for block, state in zip(blocks, states, strict=True):
+        session.append_span(state, block.tokens, len(prefix))
+    prompt = prefix + [token for block in blocks for token in block.tokens] + suffix
+    return PreparedMemory(prompt, evaluated, loaded, time.perf_counter() - started)

@@ -1,0 +1,256 @@
+"""Documents and their memory: chunks with embeddings and compressed text, and KV states.
+
+Ingest writes one chunk per transaction, keyed by (document, position), so a crash
+loses at most the chunk being written and a rerun continues where it stopped; a
+document is usable once ``complete`` is set by the last step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import sqlite_utils
+
+from duetto.store.errors import NameTaken, NotFound, StoreError
+
+DOCUMENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,79}$")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class Document:
+    id: int
+    name: str
+    source: str | None
+    sha256: str
+    tokens: int
+    complete: bool
+    created_at: str
+    chunk_count: int
+    memory_tokens: int
+    """Tokens of the compressed text over all chunks: what reading the whole memory costs."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: int
+    document_id: int
+    position: int
+    text: str
+    token_start: int
+    token_end: int
+    compressed_text: str
+    compressed_tokens: int
+    embedding: np.ndarray
+    model_sha256: str
+
+    @property
+    def tokens(self) -> int:
+        return self.token_end - self.token_start
+
+
+def validate_document_name(name: str) -> str:
+    if not DOCUMENT_NAME_PATTERN.match(name) or name != name.strip():
+        raise StoreError(
+            f"invalid document name {name!r}: use up to 80 letters, digits, spaces, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+_SELECT_DOCUMENTS = """
+    SELECT d.id, d.name, d.source, d.sha256, d.tokens, d.complete, d.created_at,
+           count(c.id), coalesce(sum(c.compressed_tokens), 0)
+    FROM documents d LEFT JOIN chunks c ON c.document_id = d.id
+"""
+
+
+def _document(row: Sequence) -> Document:
+    return Document(
+        id=row[0],
+        name=row[1],
+        source=row[2],
+        sha256=row[3],
+        tokens=row[4] or 0,
+        complete=bool(row[5]),
+        created_at=row[6],
+        chunk_count=row[7],
+        memory_tokens=row[8],
+    )
+
+
+def list_documents(db: sqlite_utils.Database) -> list[Document]:
+    rows = db.execute(_SELECT_DOCUMENTS + " GROUP BY d.id ORDER BY d.name").fetchall()
+    return [_document(row) for row in rows]
+
+
+def find_document(db: sqlite_utils.Database, name: str) -> Document | None:
+    row = db.execute(_SELECT_DOCUMENTS + " WHERE d.name = ? GROUP BY d.id", [name]).fetchone()
+    return _document(row) if row else None
+
+
+def get_document(db: sqlite_utils.Database, name: str) -> Document:
+    """A complete document; a half-ingested one is reported as such."""
+    document = find_document(db, name)
+    if document is None:
+        raise NotFound(f"no document named {name!r}; see: duetto docs list")
+    if not document.complete:
+        raise StoreError(f"document {name!r} was not fully read; run `duetto docs add` again to finish it")
+    return document
+
+
+def begin_document(db: sqlite_utils.Database, name: str, source: str | None, sha256: str, tokens: int) -> Document:
+    """The document to write chunks into: a new one, or the unfinished one with the same content."""
+    validate_document_name(name)
+    existing = find_document(db, name)
+    if existing is not None:
+        if existing.complete:
+            raise NameTaken(f"a document named {name!r} already exists; pick another --name or `duetto docs rm` it")
+        if existing.sha256 != sha256:
+            raise NameTaken(
+                f"document {name!r} is a half-finished read of different content; `duetto docs rm {name}` first"
+            )
+        return existing
+    with db.conn:
+        db["documents"].insert(
+            {"name": name, "source": source, "sha256": sha256, "tokens": tokens, "complete": 0, "created_at": _now()}
+        )
+    document = find_document(db, name)
+    assert document is not None
+    return document
+
+
+def chunk_positions(db: sqlite_utils.Database, document_id: int) -> set[int]:
+    rows = db.execute("SELECT position FROM chunks WHERE document_id = ?", [document_id]).fetchall()
+    return {row[0] for row in rows}
+
+
+def add_chunk(
+    db: sqlite_utils.Database,
+    document_id: int,
+    position: int,
+    text: str,
+    token_span: tuple[int, int],
+    compressed_text: str,
+    compressed_tokens: int,
+    embedding: np.ndarray,
+    model_sha256: str,
+) -> None:
+    """One chunk in one transaction: after a crash it is either wholly there or absent."""
+    with db.conn:
+        db.execute(
+            "INSERT INTO chunks (document_id, position, text, token_start, token_end, compressed_text, "
+            "compressed_tokens, embedding, model_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                document_id,
+                position,
+                text,
+                token_span[0],
+                token_span[1],
+                compressed_text,
+                compressed_tokens,
+                np.asarray(embedding, dtype=np.float32).tobytes(),
+                model_sha256,
+            ],
+        )
+
+
+def mark_complete(db: sqlite_utils.Database, document_id: int) -> None:
+    with db.conn:
+        db.execute("UPDATE documents SET complete = 1 WHERE id = ?", [document_id])
+
+
+def remove_document(db: sqlite_utils.Database, name: str) -> None:
+    """Delete the document; its chunks, their index entries and KV states go by cascade."""
+    document = find_document(db, name)
+    if document is None:
+        raise NotFound(f"no document named {name!r}; see: duetto docs list")
+    with db.conn:
+        db.execute("DELETE FROM documents WHERE id = ?", [document.id])
+
+
+def list_chunks(db: sqlite_utils.Database, document_ids: Sequence[int]) -> list[Chunk]:
+    if not document_ids:
+        return []
+    marks = ",".join("?" * len(document_ids))
+    rows = db.execute(
+        "SELECT id, document_id, position, text, token_start, token_end, compressed_text, compressed_tokens, "
+        f"embedding, model_sha256 FROM chunks WHERE document_id IN ({marks}) ORDER BY document_id, position",
+        list(document_ids),
+    ).fetchall()
+    return [
+        Chunk(
+            id=row[0],
+            document_id=row[1],
+            position=row[2],
+            text=row[3],
+            token_start=row[4],
+            token_end=row[5],
+            compressed_text=row[6] or "",
+            compressed_tokens=row[7] or 0,
+            embedding=np.frombuffer(row[8], dtype=np.float32) if row[8] else np.empty(0, dtype=np.float32),
+            model_sha256=row[9] or "",
+        )
+        for row in rows
+    ]
+
+
+def keyword_ranks(db: sqlite_utils.Database, document_ids: Sequence[int], query: str, limit: int = 50) -> list[int]:
+    """Chunk ids by BM25 over the full-text index, best first; words of the query are OR-ed."""
+    words = re.findall(r"\w+", query.lower())
+    if not words or not document_ids:
+        return []
+    match = " OR ".join(f'"{word}"' for word in dict.fromkeys(words))
+    marks = ",".join("?" * len(document_ids))
+    rows = db.execute(
+        f"SELECT c.id FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
+        f"WHERE chunks_fts MATCH ? AND c.document_id IN ({marks}) ORDER BY bm25(chunks_fts) LIMIT ?",
+        [match, *document_ids, limit],
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+# --- the large model's KV state per chunk -----------------------------------------------------
+
+
+def get_chunk_state(
+    db: sqlite_utils.Database, chunk_id: int, model_sha256: str, variant: str, prefix_sha256: str
+) -> bytes | None:
+    row = db.execute(
+        "SELECT state FROM chunk_states WHERE chunk_id = ? AND model_sha256 = ? AND variant = ? AND prefix_sha256 = ?",
+        [chunk_id, model_sha256, variant, prefix_sha256],
+    ).fetchone()
+    return bytes(row[0]) if row else None
+
+
+def put_chunk_state(
+    db: sqlite_utils.Database,
+    chunk_id: int,
+    model_sha256: str,
+    variant: str,
+    prefix_sha256: str,
+    token_count: int,
+    state: bytes,
+) -> None:
+    with db.conn:
+        db.execute(
+            "INSERT OR REPLACE INTO chunk_states (chunk_id, model_sha256, variant, prefix_sha256, token_count, "
+            "state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [chunk_id, model_sha256, variant, prefix_sha256, token_count, state, _now()],
+        )
+
+
+def chunk_state_bytes(db: sqlite_utils.Database, document_id: int) -> int:
+    row = db.execute(
+        "SELECT coalesce(sum(length(s.state)), 0) FROM chunk_states s JOIN chunks c ON c.id = s.chunk_id "
+        "WHERE c.document_id = ?",
+        [document_id],
+    ).fetchone()
+    return int(row[0])

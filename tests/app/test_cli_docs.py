@@ -1,0 +1,155 @@
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from duetto_cli import run_duetto
+
+SENTENCES = [
+    "The cat sat on a mat and then it ran to the door.",
+    "A dog slept near the warm fire while the cat ran.",
+    "Then the dog sat on the mat near the door.",
+]
+
+
+def write_document(path: Path, sentence_count: int) -> Path:
+    path.write_text(" ".join(SENTENCES[index % 3] for index in range(sentence_count)) + "\n", encoding="utf-8")
+    return path
+
+
+def add(path: Path | str, tiny_models: dict[str, Path], *extra: str, **kwargs):
+    return run_duetto(
+        "docs", "add", str(path), "--model", str(tiny_models["draft"]), "--threads", "1", *extra, **kwargs
+    )
+
+
+def test_add_list_show_and_remove_a_document(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    document = write_document(tmp_path / "story.md", 60)
+
+    added = add(document, tiny_models, "--json")
+    assert added.returncode == 0, added.stderr
+    summary = json.loads(added.stdout)
+    assert summary["name"] == "story"
+    assert summary["chunks"] >= 3 and 0 < summary["memory_tokens"] < summary["tokens"]
+    assert set(summary) == {"name", "tokens", "chunks", "memory_tokens", "seconds"}
+
+    listed = json.loads(run_duetto("docs", "list", "--json").stdout)
+    assert [(entry["name"], entry["complete"]) for entry in listed] == [("story", True)]
+    shown = json.loads(run_duetto("docs", "show", "story", "--json").stdout)
+    assert len(shown["chunks"]) == summary["chunks"]
+    assert " ".join(chunk["text"] for chunk in shown["chunks"]).split() == document.read_text().split()
+
+    again = add(document, tiny_models)
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+    removed = run_duetto("docs", "rm", "story")
+    assert removed.returncode == 0
+    assert json.loads(run_duetto("docs", "list", "--json").stdout) == []
+    missing = run_duetto("docs", "rm", "story")
+    assert missing.returncode == 1 and "no document named 'story'" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b"   \n\n", "blank", "is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00", "image", "binary"),
+        (b"caf\xe9 au lait", "latin1", "not UTF-8"),
+        (b"fine text", "../escape", "invalid document name"),
+        (b"fine text", "x'; DROP TABLE documents;--", "invalid document name"),
+    ],
+)
+def test_bad_documents_get_one_line_errors_and_write_nothing(
+    tmp_path: Path, tiny_models: dict[str, Path], isolated_duetto: Path, content: bytes, name: str, message: str
+) -> None:
+    source = tmp_path / "input.txt"
+    source.write_bytes(content)
+
+    result = add(source, tiny_models, "--name", name)
+
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert json.loads(run_duetto("docs", "list", "--json").stdout) == []
+    assert {path.name for path in isolated_duetto.iterdir()} <= {"duetto.db", "duetto.db-wal", "duetto.db-shm"}
+
+
+def test_a_huge_paste_is_refused_before_any_work(tiny_models: dict[str, Path]) -> None:
+    result = add("-", tiny_models, "--name", "huge", input_text="word " * 2_100_000)
+
+    assert result.returncode == 1 and "limited to 2 MB" in result.stderr
+
+
+def test_an_ingest_killed_midway_completes_on_the_next_run(
+    tmp_path: Path, tiny_models: dict[str, Path], isolated_duetto: Path
+) -> None:
+    document = write_document(tmp_path / "long.txt", 1500)
+    command = [sys.executable, "-m", "duetto.app", "docs", "add", str(document), "--model", str(tiny_models["draft"])]
+    process = subprocess.Popen([*command, "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    database = isolated_duetto / "duetto.db"
+    deadline = time.monotonic() + 120
+    stored = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        if database.exists():
+            try:
+                with sqlite3.connect(database) as connection:
+                    stored = connection.execute("SELECT count(*) FROM chunks").fetchone()[0]
+            except sqlite3.OperationalError:
+                stored = 0
+        if stored >= 5:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the ingest finished before it could be killed; make the document longer"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+    listed = json.loads(run_duetto("docs", "list", "--json").stdout)
+    assert listed[0]["complete"] is False
+    resumed = add(document, tiny_models)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "kept from an earlier run" in resumed.stderr
+
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        positions = [row[0] for row in connection.execute("SELECT position FROM chunks ORDER BY position")]
+    assert positions == list(range(len(positions)))
+    shown = json.loads(run_duetto("docs", "show", "long", "--json").stdout)
+    assert shown["complete"] is True
+    assert " ".join(chunk["text"] for chunk in shown["chunks"]).split() == document.read_text().split()
+
+
+def test_ask_about_a_document_cites_chunks_and_reuses_their_state(
+    tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
+    document = write_document(tmp_path / "story.txt", 90)
+    assert add(document, tiny_models).returncode == 0
+    models = ["--target", str(tiny_models["target"]), "--draft-model", str(tiny_models["draft"]), "--threads", "1"]
+
+    def ask(question: str, *extra: str) -> dict:
+        result = run_duetto("ask", "--doc", "story", question, *models, "--max-tokens", "6", "--json", *extra)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    first = ask("where did the dog sleep?")
+    second = ask("where did the dog sleep?")
+    full = ask("where did the dog sleep?", "--full-context")
+
+    assert first["citations"] and first["citations"] == second["citations"]
+    assert first["stats"]["loaded_tokens"] == 0
+    assert second["stats"]["loaded_tokens"] == first["stats"]["context_tokens"]
+    assert second["stats"]["prompt_tokens"] < first["stats"]["prompt_tokens"] - first["stats"]["context_tokens"] / 2
+    assert full["stats"]["prompt_tokens"] > first["stats"]["document_tokens"]
+    assert first["stats"]["document_tokens"] > 3 * first["stats"]["context_tokens"]
+    assert first["text"] == second["text"], "tiny models answer the same from loaded states"
+
+
+def test_ask_about_a_missing_document_is_a_one_line_error(tiny_models: dict[str, Path]) -> None:
+    result = run_duetto("ask", "--doc", "nothing", "hi", "--target", str(tiny_models["target"]))
+
+    assert result.returncode == 1 and "no document named 'nothing'" in result.stderr
+    assert "Traceback" not in result.stderr
