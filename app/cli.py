@@ -13,6 +13,7 @@ import click
 
 from duetto.app.cli_ask import ask
 from duetto.app.cli_bench import bench
+from duetto.app.cli_bench_docs import bench_docs
 from duetto.app.cli_chat import chat
 from duetto.app.cli_docs import docs
 from duetto.app.cli_models import models
@@ -56,5 +57,6 @@ def main(context: click.Context) -> None:
 main.add_command(models)
 main.add_command(ask)
 main.add_command(bench)
+main.add_command(bench_docs)
 main.add_command(chat)
 main.add_command(docs)

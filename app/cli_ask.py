@@ -159,7 +159,10 @@ def ask_documents(
     use_draft = mode == "fast" or decoding.drafter == "model"
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     reader, reader_model = load_reader(decoding.profile, decoding.draft_model, threads=decoding.threads)
-    decoder = load_decoder(target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads)
+    context_length = decoding.context_length
+    if full_context:  # room for the whole text, the question and the answer
+        context_length = max(context_length, sum(document.tokens for document in documents) + max_tokens + 256)
+    decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=decoding.threads)
     settings = decoding.settings(
         mode, has_draft=draft_path is not None, max_tokens=max_tokens, temperature=temperature, seed=seed
     )

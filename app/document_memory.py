@@ -254,8 +254,13 @@ def answer_from_documents(
     settings: DecodeSettings,
     on_delta: Callable[[str], None] | None = None,
     full_context: bool = False,
+    reuse_full_context: bool = False,
 ) -> DocumentAnswer:
-    """Answer ``question`` from stored memory (or, with ``full_context``, from the whole text)."""
+    """Answer ``question`` from stored memory (or, with ``full_context``, from the whole text).
+
+    A full-context answer reads the document from scratch, as a new process would, unless
+    ``reuse_full_context`` lets it keep what the target already holds of the same prompt.
+    """
     started = time.perf_counter()
     names = {document.id: document.name for document in documents}
     document_tokens = sum(document.tokens for document in documents)
@@ -268,12 +273,13 @@ def answer_from_documents(
             {"role": "user", "content": f"Document:\n{text}\n\nQuestion: {question}"},
         ]
         prompt = target.chat_prompt_tokens(messages)
-        target.truncate(0)
+        target.truncate(target.common_prefix_length(prompt) if reuse_full_context else 0)
+        already_read = len(target.tokens)
         reply_text, reply_stats = decoder.reply(prompt, settings, on_delta)
         stats = reply_stats.as_dict()
         stats.update(
             ttft_seconds=round(time.perf_counter() - started - reply_stats.seconds + reply_stats.ttft_seconds, 4),
-            prompt_tokens=len(prompt),
+            prompt_tokens=len(prompt) - already_read,
             document_tokens=document_tokens,
             context_tokens=len(prompt),
             memory="full-context",
