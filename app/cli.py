@@ -17,6 +17,8 @@ from duetto.app.cli_bench_docs import bench_docs
 from duetto.app.cli_chat import chat
 from duetto.app.cli_docs import docs
 from duetto.app.cli_models import models
+from duetto.app.cli_plugin import plugin
+from duetto.app.cli_users import users
 from duetto.engine.errors import EngineError
 from duetto.store.errors import StoreError
 
@@ -59,4 +61,6 @@ main.add_command(ask)
 main.add_command(bench)
 main.add_command(bench_docs)
 main.add_command(chat)
+main.add_command(users)
+main.add_command(plugin)
 main.add_command(docs)

@@ -16,6 +16,7 @@ from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ChatMessage
 from duetto.engine.prompting import fit_conversation
 from duetto.engine.stats import ReplyStats
+from duetto.store.conversations import DEFAULT_USER
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
 
@@ -68,6 +69,7 @@ def stats_line(stats: ReplyStats) -> str:
     is_flag=True,
     help="With --doc: put the whole document in the prompt instead of its memory (the slow baseline).",
 )
+@click.option("--user", default=DEFAULT_USER, show_default=True, help="Whose plugin applies (see `duetto users list`).")
 def ask(
     prompt: str | None,
     mode: str,
@@ -78,6 +80,7 @@ def ask(
     as_json: bool,
     document_names: tuple[str, ...],
     full_context: bool,
+    user: str,
 ) -> None:
     """Ask PROMPT and stream the answer; with no PROMPT, chat interactively (Ctrl-D to quit).
 
@@ -100,7 +103,9 @@ def ask(
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     if mode == "fast" and draft_path is None:
         raise click.UsageError("--mode fast needs a draft model: use a profile with one or --draft-model")
-    decoder = load_decoder(target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads)
+    decoder = load_decoder(
+        target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads, user=user
+    )
     settings = decoding.settings(
         mode, has_draft=draft_path is not None, max_tokens=max_tokens, temperature=temperature, seed=seed
     )

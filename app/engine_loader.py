@@ -18,7 +18,9 @@ from duetto.engine.fetch import fetch_model, is_present
 from duetto.engine.manifest import ModelSpec, load_manifest
 from duetto.engine.model_session import ModelSession
 from duetto.engine.pairing import check_pair
+from duetto.engine.plugin_session import personalise
 from duetto.store import locations
+from duetto.store.conversations import DEFAULT_USER, ensure_user, get_user, validate_user_name
 from duetto.store.database import open_database
 
 READER_CONTEXT_LENGTH = 1024
@@ -75,25 +77,56 @@ def model_paths(
     return resolve_paths(target_name, draft_name)
 
 
+def user_plugin_dir(user: str) -> Path:
+    """The directory of a known user's plugin; the default user is created on first use.
+
+    Raises NotFound (a StoreError) for a user nobody added.
+    """
+    db = open_database()
+    found = ensure_user(db, DEFAULT_USER) if user == DEFAULT_USER else get_user(db, validate_user_name(user))
+    return locations.user_dir(found.name)
+
+
 def build_decoder(
-    target_path: Path, draft_path: Path | None, *, context_length: int, threads: int | None = None
+    target_path: Path,
+    draft_path: Path | None,
+    *,
+    context_length: int,
+    threads: int | None = None,
+    user: str | None = None,
 ) -> Decoder:
-    """Check the pair, then load both models; prints nothing (the TUI calls it from a thread)."""
+    """Check the pair, then load both models; prints nothing (the TUI calls it from a thread).
+
+    With ``user``, the target carries that user's plugin (when they have one): the decoder then
+    verifies drafts against the personalised target. Switching users means building a new decoder.
+    """
     if draft_path is not None:
         pair = check_pair(draft_path, target_path)
         if not pair.compatible:
             raise EngineError(f"{draft_path.name} cannot draft for {target_path.name}: {pair.problems[0]}")
+    plugin_dir = user_plugin_dir(user) if user is not None else None
     target = ModelSession(target_path, context_length=context_length, threads=threads)
+    if plugin_dir is not None:
+        try:
+            target = personalise(target, plugin_dir)
+        except EngineError:
+            target.close()
+            raise
     draft = ModelSession(draft_path, context_length=context_length, threads=threads) if draft_path else None
     return Decoder(target, draft)
 
 
 def load_decoder(
-    target_path: Path, draft_path: Path | None, *, context_length: int, threads: int | None = None
+    target_path: Path,
+    draft_path: Path | None,
+    *,
+    context_length: int,
+    threads: int | None = None,
+    user: str | None = None,
 ) -> Decoder:
     """``build_decoder`` with a spinner on the terminal."""
     with stderr_console.status(f"loading {target_path.name}" + (f" and {draft_path.name}" if draft_path else "")):
-        return build_decoder(target_path, draft_path, context_length=context_length, threads=threads)
+        return build_decoder(target_path, draft_path, context_length=context_length, threads=threads, user=user)
 
 
 def load_reader(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlite_utils
 
+from duetto.store import locations
 from duetto.store.errors import NameTaken, NotFound, StoreError
 
 DEFAULT_USER = "default"
@@ -80,8 +82,11 @@ def list_users(db: sqlite_utils.Database) -> list[User]:
 
 
 def remove_user(db: sqlite_utils.Database, name: str) -> None:
-    """Delete the user and, by cascade, their conversations and messages."""
+    """Delete the user's private files (plugin weights), then the user and, by cascade, their rows."""
     user = get_user(db, name)
+    directory = locations.user_dir(validate_user_name(user.name))
+    if directory.exists():  # first: a user whose rows are gone must not leave weights behind
+        shutil.rmtree(directory)
     with db.conn:
         db.execute("DELETE FROM users WHERE id = ?", [user.id])
 

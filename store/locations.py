@@ -37,3 +37,12 @@ def models_dir() -> Path:
 
 def database_path() -> Path:
     return home_dir() / "duetto.db"
+
+
+def user_dir(user_name: str) -> Path:
+    """One user's private files (their plugin weights); not created here.
+
+    ``user_name`` must already be validated (``conversations.validate_user_name``): it becomes a
+    path component.
+    """
+    return home_dir() / "users" / user_name

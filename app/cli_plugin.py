@@ -1,0 +1,268 @@
+"""``duetto plugin``: train, measure, import and remove a user's plugin weights.
+
+The plugin personalises the target model (the one that decides every token); it is trained from
+a text file of the user's own writing and stays in their private directory (docs/PLUGINS.md).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from duetto.app.console import human_bytes, print_json, stderr_console
+from duetto.app.engine_loader import model_paths, user_plugin_dir
+from duetto.engine.model_session import ModelSession
+from duetto.engine.plugin import PluginError
+from duetto.engine.plugin_files import (
+    LORA_FILE,
+    import_lora,
+    load_side_plugin,
+    plugin_kind,
+    plugin_size,
+    remove_plugin,
+    save_side_plugin,
+)
+from duetto.engine.plugin_session import PersonalisedSession
+from duetto.engine.plugin_training import (
+    NotEnoughText,
+    TrainingSettings,
+    collect_features,
+    log_likelihoods,
+    measure,
+    perplexity,
+    train_side_plugin,
+)
+
+DEFAULT_SETTINGS = TrainingSettings()
+
+
+class TaskProgress:
+    """The engine's Progress protocol as one rich bar per task on stderr (units, not bytes)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._bars = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=stderr_console,
+            transient=True,
+            disable=not enabled,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> TaskProgress:
+        self._bars.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._bars.stop()
+
+    def begin(self, label: str, total: int, completed: int = 0) -> None:
+        self._task = self._bars.add_task(label, total=total, completed=completed)
+
+    def advance(self, amount: int) -> None:
+        if self._task is not None:
+            self._bars.advance(self._task, amount)
+
+    def end(self) -> None:
+        if self._task is not None:
+            self._bars.remove_task(self._task)
+        self._task = None
+
+    def say(self, message: str) -> None:
+        self._bars.console.print(message)
+
+
+def read_user_text(path: Path) -> str:
+    """The text of ``path``; one-line errors for a missing, binary or empty file."""
+    try:
+        data = path.expanduser().read_bytes()
+    except FileNotFoundError:
+        raise PluginError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise PluginError(f"{path} is a directory, not a text file") from None
+    except OSError as error:
+        raise PluginError(f"cannot read {path}: {error.strerror}") from None
+    if b"\x00" in data:
+        raise PluginError(f"{path} is binary, not text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PluginError(f"{path} is not UTF-8 text") from None
+    if not text.strip():
+        raise PluginError(f"{path} is empty")
+    return text
+
+
+def _target_session(profile: str | None, target: str | None, threads: int | None, window: int) -> ModelSession:
+    target_path, _ = model_paths(profile, target, None, use_draft=False)
+    with stderr_console.status(f"loading {target_path.name}"):
+        return ModelSession(target_path, context_length=window, threads=threads)
+
+
+def _model_options(command):
+    for option in reversed(
+        [
+            click.option("--profile", default=None, help="Model profile whose target the plugin is for."),
+            click.option("--target", default=None, metavar="MODEL|PATH", help="Target model instead of the profile's."),
+            click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads for llama.cpp."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.group()
+def plugin() -> None:
+    """A user's own plugin weights for the target model: train, eval, import, rm."""
+
+
+@plugin.command("train")
+@click.option("--user", "user", required=True, help="Whose plugin to train (see `duetto users list`).")
+@click.option("--text", "text_path", required=True, type=click.Path(path_type=Path), help="UTF-8 text they wrote.")
+@_model_options
+@click.option("--rank", type=click.IntRange(1, 256), default=DEFAULT_SETTINGS.rank, show_default=True)
+@click.option(
+    "--vocabulary",
+    "max_vocabulary",
+    type=click.IntRange(16, 65536),
+    default=DEFAULT_SETTINGS.max_vocabulary,
+    show_default=True,
+    help="At most this many of the text's most frequent tokens get a correction.",
+)
+@click.option(
+    "--epochs",
+    "max_epochs",
+    type=click.IntRange(1, 1000),
+    default=DEFAULT_SETTINGS.max_epochs,
+    show_default=True,
+    help="At most this many passes (training stops earlier on the held-out tail).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON on stdout.")
+def train(
+    user: str,
+    text_path: Path,
+    profile: str | None,
+    target: str | None,
+    threads: int | None,
+    rank: int,
+    max_vocabulary: int,
+    max_epochs: int,
+    as_json: bool,
+) -> None:
+    """Train USER's side plugin on the text in FILE (their chats, notes or documents).
+
+    The last tenth of the text is held out to stop training before it overfits. Replaces the
+    user's previous plugin, trained or imported.
+    """
+    directory = user_plugin_dir(user)
+    text = read_user_text(text_path)
+    settings = TrainingSettings(rank=rank, max_vocabulary=max_vocabulary, max_epochs=max_epochs)
+    session = _target_session(profile, target, threads, settings.window)
+    try:
+        tokens = session.tokenize(text)
+        with TaskProgress() as progress:
+            side_plugin, report = train_side_plugin(session, tokens, settings, progress)
+    finally:
+        session.close()
+    path = save_side_plugin(directory, side_plugin)
+    result = {"user": user, "path": str(path), "bytes": path.stat().st_size, **report.__dict__}
+    if as_json:
+        print_json(result)
+        return
+    change = report.held_out_perplexity_plugin / report.held_out_perplexity_base - 1
+    seconds = report.feature_seconds + report.training_seconds
+    stderr_console.print(
+        f"trained {user}'s plugin on {report.tokens} tokens in {seconds:.0f} s "
+        f"({report.epochs} epochs); held-out perplexity {report.held_out_perplexity_base:.2f} -> "
+        f"{report.held_out_perplexity_plugin:.2f} ({change:+.1%}); {human_bytes(result['bytes'])} in {path}"
+    )
+
+
+@plugin.command("eval")
+@click.option("--user", "user", required=True, help="Whose plugin to measure.")
+@click.option("--text", "text_path", required=True, type=click.Path(path_type=Path), help="UTF-8 text to score.")
+@_model_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+def evaluate(
+    user: str, text_path: Path, profile: str | None, target: str | None, threads: int | None, as_json: bool
+) -> None:
+    """Perplexity of the target on FILE without and with USER's plugin (equal without a plugin)."""
+    directory = user_plugin_dir(user)
+    text = read_user_text(text_path)
+    kind = plugin_kind(directory)
+    side_plugin = load_side_plugin(directory) if kind == "side" else None
+    session = _target_session(profile, target, threads, DEFAULT_SETTINGS.window)
+    try:
+        tokens = session.tokenize(text)
+        if len(tokens) < 2:
+            raise NotEnoughText(f"{text_path} has fewer than 2 tokens; nothing to score")
+        with TaskProgress() as progress:
+            if kind == "lora":
+                base, personalised, count = _measure_lora(session, tokens, directory, progress)
+            else:
+                if side_plugin is not None:
+                    side_plugin.check_target(session.path.name, session.vocabulary_size, session.hidden_size)
+                base, personalised, count = measure(session, tokens, side_plugin, progress=progress)
+    finally:
+        session.close()
+    result = {"perplexity_base": round(base, 4), "perplexity_plugin": round(personalised, 4), "tokens": count}
+    if as_json:
+        print_json(result)
+        return
+    change = personalised / base - 1 if base and not math.isnan(base) else 0.0
+    stderr_console.print(
+        f"{user} ({kind or 'no'} plugin) on {count} tokens: perplexity {base:.3f} -> {personalised:.3f} ({change:+.1%})"
+    )
+
+
+def _measure_lora(session: ModelSession, tokens: list[int], directory: Path, progress) -> tuple[float, float, int]:
+    """A LoRA changes the model itself: score the text once without it and once with it."""
+    nothing = collect_features(session, tokens, _no_vocabulary(), progress=progress)
+    personalised = PersonalisedSession(session, lora_path=directory / LORA_FILE)
+    try:
+        with_lora = collect_features(personalised, tokens, _no_vocabulary(), progress=progress)
+    finally:
+        personalised.detach()
+    return perplexity(log_likelihoods(nothing)), perplexity(log_likelihoods(with_lora)), len(nothing)
+
+
+def _no_vocabulary() -> np.ndarray:
+    return np.empty(0, dtype=np.int64)
+
+
+@plugin.command("import")
+@click.option("--user", "user", required=True, help="Whose plugin the adapter becomes.")
+@click.argument("file", type=click.Path(path_type=Path))
+@_model_options
+def import_command(user: str, file: Path, profile: str | None, target: str | None, threads: int | None) -> None:
+    """Make the LoRA adapter FILE (GGUF, e.g. from llama.cpp's convert_lora_to_gguf.py) USER's plugin.
+
+    llama.cpp must accept it for the target model; the file is copied into the user's directory.
+    """
+    directory = user_plugin_dir(user)
+    if not file.expanduser().is_file():
+        raise PluginError(f"no such file: {file}")
+    session = _target_session(profile, target, threads, 256)
+    try:
+        PersonalisedSession(session, lora_path=file.expanduser()).detach()  # raises when llama.cpp refuses it
+    finally:
+        session.close()
+    path = import_lora(directory, file.expanduser())
+    stderr_console.print(f"imported {file.name} as {user}'s plugin ({human_bytes(path.stat().st_size)})")
+
+
+@plugin.command("rm")
+@click.option("--user", "user", required=True, help="Whose plugin to delete.")
+def remove(user: str) -> None:
+    """Delete USER's plugin weights (the user stays)."""
+    directory = user_plugin_dir(user)
+    size = plugin_size(directory)
+    if not remove_plugin(directory):
+        raise PluginError(f"{user} has no plugin")
+    stderr_console.print(f"removed {user}'s plugin ({human_bytes(size)})")

@@ -1,0 +1,93 @@
+"""Write the plugin benchmark's texts from two Debian packages (see docs/PLUGINS.md).
+
+- A user with a distinctive style: the King James Version (public domain), from ``bible-kjv``'s
+  ``bible`` program. Training text: the book of Judges; held-out text in the same style: the first
+  chapters of 1 Samuel (never trained on).
+- Generic prose: the Debian Manifesto and chapters of the Debian FAQ, from ``doc-debian``.
+
+Usage (as root: ``apt-get install bible-kjv doc-debian`` first)::
+
+    python3 app/plugin_bench/make_corpus.py OUTDIR
+
+Writes OUTDIR/kjv-train.txt, OUTDIR/kjv-heldout.txt and OUTDIR/generic.txt.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+FAQ_DIR = Path("/usr/share/doc/debian/FAQ")
+MANIFESTO = Path("/usr/share/doc/debian/debian-manifesto.gz")
+FAQ_CHAPTERS = ("basic-defs", "choosing", "contributing", "customizing", "support")
+
+
+def kjv(verses: str) -> str:
+    """The verses as plain paragraphs, one per chapter, without chapter headings or verse numbers."""
+    output = subprocess.run(["bible", "-l", "100000", verses], capture_output=True, text=True, check=True).stdout
+    chapters: list[list[str]] = []
+    for line in output.splitlines():
+        verse = re.match(r"^\s+\d+ (.*)$", line)  # headings start at column 0
+        if verse:
+            chapters[-1].append(verse.group(1).strip())
+        elif line.strip():
+            chapters.append([])
+    return "\n\n".join(" ".join(chapter) for chapter in chapters if chapter) + "\n"
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: list[str] = []
+        self.current: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style", "pre"):
+            self.skipping += 1
+        if tag in ("p", "h1", "h2", "h3", "li", "div", "br"):
+            self.flush()
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style", "pre"):
+            self.skipping -= 1
+        if tag in ("p", "h1", "h2", "h3", "li"):
+            self.flush()
+
+    def handle_data(self, data):
+        if not self.skipping:
+            self.current.append(data)
+
+    def flush(self) -> None:
+        text = re.sub(r"\s+", " ", "".join(self.current)).strip()
+        if len(text.split()) >= 8:  # prose, not navigation or headings
+            self.blocks.append(text)
+        self.current = []
+
+
+def generic() -> str:
+    with gzip.open(MANIFESTO, "rt", encoding="utf-8") as stream:
+        manifesto = stream.read()
+    paragraphs = [re.sub(r"\s+", " ", block).strip() for block in re.split(r"\n\s*\n", manifesto)]
+    blocks = [paragraph for paragraph in paragraphs if len(paragraph.split()) >= 8]
+    for chapter in FAQ_CHAPTERS:
+        parser = _Text()
+        parser.feed((FAQ_DIR / f"{chapter}.en.html").read_text(encoding="utf-8"))
+        parser.flush()
+        blocks += parser.blocks
+    return "\n\n".join(blocks) + "\n"
+
+
+def main(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "kjv-train.txt").write_text(kjv("Judges1:1-21:25"), encoding="utf-8")
+    (out_dir / "kjv-heldout.txt").write_text(kjv("1Samuel1:1-8:22"), encoding="utf-8")
+    (out_dir / "generic.txt").write_text(generic(), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

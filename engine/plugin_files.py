@@ -1,0 +1,108 @@
+"""One user's plugin files in their own directory, readable by that user only.
+
+A user has at most one plugin: a side plugin trained here (``side-plugin.npz``) or a LoRA adapter
+in GGUF made elsewhere (``lora.gguf``). Writing one removes the other, so what applies is never in
+doubt. The directory is created mode 0700 and every file is written mode 0600 under a temporary
+name, then moved into place, so a reader never sees half a file.
+
+The engine does not know where users live: callers pass the directory (``store.locations``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import numpy as np
+
+from duetto.engine.plugin import PluginError, SidePlugin
+
+SIDE_PLUGIN_FILE = "side-plugin.npz"
+LORA_FILE = "lora.gguf"
+PluginKind = Literal["side", "lora"]
+DIRECTORY_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def ensure_private_directory(directory: Path) -> Path:
+    """Create ``directory`` (and parents) if needed and make it 0700."""
+    directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
+    os.chmod(directory, DIRECTORY_MODE)
+    return directory
+
+
+def _write_private(destination: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a 0600 file through ``write``, atomically: a temporary name first, then a rename."""
+    ensure_private_directory(destination.parent)
+    descriptor, temporary = tempfile.mkstemp(dir=destination.parent, prefix=".partial-")
+    try:
+        os.fchmod(descriptor, FILE_MODE)
+        with os.fdopen(descriptor, "wb") as stream:
+            write(stream)
+        os.replace(temporary, destination)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def plugin_kind(directory: Path) -> PluginKind | None:
+    if (directory / SIDE_PLUGIN_FILE).is_file():
+        return "side"
+    if (directory / LORA_FILE).is_file():
+        return "lora"
+    return None
+
+
+def save_side_plugin(directory: Path, plugin: SidePlugin) -> Path:
+    """Store ``plugin`` as the user's plugin (replacing an imported LoRA); returns its path."""
+    path = directory / SIDE_PLUGIN_FILE
+    _write_private(path, lambda stream: np.savez(stream, **plugin.to_arrays()))
+    (directory / LORA_FILE).unlink(missing_ok=True)
+    return path
+
+
+def load_side_plugin(directory: Path) -> SidePlugin:
+    path = directory / SIDE_PLUGIN_FILE
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return SidePlugin.from_arrays(arrays)
+    except FileNotFoundError as error:
+        raise PluginError(f"no side plugin in {directory}") from error
+    except (OSError, ValueError) as error:
+        raise PluginError(f"{path} is not a readable plugin file: {error}") from error
+
+
+def import_lora(directory: Path, source: Path) -> Path:
+    """Copy a LoRA GGUF into the user's directory (replacing a side plugin); returns its path.
+
+    The copy, not the original, is what applies: the user may move or delete their file later.
+    """
+    with open(source, "rb") as original:
+        if original.read(4) != b"GGUF":
+            raise PluginError(f"{source} is not a GGUF file")
+        original.seek(0)
+        _write_private(directory / LORA_FILE, lambda stream: shutil.copyfileobj(original, stream))
+    (directory / SIDE_PLUGIN_FILE).unlink(missing_ok=True)
+    return directory / LORA_FILE
+
+
+def remove_plugin(directory: Path) -> bool:
+    """Delete the user's plugin files; True when there was one."""
+    removed = False
+    for name in (SIDE_PLUGIN_FILE, LORA_FILE):
+        if (directory / name).is_file():
+            (directory / name).unlink()
+            removed = True
+    return removed
+
+
+def plugin_size(directory: Path) -> int:
+    """Bytes on disk of the user's plugin (0 without one)."""
+    kind = plugin_kind(directory)
+    if kind is None:
+        return 0
+    return (directory / (SIDE_PLUGIN_FILE if kind == "side" else LORA_FILE)).stat().st_size

@@ -1,0 +1,129 @@
+"""duetto plugin train/eval/import/rm and ask --user, on the tiny target model."""
+
+import json
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from duetto_cli import run_duetto
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+from test_plugin_lora import write_lora  # noqa: E402
+
+USER_TEXT = "the cat sat on the warm mat and the dog slept near the door. " * 40
+OTHER_TEXT = "Hello world! How are you today? I am fine, thank you. " * 8
+
+
+@pytest.fixture
+def text_file(tmp_path: Path) -> Path:
+    path = tmp_path / "alice.txt"
+    path.write_text(USER_TEXT)
+    return path
+
+
+def target_options(tiny_models: dict[str, Path]) -> tuple[str, ...]:
+    return ("--target", str(tiny_models["target"]), "--threads", "1")
+
+
+def evaluate(user: str, text: Path, tiny_models: dict[str, Path]) -> dict:
+    result = run_duetto("plugin", "eval", "--user", user, "--text", str(text), "--json", *target_options(tiny_models))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def ask(user: str, tiny_models: dict[str, Path]) -> str:
+    result = run_duetto(
+        "ask", "the cat sat on the", "--user", user, "--mode", "target", "--max-tokens", "12", "--json",
+        *target_options(tiny_models),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["text"]
+
+
+def test_train_eval_ask_and_remove_a_users_plugin(
+    tiny_models: dict[str, Path], text_file: Path, isolated_duetto: Path
+) -> None:
+    run_duetto("users", "add", "alice")
+    run_duetto("users", "add", "bob")
+
+    trained = run_duetto(
+        "plugin", "train", "--user", "alice", "--text", str(text_file), "--json", *target_options(tiny_models)
+    )
+
+    assert trained.returncode == 0, trained.stderr
+    report = json.loads(trained.stdout)
+    assert report["held_out_perplexity_plugin"] < report["held_out_perplexity_base"]
+    weights = Path(report["path"])
+    assert weights.parent == isolated_duetto / "users" / "alice"
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o600 and stat.S_IMODE(weights.parent.stat().st_mode) == 0o700
+    assert report["bytes"] < 10_000_000
+
+    alice = evaluate("alice", text_file, tiny_models)
+    bob = evaluate("bob", text_file, tiny_models)
+    assert alice["perplexity_plugin"] < alice["perplexity_base"] and alice["tokens"] > 100
+    assert bob["perplexity_plugin"] == bob["perplexity_base"] == alice["perplexity_base"], "bob has no plugin"
+
+    assert ask("alice", tiny_models) != ask("bob", tiny_models) == ask("default", tiny_models)
+
+    assert run_duetto("plugin", "rm", "--user", "alice").returncode == 0
+    assert not weights.exists()
+    again = evaluate("alice", text_file, tiny_models)
+    assert again["perplexity_plugin"] == again["perplexity_base"]
+
+
+def test_removing_a_user_removes_their_plugin(tiny_models: dict[str, Path], text_file: Path) -> None:
+    run_duetto("users", "add", "carol")
+    trained = run_duetto(
+        "plugin", "train", "--user", "carol", "--text", str(text_file), "--epochs", "2", "--json",
+        *target_options(tiny_models),
+    )  # fmt: skip
+    weights = Path(json.loads(trained.stdout)["path"])
+
+    assert run_duetto("users", "rm", "carol").returncode == 0
+    assert not weights.exists() and not weights.parent.exists()
+
+
+def test_bad_input_is_a_one_line_error(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    run_duetto("users", "add", "dave")
+    empty, binary, short = tmp_path / "empty.txt", tmp_path / "blob.bin", tmp_path / "short.txt"
+    empty.write_text("  \n")
+    binary.write_bytes(b"\x00\x01\x02text")
+    short.write_text("just a few words")
+    cases = [
+        (("--user", "dave", "--text", str(tmp_path / "missing.txt")), "no such file"),
+        (("--user", "dave", "--text", str(empty)), "is empty"),
+        (("--user", "dave", "--text", str(binary)), "is binary"),
+        (("--user", "nobody", "--text", str(short)), "no user named 'nobody'"),
+        (("--user", "dave", "--text", str(short)), "a plugin needs at least"),
+    ]
+    for arguments, message in cases:
+        result = run_duetto("plugin", "train", *arguments, *target_options(tiny_models))
+        assert result.returncode == 1, (arguments, result.stderr)
+        assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_import_a_lora_adapter(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    run_duetto("users", "add", "erin")
+    text = tmp_path / "other.txt"
+    text.write_text(OTHER_TEXT)
+    adapter = write_lora(tmp_path / "erin-lora.gguf", scale=2.0)
+
+    imported = run_duetto("plugin", "import", "--user", "erin", str(adapter), *target_options(tiny_models))
+
+    assert imported.returncode == 0, imported.stderr
+    listed = json.loads(run_duetto("users", "list", "--json").stdout)["users"]
+    assert {"name": "erin", "plugin": "lora", "plugin_bytes": adapter.stat().st_size} in listed
+    scores = evaluate("erin", text, tiny_models)
+    assert scores["perplexity_plugin"] != scores["perplexity_base"]
+
+
+def test_a_lora_for_another_model_is_not_imported(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    run_duetto("users", "add", "frank")
+    adapter = write_lora(tmp_path / "narrow.gguf", width=64)
+
+    result = run_duetto("plugin", "import", "--user", "frank", str(adapter), *target_options(tiny_models))
+
+    assert result.returncode == 1 and "cannot apply the LoRA adapter" in result.stderr
+    assert json.loads(run_duetto("users", "list", "--json").stdout)["users"][1]["plugin"] is None

@@ -1,0 +1,181 @@
+"""Side plugins on the tiny models: exact likelihoods, training, files, and lossless draft-verify."""
+
+from __future__ import annotations
+
+import random
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.model_session import ModelSession
+from duetto.engine.plugin import PluginError, SidePlugin, TargetFingerprint
+from duetto.engine.plugin_files import load_side_plugin, plugin_kind, remove_plugin, save_side_plugin
+from duetto.engine.plugin_session import PersonalisedSession, personalise
+from duetto.engine.plugin_training import (
+    NotEnoughText,
+    TrainingSettings,
+    choose_vocabulary,
+    collect_features,
+    log_likelihoods,
+    measure,
+    train_side_plugin,
+    windows,
+)
+
+USER_TEXT = "the cat sat on the warm mat and the dog slept near the door. " * 40
+OTHER_TEXT = "Hello world! How are you today? I am fine, thank you. What is the weather like? " * 6
+
+
+@pytest.fixture(scope="module")
+def target(tiny_models: dict[str, Path]) -> ModelSession:
+    return ModelSession(tiny_models["target"], context_length=512, threads=1)
+
+
+@pytest.fixture(scope="module")
+def draft(tiny_models: dict[str, Path]) -> ModelSession:
+    return ModelSession(tiny_models["draft"], context_length=512, threads=1)
+
+
+def random_plugin(session: ModelSession, vocabulary: np.ndarray, scale: float, seed: int = 0) -> SidePlugin:
+    """A plugin whose correction depends strongly on the hidden state (not a constant bias)."""
+    rng = np.random.default_rng(seed)
+    rank = 4
+    return SidePlugin(
+        vocabulary=vocabulary,
+        down=rng.standard_normal((session.hidden_size, rank)).astype(np.float32),
+        up=(scale * rng.standard_normal((rank, len(vocabulary)))).astype(np.float32),
+        bias=rng.standard_normal(len(vocabulary)).astype(np.float32),
+        input_scale=1.0,
+        target=TargetFingerprint(session.path.name, session.vocabulary_size, session.hidden_size),
+    )
+
+
+def full_log_softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    peak = logits.max(axis=1, keepdims=True)
+    return logits - peak - np.log(np.exp(logits - peak).sum(axis=1, keepdims=True))
+
+
+def test_windows_predict_every_token_but_the_first_once() -> None:
+    spans = windows(1200, 512)
+
+    assert spans[0] == (0, 512) and spans[-1][1] == 1200
+    assert sum(end - start - 1 for start, end in spans) == 1199
+    assert all(later[0] == earlier[1] - 1 for earlier, later in zip(spans, spans[1:], strict=False))
+
+
+def test_the_vocabulary_is_the_most_frequent_tokens() -> None:
+    assert choose_vocabulary([5, 5, 5, 9, 9, 2, 7], 2).tolist() == [5, 9]
+    assert choose_vocabulary([3, 1, 2], 10).tolist() == [1, 2, 3]
+
+
+def test_likelihoods_over_the_vocabulary_split_equal_the_full_softmax(target: ModelSession) -> None:
+    tokens = target.tokenize(USER_TEXT)[:300]
+    vocabulary = choose_vocabulary(tokens, 10)  # some following tokens fall outside it
+    plugin = random_plugin(target, vocabulary, scale=0.3)
+
+    features = collect_features(target, tokens, vocabulary, window=128)
+    target.truncate(0)
+    logits, hidden = target.evaluate_with_hidden_states(tokens, range(len(tokens) - 1))
+    target.truncate(0)
+    following = np.asarray(tokens[1:])
+    rows = np.arange(len(following))
+
+    assert (features.next_index < 0).any() and (features.next_index >= 0).any()
+    base = full_log_softmax(logits)[rows, following]
+    personalised = full_log_softmax(plugin.apply(logits, hidden))[rows, following]
+    # Windows of 128 restart the context, so compare only the first window's positions.
+    np.testing.assert_allclose(log_likelihoods(features)[:127], base[:127], atol=2e-3)
+    np.testing.assert_allclose(log_likelihoods(features, plugin)[:127], personalised[:127], atol=2e-3)
+
+
+def test_training_lowers_held_out_perplexity_on_the_users_style(target: ModelSession) -> None:
+    tokens = target.tokenize(USER_TEXT)
+    settings = TrainingSettings(rank=4, max_epochs=15, window=256)
+
+    plugin, report = train_side_plugin(target, tokens, settings)
+
+    assert report.held_out_perplexity_plugin < 0.85 * report.held_out_perplexity_base
+    assert report.best_epoch >= 1 and report.vocabulary_size == len(plugin.vocabulary)
+    base, personalised, scored = measure(target, target.tokenize(USER_TEXT[:600]), plugin)
+    assert personalised < base and scored > 50
+    assert target.tokens == []
+
+
+def test_too_little_text_is_refused(target: ModelSession) -> None:
+    with pytest.raises(NotEnoughText, match="at least"):
+        train_side_plugin(target, target.tokenize("a few words"))
+
+
+def test_plugin_files_are_private_and_round_trip(target: ModelSession, tmp_path: Path) -> None:
+    plugin = random_plugin(target, np.array([3, 17, 40]), scale=1.0)
+    directory = tmp_path / "users" / "alice"
+
+    path = save_side_plugin(directory, plugin)
+    loaded = load_side_plugin(directory)
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert plugin_kind(directory) == "side"
+    hidden = np.random.default_rng(1).standard_normal((2, target.hidden_size)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.correction(hidden), plugin.correction(hidden))
+    assert loaded.target == plugin.target
+    assert remove_plugin(directory) and plugin_kind(directory) is None
+
+
+def test_a_plugin_for_another_model_is_refused(target: ModelSession, draft: ModelSession) -> None:
+    plugin = random_plugin(target, np.array([3, 17]), scale=1.0)
+
+    with pytest.raises(PluginError, match="trained for target.gguf"):
+        PersonalisedSession(draft, side_plugin=plugin)
+
+
+def test_the_personalised_session_prefills_plainly_and_corrects_the_asked_rows(target: ModelSession) -> None:
+    tokens = target.tokenize(USER_TEXT)[:200]
+    plugin = random_plugin(target, choose_vocabulary(tokens, 30), scale=0.5)
+    personalised = PersonalisedSession(target, side_plugin=plugin)
+
+    corrected = personalised.evaluate(tokens, [150, 199]).copy()
+    target.truncate(0)
+    logits, hidden = target.evaluate_with_hidden_states(tokens, [150, 199])
+    target.truncate(0)
+
+    np.testing.assert_allclose(corrected, plugin.apply(logits, hidden), atol=1e-3)
+    assert not np.allclose(corrected, logits, atol=1e-2)
+    assert personalised.evaluate(tokens[:10], []).shape == (0, target.vocabulary_size)
+    assert personalised.tokens == tokens[:10], "attributes are the session's own"
+    personalised.truncate(0)
+
+
+def test_personalise_without_a_plugin_is_the_session_itself(target: ModelSession, tmp_path: Path) -> None:
+    assert personalise(target, tmp_path / "nobody") is target
+
+
+def generate(decoder: Decoder, prompt: list[int], **settings) -> list[int]:
+    list(decoder.generate(prompt, DecodeSettings(max_tokens=40, **settings)))
+    return list(decoder.last_generation.tokens)
+
+
+def test_exact_mode_is_lossless_for_the_personalised_target(target: ModelSession, draft: ModelSession) -> None:
+    vocabulary = np.arange(4, target.vocabulary_size, dtype=np.int64)
+    plugin = random_plugin(target, vocabulary, scale=2.0, seed=3)
+    plain = Decoder(target, draft)
+    personalised = Decoder(PersonalisedSession(target, side_plugin=plugin), draft)
+    rng = random.Random(5)
+    words = USER_TEXT.split()
+    differing = drafted = 0
+    for _ in range(5):
+        prompt = target.chat_prompt_tokens([{"role": "user", "content": " ".join(rng.choices(words, k=12))}])
+        without_plugin = generate(plain, prompt, mode="target")
+        reference = generate(personalised, prompt, mode="target")
+        differing += reference != without_plugin
+        for drafter, length in (("model", 3), ("lookup", 4), ("auto", None)):
+            tokens = generate(personalised, prompt, mode="exact", drafter=drafter, fixed_draft_length=length)
+            assert tokens == reference, (drafter, length)
+            drafted += personalised.last_generation.stats.drafted
+    assert differing == 5, "the plugin must change what the target writes"
+    assert drafted > 0, "verification must have run on drafted tokens"
+    target.truncate(0)
