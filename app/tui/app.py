@@ -186,7 +186,7 @@ class DuettoApp(App[None]):
     def load_engine(self, user_name: str) -> None:
         try:
             decoder = self.config.engine_factory(user_name)
-        except EngineError as error:
+        except (EngineError, StoreError) as error:  # a per-user engine may read the store
             self.post_message(EngineFailed(str(error)))
             return
         self.post_message(EngineReady(decoder, user_name))

@@ -25,6 +25,7 @@ from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.model_session import ModelSession
 from duetto.store.conversations import ensure_user, list_conversations, list_messages, list_users
 from duetto.store.database import open_database
+from duetto.store.errors import StoreError
 from duetto.store.settings import ChatSettings, load_chat_settings, save_chat_settings
 
 
@@ -359,3 +360,14 @@ def test_duetto_chat_passes_the_options_given_on_the_command_line(monkeypatch: p
     assert config.command_line_settings == {"max_tokens", "drafter"}
     assert config.settings.max_tokens == 7 and config.settings.drafter == "lookup"
     assert config.user_name == "alice" and config.missing_models, "the isolated models directory is empty"
+
+
+async def test_an_engine_that_cannot_be_built_for_a_profile_is_a_notification(make_app) -> None:
+    def engine(user_name: str) -> Decoder:
+        raise StoreError(f"the plugin of {user_name} is damaged")
+
+    app = make_app()
+    app.config = replace(app.config, engine_factory=engine)
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.query_one(StatusBar).models == "no models")
+        assert any("plugin of default is damaged" in notice.message for notice in app._notifications)
