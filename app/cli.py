@@ -13,6 +13,7 @@ import click
 
 from duetto.app.cli_ask import ask
 from duetto.app.cli_bench import bench
+from duetto.app.cli_bench_chat import bench_chat
 from duetto.app.cli_bench_docs import bench_docs
 from duetto.app.cli_chat import chat
 from duetto.app.cli_docs import docs
@@ -60,6 +61,7 @@ main.add_command(models)
 main.add_command(ask)
 main.add_command(bench)
 main.add_command(bench_docs)
+main.add_command(bench_chat)
 main.add_command(chat)
 main.add_command(users)
 main.add_command(plugin)

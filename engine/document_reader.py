@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from duetto.engine.chunking import split_into_chunks
 from duetto.engine.compression import DEFAULT_KEEP_RATIO, compress
 from duetto.engine.model_session import ModelSession
 
+COMPRESSION_CHUNK_TOKENS = 400
 LEAD_TEXT = "\n"
 """Evaluated before every chunk so that its first token has a prediction to be scored by."""
 
@@ -50,6 +52,11 @@ class DocumentReader:
         else:
             compressed, kept = compress(pieces, surprisals, self.keep_ratio)
         return ChunkReading(_unit(hidden.mean(axis=0)), compressed, kept, len(tokens))
+
+    def compress_text(self, text: str) -> str:
+        """Compressed text of any length, read in chunks that fit the reader's context."""
+        pieces = split_into_chunks(text, self.count_tokens, COMPRESSION_CHUNK_TOKENS)
+        return "\n".join(self.read(piece.text).compressed_text for piece in pieces)
 
     def embed(self, text: str) -> np.ndarray:
         """A question's embedding, comparable with the chunks' embeddings."""

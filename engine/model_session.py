@@ -146,6 +146,47 @@ class ModelSession:
             index += 1
         return index
 
+    def remove_span(self, start: int, end: int) -> None:
+        """Forget positions [start, end) and move the later ones back to close the gap.
+
+        The later tokens keep KV computed while the removed ones were there (llama.cpp's
+        context shift does the same): cheap, and close to what re-evaluation would give.
+        """
+        if not 0 <= start <= end <= len(self.tokens):
+            raise ValueError(f"span {start}..{end} is outside the {len(self.tokens)} evaluated tokens")
+        if start == end:
+            return
+        self._llama_cpp.llama_memory_seq_rm(self._memory, 0, start, end)
+        if end < len(self.tokens):
+            self._llama_cpp.llama_memory_seq_add(self._memory, 0, end, -1, start - end)
+        del self.tokens[start:end]
+
+    def insert_tokens(self, tokens: Sequence[int], at: int) -> None:
+        """Evaluate ``tokens`` as if they followed ``self.tokens[:at]`` and insert them there,
+        moving the later tokens along (which keep the KV they had)."""
+        if not 0 <= at <= len(self.tokens):
+            raise ValueError(f"position {at} is outside the {len(self.tokens)} evaluated tokens")
+        if len(self.tokens) + len(tokens) > self.context_length:
+            raise ContextFull(
+                f"the text needs {len(self.tokens) + len(tokens)} tokens but the context holds {self.context_length}"
+            )
+        if not tokens:
+            return
+        llama_cpp = self._llama_cpp
+        memory = self._memory
+        try:
+            if at:
+                llama_cpp.llama_memory_seq_cp(memory, 0, SCRATCH_SEQUENCE, 0, at)
+            for start in range(0, len(tokens), BATCH_SIZE):
+                chunk = tokens[start : start + BATCH_SIZE]
+                self._decode_on(chunk, (), sequence=SCRATCH_SEQUENCE, start_position=at + start)
+            if at < len(self.tokens):
+                llama_cpp.llama_memory_seq_add(memory, 0, at, -1, len(tokens))
+            llama_cpp.llama_memory_seq_cp(memory, SCRATCH_SEQUENCE, 0, at, at + len(tokens))
+        finally:
+            llama_cpp.llama_memory_seq_rm(memory, SCRATCH_SEQUENCE, -1, -1)
+        self.tokens[at:at] = list(tokens)
+
     def save_span(self, start: int, end: int) -> bytes:
         """The KV cells of positions [start, end) as bytes, to append later with ``append_span``."""
         if not 0 <= start < end <= len(self.tokens):
@@ -268,20 +309,24 @@ class ModelSession:
         )
 
     def _decode(self, chunk: Sequence[int], logit_rows: Sequence[int]) -> None:
+        self._decode_on(chunk, logit_rows, sequence=0, start_position=len(self.tokens))
+        self.tokens.extend(chunk)
+
+    def _decode_on(
+        self, chunk: Sequence[int], logit_rows: Sequence[int], *, sequence: int, start_position: int
+    ) -> None:
         batch = self._batch
-        start_position = len(self.tokens)
         batch.n_tokens = len(chunk)
         wanted = set(logit_rows)
         for index, token in enumerate(chunk):
             batch.token[index] = token
             batch.pos[index] = start_position + index
             batch.n_seq_id[index] = 1
-            batch.seq_id[index][0] = 0
+            batch.seq_id[index][0] = sequence
             batch.logits[index] = index in wanted
         status = self._llama_cpp.llama_decode(self._context, batch)
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status} ({self.path.name})")
-        self.tokens.extend(chunk)
 
     def _output_view(self, row_count: int) -> np.ndarray:
         """The last decode's output rows (in batch order), as a view of llama.cpp's buffer."""

@@ -123,9 +123,7 @@ def test_an_ingest_killed_midway_completes_on_the_next_run(
     assert " ".join(chunk["text"] for chunk in shown["chunks"]).split() == document.read_text().split()
 
 
-def test_ask_about_a_document_cites_chunks_and_reuses_their_state(
-    tmp_path: Path, tiny_models: dict[str, Path]
-) -> None:
+def test_ask_about_a_document_cites_chunks_and_reuses_their_state(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
     document = write_document(tmp_path / "story.txt", 90)
     assert add(document, tiny_models).returncode == 0
     models = ["--target", str(tiny_models["target"]), "--draft-model", str(tiny_models["draft"]), "--threads", "1"]

@@ -39,3 +39,51 @@ def test_hidden_states_span_several_batches(session: ModelSession) -> None:
 
     assert hidden.shape[0] == 700
     np.testing.assert_allclose(logits[699], plain[0], rtol=1e-4, atol=1e-4)
+
+
+def last_logits(session: ModelSession, tokens: list[int]) -> np.ndarray:
+    session.truncate(0)
+    return session.evaluate(tokens, [len(tokens) - 1]).copy()[0]
+
+
+def test_an_inserted_span_is_evaluated_as_if_it_followed_the_tokens_before_it(session: ModelSession) -> None:
+    words = session.tokenize("the cat sat on a mat and then it ran to the door while a dog slept")
+    inserted = session.tokenize(" near the warm fire")
+    probe = session.tokenize(" and then")
+    at = 5
+
+    session.truncate(0)
+    session.evaluate(words, [])
+    session.insert_tokens(inserted, at=at)
+    assert session.tokens == words[:at] + inserted + words[at:]
+    session.remove_span(at + len(inserted), len(session.tokens))
+    edited = session.evaluate(probe, [len(probe) - 1]).copy()[0]
+
+    np.testing.assert_allclose(edited, last_logits(session, words[:at] + inserted + probe), atol=1e-3)
+
+
+def test_removing_a_middle_span_closes_the_gap(session: ModelSession) -> None:
+    words = session.tokenize("the cat sat on a mat and then it ran to the door while a dog slept")
+    session.truncate(0)
+    session.evaluate(words, [])
+
+    session.remove_span(3, 6)
+
+    assert session.tokens == words[:3] + words[6:]
+    llama_cpp = session._llama_cpp
+    assert llama_cpp.llama_memory_seq_pos_max(session._memory, 0) == len(session.tokens) - 1
+    assert llama_cpp.llama_memory_seq_pos_max(session._memory, 1) == -1
+    session.evaluate(session.tokenize(" and"), [0])  # positions continue where the shifted tail ends
+
+
+def test_inserting_at_the_end_equals_evaluating(session: ModelSession) -> None:
+    words = session.tokenize("the cat sat on a mat")
+    more = session.tokenize(" and then it ran")
+    probe = session.tokenize(" to the door")
+
+    session.truncate(0)
+    session.evaluate(words, [])
+    session.insert_tokens(more, at=len(words))
+    inserted = session.evaluate(probe, [len(probe) - 1]).copy()[0]
+
+    np.testing.assert_allclose(inserted, last_logits(session, words + more + probe), atol=1e-3)
