@@ -316,12 +316,12 @@ class DuettoApp(App[None]):
     def saved_chat_settings(self) -> ChatSettings:
         """The profile's saved settings over the config's defaults; command-line choices win."""
         defaults = self.config.settings
+        base = ChatSettings(**{name: getattr(defaults, name) for name in ChatSettings().decoding()})
         try:
-            base = ChatSettings(**{name: getattr(defaults, name) for name in ChatSettings().decoding()})
             saved = load_chat_settings(self.db, self.user, base)
         except StoreError as error:
             self.notify(f"{error}; using the defaults.", title="Settings", severity="warning", timeout=15)
-            return ChatSettings()
+            saved = base
         pinned = {name: getattr(defaults, name) for name in self.config.command_line_settings}
         return replace(saved, **pinned)
 
@@ -335,8 +335,10 @@ class DuettoApp(App[None]):
         await self.query_one(ChatView).set_show_sources(chat_settings.show_draft_sources)
 
     async def save_and_apply(self, chat_settings: ChatSettings) -> None:
+        """Apply ``chat_settings`` and save them for the profile (this session only without a database)."""
         try:
-            save_chat_settings(self.db, self.user, chat_settings)
+            if self.user is not None:
+                save_chat_settings(self.db, self.user, chat_settings)
         except StoreError as error:
             self.notify(str(error), title="Settings not saved", severity="error", timeout=15)
         await self.apply_chat_settings(chat_settings)
@@ -387,6 +389,9 @@ class DuettoApp(App[None]):
         self.push_screen(HelpScreen(self.KEY_HELP))
 
     def action_settings(self) -> None:
+        if self.user is None:
+            return  # the database could not be opened; that was notified
+
         async def chosen(chat_settings: ChatSettings | None) -> None:
             if chat_settings is not None:
                 await self.save_and_apply(chat_settings)
@@ -395,6 +400,9 @@ class DuettoApp(App[None]):
         self.push_screen(SettingsScreen(self.chat_settings, self.user.name), chosen)
 
     def action_switch_profile(self) -> None:
+        if self.user is None:
+            return
+
         async def chosen(name: str | None) -> None:
             if name:
                 await self.switch_profile(name)

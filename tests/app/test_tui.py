@@ -371,3 +371,18 @@ async def test_an_engine_that_cannot_be_built_for_a_profile_is_a_notification(ma
     async with app.run_test() as pilot:
         await wait_for(pilot, lambda: app.query_one(StatusBar).models == "no models")
         assert any("plugin of default is damaged" in notice.message for notice in app._notifications)
+
+
+async def test_without_a_draft_model_fast_mode_and_the_model_drafter_give_way(make_app, tiny_models) -> None:
+    def target_only(user_name: str) -> Decoder:
+        return Decoder(ModelSession(tiny_models["target"], context_length=512, threads=1))
+
+    app = make_app(mode="fast", drafter="model")
+    app.config = replace(app.config, engine_factory=target_only)
+    async with app.run_test() as pilot:
+        await send(pilot, app, "no draft model here")
+        assert any("fast mode needs a draft model" in notice.message for notice in app._notifications)
+    db = open_database(app.config.database_path)
+    [conversation] = list_conversations(db, ensure_user(db))
+    reply_stats = list_messages(db, conversation.id)[-1].stats
+    assert reply_stats["mode"] == "exact" and reply_stats["drafter"] == "lookup"
