@@ -22,7 +22,7 @@ from textual.worker import get_current_worker
 
 from duetto.app.tui.chat_view import ChatView
 from duetto.app.tui.dialogs import ConfirmScreen, HelpScreen, RenameScreen
-from duetto.app.tui.draft_sources import Spans
+from duetto.app.tui.draft_sources import DraftLegend, Spans
 from duetto.app.tui.fetch_screen import FetchScreen
 from duetto.app.tui.profile_screen import ProfileScreen
 from duetto.app.tui.prompt_input import PromptInput
@@ -155,6 +155,7 @@ class DuettoApp(App[None]):
         with Horizontal(id="main"):
             yield Sidebar()
             with Vertical(id="chat-column"):
+                yield DraftLegend()
                 yield ChatView()
                 yield PromptInput(id="prompt")
         yield StatusBar()
@@ -329,9 +330,8 @@ class DuettoApp(App[None]):
         """Use ``chat_settings`` from the next reply on (the one being written keeps its own)."""
         self.chat_settings = chat_settings
         self.settings = replace(self.config.settings, **chat_settings.decoding())
-        status = self.query_one(StatusBar)
-        status.mode = self.settings.mode
-        status.show_sources = chat_settings.show_draft_sources
+        self.query_one(StatusBar).mode = self.settings.mode
+        self.query_one(DraftLegend).display = chat_settings.show_draft_sources
         await self.query_one(ChatView).set_show_sources(chat_settings.show_draft_sources)
 
     async def save_and_apply(self, chat_settings: ChatSettings) -> None:
@@ -355,6 +355,8 @@ class DuettoApp(App[None]):
             self.notify(str(error), title="Cannot switch profile", severity="error", timeout=15)
             return
         self.notify(f"Profile {name}: its chats and settings.")
+        status = self.query_one(StatusBar)
+        status.tokens_per_second, status.acceptance = None, None  # they were the last profile's
         if self.config.engine_per_user and self.models_on_disk:
             old_decoder, self.decoder = self.decoder, None
             if old_decoder is not None:
@@ -414,9 +416,7 @@ class DuettoApp(App[None]):
         shown = not self.chat_settings.show_draft_sources
         await self.save_and_apply(replace(self.chat_settings, show_draft_sources=shown))
         if shown:
-            self.notify(
-                "Replies written in this session show the draft's text in colour; earlier ones stay as they were."
-            )
+            self.notify("Replies written in this session show the draft's text in colour.")
 
     def action_cancel_reply(self) -> None:
         if self.generating:

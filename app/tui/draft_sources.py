@@ -25,13 +25,25 @@ def coloured(spans: Spans) -> Text:
 
 
 def legend() -> Text:
-    """One line naming each colour, for the status bar."""
-    text = Text("colours: ")
+    """One line naming each colour."""
+    text = Text("Written by: ")
     for source in ("model", "lookup", "target"):
         text.append(SOURCE_LABELS[source], style=SOURCE_STYLES[source] or "underline")
         if source != "target":
             text.append(" · ")
+    text.append("   (F5 hides)")
     return text
+
+
+class DraftLegend(Static):
+    """Above the chat while the draft-colour view is on."""
+
+    DEFAULT_CSS = """
+    DraftLegend { height: 1; padding: 0 2; color: $text-muted; display: none; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(legend())
 
 
 class SourceText(Static):

@@ -45,7 +45,7 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
     DEFAULT_CSS = (
         DIALOG_CSS.format(name="SettingsScreen")
         + """
-    SettingsScreen > Vertical { width: 80; }
+    SettingsScreen > Vertical { width: 80; max-height: 100%; overflow-y: auto; }
     SettingsScreen .row { height: 1; margin: 0 0 1 0; }
     SettingsScreen .row Label { width: 30; }
     SettingsScreen .row Input, SettingsScreen .row Select { width: 1fr; }

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
-
-from duetto.app.tui.draft_sources import legend
 
 
 class StatusBar(Static):
@@ -23,21 +20,17 @@ class StatusBar(Static):
     """After a document answer: document tokens vs tokens the large model read; shown when set."""
     profile: reactive[str] = reactive("")
     """The user whose chats and settings are open."""
-    show_sources: reactive[bool] = reactive(False)
-    """The draft-colour view is on: name the colours."""
     state: reactive[str] = reactive("")
     """What the engine is doing: generating, idle, an error."""
 
-    def render(self) -> Text:
+    def render(self) -> str:
         speed = f"{self.tokens_per_second:.1f} tok/s" if self.tokens_per_second is not None else "– tok/s"
         accepted = f"accepted {self.acceptance:.0%}" if self.acceptance is not None else "accepted –"
-        parts: list[str | Text] = [self.models, f"mode {self.mode}", speed, accepted]
+        parts = [self.models, f"mode {self.mode}", speed, accepted]
         if self.compression:
             parts.append(self.compression)
         if self.profile:
             parts.append(f"profile {self.profile}")
-        if self.show_sources:
-            parts.append(legend())
         if self.state:
             parts.append(self.state)
-        return Text("  │  ").join(Text(part) if isinstance(part, str) else part for part in parts)
+        return " │ ".join(parts)

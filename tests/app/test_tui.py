@@ -15,7 +15,7 @@ from textual.widgets import Input, ListView, Select
 from duetto.app.tui.app import ChatConfig, DuettoApp
 from duetto.app.tui.chat_view import MessageBlock
 from duetto.app.tui.dialogs import HelpScreen
-from duetto.app.tui.draft_sources import SOURCE_STYLES
+from duetto.app.tui.draft_sources import SOURCE_STYLES, DraftLegend
 from duetto.app.tui.profile_screen import ProfileScreen
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.settings_screen import SettingsScreen
@@ -282,7 +282,7 @@ async def test_draft_colours_show_who_wrote_each_piece_of_a_reply(make_app) -> N
     async with app.run_test() as pilot:
         await send(pilot, app, "written by the draft")
         await pilot.press("f5")
-        assert app.query_one(StatusBar).show_sources and "draft model" in app.query_one(StatusBar).render()
+        assert app.query_one(DraftLegend).display and "draft model" in app.query_one(DraftLegend).content.plain
         reply = list(app.query(MessageBlock))[-1]
         assert not reply.display and reply.source_view.display
         assert {source for source, _ in reply.spans} == {"model"}
@@ -304,7 +304,7 @@ async def test_draft_colours_show_who_wrote_each_piece_of_a_reply(make_app) -> N
 
         await pilot.press("f5")
         assert all(block.display for block in app.query(MessageBlock))
-        assert not app.query_one(StatusBar).show_sources
+        assert not app.query_one(DraftLegend).display
 
 
 class GatedDecoder(Decoder):
