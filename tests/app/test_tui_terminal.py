@@ -87,6 +87,8 @@ def test_ask_see_the_streamed_answer_quit_and_find_the_chat_again(real_models: P
         screen = terminal.wait_for(r"\d+\.\d tok/s")
         terminal.wait_for(r"█ 5\b")  # the reply block: its border, then the answer
         assert QUESTION[:20] in screen
+        terminal.keys("C-t")  # mode fast, saved for this profile
+        terminal.wait_for(r"mode fast")
         terminal.keys("C-q")
         deadline = time.monotonic() + 20
         while terminal.running() and time.monotonic() < deadline:
@@ -95,6 +97,7 @@ def test_ask_see_the_streamed_answer_quit_and_find_the_chat_again(real_models: P
 
         terminal.start()
         screen = terminal.wait_for(r"What is 2 \+ 3\?")
+        terminal.wait_for(r"mode fast")  # the setting came back with the profile
         sidebar = "\n".join(line[:32] for line in screen.splitlines())
         assert "What is 2 + 3?" in sidebar, screen
     finally:
