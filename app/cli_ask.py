@@ -10,7 +10,8 @@ import click
 from duetto.app.console import print_json, stderr_console
 from duetto.app.decoding_options import DecodingOptions, decoding_options
 from duetto.app.document_memory import answer_from_documents
-from duetto.app.engine_loader import load_decoder, load_reader, model_paths
+from duetto.app.engine_loader import lazy_compressor, load_decoder, load_reader, model_paths
+from duetto.engine.conversation_window import DEFAULT_MEMORY_TOKENS, DEFAULT_WINDOW_TOKENS, ConversationWindow
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ChatMessage
@@ -122,6 +123,15 @@ def ask(
         return
 
     stderr_console.print(f"[bold]duetto[/bold] chat with {target_path.name}. Ctrl-D quits, Ctrl-C stops a reply.")
+    window = ConversationWindow(
+        decoder.target,
+        lazy_compressor(draft_path or target_path, threads=decoding.threads),
+        SYSTEM_PROMPT,
+        window_tokens=min(DEFAULT_WINDOW_TOKENS, decoder.target.context_length * 7 // 8),
+        memory_tokens=min(DEFAULT_MEMORY_TOKENS, decoder.target.context_length // 8),
+    )
+    turns: list[ChatMessage] = []
+    reply_budget = min(settings.max_tokens, decoder.target.context_length // 4)
     while True:
         try:
             question = input("\n> ")
@@ -130,18 +140,19 @@ def ask(
             return
         if not question.strip():
             continue
-        messages.append({"role": "user", "content": question})
+        turns.append({"role": "user", "content": question})
         try:
-            text, stats = stream_reply(decoder, messages, settings, echo=True)
+            prompt_tokens = window.prompt_tokens(turns, reply_budget)
+            text, stats = decoder.reply(prompt_tokens, settings, on_delta=_write_to_stdout)
         except KeyboardInterrupt:
-            messages.pop()
+            turns.pop()
             stderr_console.print("\n[dim](reply stopped)[/dim]")
             continue
         except EngineError as error:
-            messages.pop()
+            turns.pop()
             stderr_console.print(f"\nduetto: error: {error}")
             continue
-        messages.append({"role": "assistant", "content": text})
+        turns.append({"role": "assistant", "content": text})
         sys.stdout.write("\n")
         stderr_console.print(f"[dim]{stats_line(stats)}[/dim]")
 

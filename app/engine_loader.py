@@ -7,6 +7,7 @@ incompatible pair fails at once with the reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from duetto.app.console import RichByteProgress, stderr_console
@@ -143,3 +144,17 @@ def load_reader(
     with stderr_console.status(f"loading {path.name}"):
         session = ModelSession(path, context_length=READER_CONTEXT_LENGTH, threads=threads)
     return DocumentReader(session), model_fingerprint(path)
+
+
+def lazy_compressor(model_path: Path, *, threads: int | None = None) -> Callable[[str], str]:
+    """Text compression by ``model_path`` (the small model when there is one), loaded on first
+    use: most chats never fold, and those that do should not wait for it at start."""
+    reader: DocumentReader | None = None
+
+    def compress(text: str) -> str:
+        nonlocal reader
+        if reader is None:
+            reader = DocumentReader(ModelSession(model_path, context_length=READER_CONTEXT_LENGTH, threads=threads))
+        return reader.compress_text(text)
+
+    return compress

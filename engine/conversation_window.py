@@ -94,8 +94,11 @@ class ConversationWindow:
         self._memory_blocks.append(block)
         self.memory_texts.append(block_text)
         self.folded_messages += count
-        while self.memory_length > self.memory_tokens and len(self._memory_blocks) > 1:
-            self._merge_oldest_blocks(len(prefix), holds_window)
+        while self.memory_length > self.memory_tokens:
+            if len(self._memory_blocks) > 1:
+                self._merge_oldest_blocks(len(prefix), holds_window)
+            else:
+                self._trim_only_block(len(prefix), holds_window)
         self.last_fold = FoldReport(count, len(block), time.perf_counter() - started)
 
     def _messages_to_fold(self, recent: list[ChatMessage], reply_budget: int) -> int:
@@ -111,13 +114,29 @@ class ConversationWindow:
 
     def _merge_oldest_blocks(self, prefix_length: int, edit_cache: bool) -> None:
         merged_text = self.compress_text(self.memory_texts[0] + "\n" + self.memory_texts[1])
-        merged = self._block_tokens(merged_text)
+        self._replace_oldest_blocks(2, merged_text, prefix_length, edit_cache)
+
+    def _trim_only_block(self, prefix_length: int, edit_cache: bool) -> None:
+        """What compression cannot shrink further (names and numbers are kept) loses its oldest
+        words instead: the bound on memory holds whatever the text."""
+        keep_fraction = 0.9 * self.memory_tokens / max(1, self.memory_length)
+        self._replace_oldest_blocks(
+            1, _drop_oldest_words(self.memory_texts[0], keep_fraction), prefix_length, edit_cache
+        )
+
+    def _replace_oldest_blocks(self, count: int, text: str, prefix_length: int, edit_cache: bool) -> None:
+        block = self._block_tokens(text)
         if edit_cache:
-            old_length = len(self._memory_blocks[0]) + len(self._memory_blocks[1])
+            old_length = sum(len(old) for old in self._memory_blocks[:count])
             self.session.remove_span(prefix_length, prefix_length + old_length)
-            self.session.insert_tokens(merged, at=prefix_length)
-        self._memory_blocks[:2] = [merged]
-        self.memory_texts[:2] = [merged_text]
+            self.session.insert_tokens(block, at=prefix_length)
+        self._memory_blocks[:count] = [block]
+        self.memory_texts[:count] = [text]
+
+
+def _drop_oldest_words(text: str, keep_fraction: float) -> str:
+    words = text.split()
+    return " ".join(words[len(words) - max(1, int(len(words) * keep_fraction)) :])
 
 
 def _changed_span(before: list[int], after: list[int]) -> tuple[int, int]:

@@ -69,7 +69,7 @@ def test_an_incompatible_draft_is_refused_before_loading(tiny_models: dict[str, 
     assert result.stderr.strip().splitlines()[-1].startswith("duetto: error: other.gguf cannot draft for target.gguf")
 
 
-def test_a_long_interactive_chat_drops_its_oldest_exchanges(tiny_models: dict[str, Path]) -> None:
+def test_a_long_interactive_chat_folds_its_oldest_exchanges_into_memory(tiny_models: dict[str, Path]) -> None:
     turns = "".join(f"tell me about the cat number {number} and the mat\n" for number in range(40))
 
     result = run_duetto(
