@@ -10,6 +10,7 @@ model has read it before (see engine/memory_prompt.py).
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from duetto.store.errors import StoreError
 
 MAX_DOCUMENT_BYTES = 2_000_000
 """About 500k tokens, which the small model reads in roughly an hour on a laptop CPU."""
+MAX_PDF_BYTES = 50_000_000
 MEMORY_BUDGET_TOKENS = 480
 """Tokens of excerpts a question gets: the best chunks whole, then compressed ones."""
 FULL_TEXT_CHUNKS = 2
@@ -69,7 +71,9 @@ def model_fingerprint(path: Path) -> str:
 
 
 def decode_document(data: bytes, label: str) -> str:
-    """The document's text, or a one-line reason it cannot be one."""
+    """The document's text (plain text, Markdown or a PDF's text), or a one-line reason it cannot be one."""
+    if data[:5] == b"%PDF-":
+        return _pdf_text(data, label)
     if len(data) > MAX_DOCUMENT_BYTES:
         raise InvalidDocument(
             f"{label} is {len(data) / 1e6:.1f} MB; documents are limited to {MAX_DOCUMENT_BYTES / 1e6:.0f} MB "
@@ -85,6 +89,21 @@ def decode_document(data: bytes, label: str) -> str:
     if not text.strip():
         raise InvalidDocument(f"{label} is empty")
     return text
+
+
+def _pdf_text(data: bytes, label: str) -> str:
+    if len(data) > MAX_PDF_BYTES:
+        raise InvalidDocument(f"{label} is {len(data) / 1e6:.0f} MB; PDFs are limited to {MAX_PDF_BYTES // 10**6} MB")
+    import pypdf
+
+    try:
+        pages = [page.extract_text() or "" for page in pypdf.PdfReader(io.BytesIO(data)).pages]
+    except Exception as error:  # pypdf raises many types for damaged files
+        raise InvalidDocument(f"{label}: cannot read this PDF ({type(error).__name__}: {error})") from error
+    text = "\n\n".join(page.strip() for page in pages if page.strip())
+    if not text:
+        raise InvalidDocument(f"{label} has no extractable text (a scanned PDF needs OCR first)")
+    return decode_document(text.encode("utf-8"), label)
 
 
 # --- ingest -------------------------------------------------------------------------------

@@ -151,3 +151,41 @@ def test_ask_about_a_missing_document_is_a_one_line_error(tiny_models: dict[str,
 
     assert result.returncode == 1 and "no document named 'nothing'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def minimal_pdf(text: str) -> bytes:
+    """A one-page PDF whose page draws ``text`` (ASCII) with a standard font."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    body = b"%PDF-1.4\n"
+    offsets = []
+    for number, content in enumerate(objects, start=1):
+        offsets.append(len(body))
+        body += b"%d 0 obj\n" % number + content + b"\nendobj\n"
+    xref = len(body)
+    body += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    body += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    body += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return body
+
+
+def test_a_pdf_is_read_as_its_text(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    pdf = tmp_path / "notice.pdf"
+    pdf.write_bytes(minimal_pdf("The reading room opens at nine and the cat sat on the mat."))
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4\n this is not really a pdf")
+
+    added = add(pdf, tiny_models, "--json")
+    refused = add(broken, tiny_models)
+
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(run_duetto("docs", "show", "notice", "--json").stdout)
+    assert "reading room opens at nine" in shown["chunks"][0]["text"]
+    assert refused.returncode == 1 and "broken.pdf" in refused.stderr and "Traceback" not in refused.stderr
