@@ -17,6 +17,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.highlight import highlight
 from textual.message import Message
 from textual.worker import get_current_worker
 
@@ -168,6 +169,7 @@ class DuettoApp(App[None]):
             self.notify(str(error), severity="error", timeout=30)
             return
         self.query_one(PromptInput).focus()
+        self.warm_up_highlighting()
         if self.config.missing_models:
             self.push_screen(FetchScreen(list(self.config.missing_models)), self.on_models_fetched)
         else:
@@ -182,6 +184,17 @@ class DuettoApp(App[None]):
             self.notify("The models were not fetched; restart duetto to resume.", severity="warning", timeout=30)
 
     # --- the engine, in threads ----------------------------------------------------------
+
+    @work(thread=True, group="warm-up")
+    def warm_up_highlighting(self) -> None:
+        """Load Pygments' lexers and plugins now, off the UI thread.
+
+        The first code block of a reply otherwise loads them on the UI thread (guessing a language
+        imports every lexer; an unknown one scans installed plugins, which may import IPython),
+        freezing keys for 0.4 s on an idle machine and 2 s on a busy one (docs/BENCHMARKS.md).
+        """
+        highlight("x = 1\n")
+        highlight("x = 1\n", language="no-such-language")
 
     @work(thread=True, exclusive=True, group="engine")
     def load_engine(self, user_name: str) -> None:

@@ -1,77 +1,93 @@
-"""Measure the chat app's key-press latency while a reply is generated with the real default pair.
+"""Measure how fast the chat app shows a key press while a reply streams, with the real default pair.
 
 Not a test (no timing assertion belongs in the suite); run by hand, numbers in docs/BENCHMARKS.md:
 
-    DUETTO_MODELS=~/.cache/duetto-tests/models python3 tests/app/tui_latency.py [exact|fast|target]
+    DUETTO_MODELS=~/.cache/duetto-tests/models python3 tests/app/tui_latency.py
 
-The app runs headless under Textual's Pilot (the same event loop, widgets and rendering as in a
-terminal, without the terminal's own drawing). Once the reply starts streaming, a letter is pressed
-every 0.25 s until the reply ends; a key's latency is the time from the creation of its Key event
-(Textual stamps every message) to the prompt box handling it.
+It starts the installed ``duetto`` in tmux (120x30, a fresh DUETTO_HOME), asks for a reply long
+enough to hold code blocks, and once the reply is being written types one letter every 0.3 s; a
+key's latency runs from ``tmux send-keys`` to the letter appearing on the captured screen, so it
+includes tmux and the polling (about 10 ms), as a person would see it. The measurement has to come
+from outside the process: a stalled event loop would also stall an in-process probe.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from duetto.app.engine_loader import build_decoder, chosen_model_names, resolve_paths
-from duetto.app.tui.app import ChatConfig, DuettoApp
-from duetto.app.tui.chat_view import MessageBlock
-from duetto.app.tui.prompt_input import PromptInput
-from duetto.app.tui.status_bar import StatusBar
-from duetto.engine.decoder import DecodeSettings
-
 PROMPT = "Write a Python function that parses an ISO date, with a docstring and tests."
-PROBE_KEY = "x"
+LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
 
 
-class TimedPromptInput(PromptInput):
+class Tmux:
+    def __init__(self, command: str) -> None:
+        self.name = f"duetto-latency-{os.getpid()}"
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "120", "-y", "30", command], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-t", self.name, "-p"], capture_output=True, text=True).stdout
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.screen():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"never saw {text!r}:\n{self.screen()}")
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def type_and_time(terminal: Tmux, letters: str, while_writing: bool) -> list[float]:
+    """Type ``letters`` one by one, 0.3 s apart; each one's time from send-keys to the screen."""
     latencies: list[float] = []
-
-    async def _on_key(self, event) -> None:
-        if event.key == PROBE_KEY:
-            self.latencies.append(time.monotonic() - event.time)
-        await super()._on_key(event)
-
-
-async def measure(mode: str) -> None:
-    target_name, draft_name = chosen_model_names(None, None, None, True)
-    target_path, draft_path = resolve_paths(target_name, draft_name)
-    config = ChatConfig(
-        engine_factory=lambda user_name: build_decoder(target_path, draft_path, context_length=4096),
-        models_label="default pair",
-        settings=DecodeSettings(mode=mode, max_tokens=200),
-        database_path=Path(tempfile.mkdtemp()) / "chat.db",
-    )
-    app = DuettoApp(config)
-    async with app.run_test(size=(120, 30)) as pilot:
-        await app.query_one(PromptInput).remove()
-        await app.query_one("#chat-column").mount(TimedPromptInput(id="prompt"))
-        while app.decoder is None:
-            await pilot.pause(0.1)
-        app.query_one(PromptInput).text = PROMPT
-        app.query_one(PromptInput).focus()
-        await pilot.press("enter")
-        while not (len(app.query(MessageBlock)) == 2 and list(app.query(MessageBlock))[1].text):
-            await pilot.pause(0.05)
+    typed = ""
+    for letter in letters:
+        if while_writing and "writing…" not in terminal.screen():
+            break
+        typed += letter
         started = time.monotonic()
-        while app.generating:
-            await pilot.press(PROBE_KEY)
-            await pilot.pause(0.25)
-        seconds = time.monotonic() - started
-        speed = app.query_one(StatusBar).tokens_per_second
-    during = TimedPromptInput.latencies[:-1]  # the last press may come after the reply ended
-    print(
-        f"mode {mode}: {len(during)} key presses in {seconds:.1f} s of streaming ({speed:.1f} tok/s); "
-        f"latency median {statistics.median(during) * 1000:.1f} ms, "
-        f"95th percentile {statistics.quantiles(during, n=20)[-1] * 1000:.1f} ms, max {max(during) * 1000:.1f} ms"
-    )
+        terminal.keys(letter)
+        terminal.wait_for(typed, timeout=30)
+        latencies.append(time.monotonic() - started)
+        time.sleep(0.3)
+    return latencies
+
+
+def summary(latencies: list[float]) -> str:
+    return (f"{len(latencies)} key presses, median {statistics.median(latencies) * 1000:.0f} ms, "
+            f"max {max(latencies) * 1000:.0f} ms")  # fmt: skip
+
+
+def main() -> None:
+    duetto = shutil.which("duetto") or str(Path(sys.executable).parent / "duetto")
+    home = tempfile.mkdtemp()
+    terminal = Tmux(f"env DUETTO_HOME={home} DUETTO_MODELS={os.environ['DUETTO_MODELS']} TERM=xterm-256color "
+                    f"{duetto} chat --max-tokens 300")  # fmt: skip
+    try:
+        terminal.wait_for("mode exact", timeout=300)
+        terminal.wait_for("qwen2.5-coder-1.5b", timeout=300)  # the models are loaded
+        idle = type_and_time(terminal, "zyxwvutsrq", while_writing=False)
+        terminal.keys(*["BSpace"] * 10)
+        terminal.keys(PROMPT, "Enter")
+        terminal.wait_for("writing…", timeout=60)
+        writing = type_and_time(terminal, LETTERS, while_writing=True)
+        print("while writing, each (ms):", [round(latency * 1000) for latency in writing])
+        print("idle:", summary(idle))
+        print("while a reply is written:", summary(writing))
+    finally:
+        terminal.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(measure(sys.argv[1] if len(sys.argv) > 1 else "exact"))
+    main()
