@@ -23,7 +23,7 @@ import sqlite_utils
 from duetto.engine.chunking import split_into_chunks
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.document_reader import DocumentReader
-from duetto.engine.memory_prompt import MemoryBlock, prepare_memory
+from duetto.engine.memory_prompt import MemoryBlock, prefix_digest, prepare_memory
 from duetto.engine.model_session import ChatMessage, ModelSession
 from duetto.store import documents as document_store
 from duetto.store.documents import Chunk, Document
@@ -254,12 +254,20 @@ def rank_chunks(
     return sorted(chunks, key=lambda chunk: -score[chunk.id])
 
 
-def choose_blocks(ranked: Sequence[Chunk], budget: int = MEMORY_BUDGET_TOKENS) -> list[tuple[Chunk, str]]:
-    """The best chunks whole, then the next ones compressed, while they fit the budget."""
+def choose_blocks(
+    ranked: Sequence[Chunk], read_before: set[int] = frozenset(), budget: int = MEMORY_BUDGET_TOKENS
+) -> list[tuple[Chunk, str]]:
+    """The best chunks whole, then the next ones compressed, while they fit the budget.
+
+    A chunk whose whole text the large model has read before (``read_before``) goes in whole
+    when it fits: loading its saved state costs nothing and loses nothing.
+    """
     chosen: list[tuple[Chunk, str]] = []
     used = 0
     for chunk in ranked:
         variant = "full" if len(chosen) < FULL_TEXT_CHUNKS else "compressed"
+        if variant == "compressed" and chunk.id in read_before and used + chunk.tokens <= budget:
+            variant = "full"
         size = chunk.tokens if variant == "full" else chunk.compressed_tokens
         if chosen and used + size > budget:
             continue
@@ -315,12 +323,14 @@ def answer_from_documents(
     ranked = rank_chunks(db, reader, documents, question)
     if ranked and ranked[0].model_sha256 != model_id:
         raise StoreError("these documents were read by a different small model; re-add them with this one")
-    chosen = choose_blocks(ranked)
     messages = [
         {"role": "system", "content": ANSWER_SYSTEM_PROMPT},
         {"role": "user", "content": f"Excerpts:\n{BLOCKS_MARKER}Question: {question}"},
     ]
     prefix, suffix = target.chat_prompt_around(messages, BLOCKS_MARKER)
+    target_id = target_fingerprint(target)
+    read_before = document_store.chunks_with_state(db, list(names), target_id, "full", prefix_digest(prefix))
+    chosen = choose_blocks(ranked, read_before)
     blocks = [
         MemoryBlock(
             key=f"{chunk.id}:{variant}",
@@ -332,7 +342,7 @@ def answer_from_documents(
         )
         for chunk, variant in chosen
     ]
-    prepared = prepare_memory(target, prefix, blocks, suffix, _StoredStates(db, target_fingerprint(target)))
+    prepared = prepare_memory(target, prefix, blocks, suffix, _StoredStates(db, target_id))
     reply_text, reply_stats = decoder.reply(prepared.prompt_tokens, settings, on_delta)
     stats = reply_stats.as_dict()
     context_tokens = sum(len(block.tokens) for block in blocks)

@@ -247,6 +247,21 @@ def put_chunk_state(
         )
 
 
+def chunks_with_state(
+    db: sqlite_utils.Database, document_ids: Sequence[int], model_sha256: str, variant: str, prefix_sha256: str
+) -> set[int]:
+    """Ids of the documents' chunks whose ``variant`` has a saved state behind this prefix."""
+    if not document_ids:
+        return set()
+    marks = ",".join("?" * len(document_ids))
+    rows = db.execute(
+        "SELECT s.chunk_id FROM chunk_states s JOIN chunks c ON c.id = s.chunk_id "
+        f"WHERE c.document_id IN ({marks}) AND s.model_sha256 = ? AND s.variant = ? AND s.prefix_sha256 = ?",
+        [*document_ids, model_sha256, variant, prefix_sha256],
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
 def chunk_state_bytes(db: sqlite_utils.Database, document_id: int) -> int:
     row = db.execute(
         "SELECT coalesce(sum(length(s.state)), 0) FROM chunk_states s JOIN chunks c ON c.id = s.chunk_id "

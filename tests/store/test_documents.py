@@ -92,3 +92,15 @@ def test_keyword_ranking_survives_query_syntax(db: sqlite_utils.Database) -> Non
 
     assert len(store.keyword_ranks(db, [document.id], 'AND NOT "quoted" * ( OR')) == 1
     assert store.keyword_ranks(db, [document.id], "?!") == []
+
+
+def test_chunks_with_a_saved_state_are_found_by_variant_and_prefix(db: sqlite_utils.Database) -> None:
+    document = store.begin_document(db, "notes", None, "abc", 20)
+    add_chunks(db, document, ["one", "two", "three"])
+    first, second, _ = store.list_chunks(db, [document.id])
+    store.put_chunk_state(db, first.id, "target", "full", "prefix", 1, b"a")
+    store.put_chunk_state(db, second.id, "target", "compressed", "prefix", 1, b"b")
+
+    assert store.chunks_with_state(db, [document.id], "target", "full", "prefix") == {first.id}
+    assert store.chunks_with_state(db, [document.id], "target", "full", "other") == set()
+    assert store.chunks_with_state(db, [document.id], "other model", "full", "prefix") == set()
