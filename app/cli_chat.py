@@ -8,7 +8,7 @@ import click
 from click.core import ParameterSource
 
 from duetto.app.decoding_options import DecodingOptions, decoding_options
-from duetto.app.engine_loader import build_decoder, chosen_model_names, missing_models, resolve_paths
+from duetto.app.engine_loader import build_decoder, chosen_model_names, missing_models, reader_for, resolve_paths
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.manifest import load_manifest
 
@@ -52,9 +52,16 @@ def chat(
     )
 
     def load_engine(profile: str):
-        """The engine for ``profile``; per-user plugins are not applied yet (same engine for everyone)."""
+        """The engine for ``profile``: the shared models, the target carrying the user's plugin if any."""
         target_path, draft_path = resolve_paths(target_name, draft_name)
-        return build_decoder(target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads)
+        return build_decoder(
+            target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads, user=profile
+        )
+
+    def load_reader():
+        """The small model (the target when there is none) reading documents, with its identity."""
+        target_path, draft_path = resolve_paths(target_name, draft_name)
+        return reader_for(draft_path or target_path, threads=decoding.threads)
 
     given = {
         name
@@ -67,6 +74,8 @@ def chat(
         settings=settings,
         command_line_settings=frozenset(given),
         user_name=user_name,
+        engine_per_user=True,
         missing_models=tuple(missing),
+        reader_factory=load_reader,
     )
     DuettoApp(config).run()

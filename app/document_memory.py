@@ -25,6 +25,7 @@ from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.memory_prompt import MemoryBlock, prefix_digest, prepare_memory
 from duetto.engine.model_session import ChatMessage, ModelSession
+from duetto.engine.stats import ReplyStats
 from duetto.store import documents as document_store
 from duetto.store.documents import Chunk, Document
 from duetto.store.errors import StoreError
@@ -205,6 +206,8 @@ class Citation:
 class DocumentAnswer:
     text: str
     stats: dict[str, Any]
+    """The reply's stats with the document numbers added (what ``--json`` prints)."""
+    reply_stats: ReplyStats
     citations: list[Citation] = field(default_factory=list)
 
 
@@ -289,6 +292,7 @@ def answer_from_documents(
     on_delta: Callable[[str], None] | None = None,
     full_context: bool = False,
     reuse_full_context: bool = False,
+    should_cancel: Callable[[], bool] | None = None,
 ) -> DocumentAnswer:
     """Answer ``question`` from stored memory (or, with ``full_context``, from the whole text).
 
@@ -309,7 +313,7 @@ def answer_from_documents(
         prompt = target.chat_prompt_tokens(messages)
         target.truncate(target.common_prefix_length(prompt) if reuse_full_context else 0)
         already_read = len(target.tokens)
-        reply_text, reply_stats = decoder.reply(prompt, settings, on_delta)
+        reply_text, reply_stats = decoder.reply(prompt, settings, on_delta, should_cancel)
         stats = reply_stats.as_dict()
         stats.update(
             ttft_seconds=round(time.perf_counter() - started - reply_stats.seconds + reply_stats.ttft_seconds, 4),
@@ -318,7 +322,7 @@ def answer_from_documents(
             context_tokens=len(prompt),
             memory="full-context",
         )
-        return DocumentAnswer(reply_text, stats)
+        return DocumentAnswer(reply_text, stats, reply_stats)
 
     ranked = rank_chunks(db, reader, documents, question)
     if ranked and ranked[0].model_sha256 != model_id:
@@ -343,7 +347,7 @@ def answer_from_documents(
         for chunk, variant in chosen
     ]
     prepared = prepare_memory(target, prefix, blocks, suffix, _StoredStates(db, target_id))
-    reply_text, reply_stats = decoder.reply(prepared.prompt_tokens, settings, on_delta)
+    reply_text, reply_stats = decoder.reply(prepared.prompt_tokens, settings, on_delta, should_cancel)
     stats = reply_stats.as_dict()
     context_tokens = sum(len(block.tokens) for block in blocks)
     stats.update(
@@ -355,7 +359,7 @@ def answer_from_documents(
         memory="chunks",
     )
     citations = [Citation(names[chunk.document_id], chunk.position, chunk.id, variant) for chunk, variant in chosen]
-    return DocumentAnswer(reply_text, stats, citations)
+    return DocumentAnswer(reply_text, stats, reply_stats, citations)
 
 
 _fingerprints: dict[Path, str] = {}

@@ -134,16 +134,22 @@ def load_reader(
     profile: str | None, model: str | None = None, *, threads: int | None = None
 ) -> tuple[DocumentReader, str]:
     """The small model (``model``, else the profile's draft) as a document reader, and its identity."""
-    from duetto.app.document_memory import model_fingerprint
-
     name = model or chosen_model_names(profile, None, None, True)[1]
     if name is None:
         raise EngineError("reading documents needs a small model: use a profile with a draft model, or --model")
     fetch_with_progress_bars(missing_models([name]))
     path, _ = resolve_paths(name, None)
     with stderr_console.status(f"loading {path.name}"):
-        session = ModelSession(path, context_length=READER_CONTEXT_LENGTH, threads=threads)
-    return DocumentReader(session), model_fingerprint(path)
+        return reader_for(path, threads=threads)
+
+
+def reader_for(path: Path, *, threads: int | None = None) -> tuple[DocumentReader, str]:
+    """``path`` loaded as a document reader, and the model identity its memory is stored under."""
+    from duetto.app.document_memory import model_fingerprint
+
+    return DocumentReader(ModelSession(path, context_length=READER_CONTEXT_LENGTH, threads=threads)), model_fingerprint(
+        path
+    )
 
 
 def lazy_compressor(model_path: Path, *, threads: int | None = None) -> Callable[[str], str]:

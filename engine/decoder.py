@@ -118,10 +118,11 @@ class Decoder:
         prompt_tokens: list[int],
         settings: DecodeSettings,
         on_delta: Callable[[str], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
     ) -> tuple[str, ReplyStats]:
         """Run ``generate`` to the end: (the whole text, its stats), each delta passed to ``on_delta``."""
         pieces: list[str] = []
-        for item in self.generate(prompt_tokens, settings):
+        for item in self.generate(prompt_tokens, settings, should_cancel):
             if isinstance(item, ReplyStats):
                 return "".join(pieces), item
             pieces.append(item)

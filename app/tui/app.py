@@ -23,6 +23,7 @@ from textual.worker import get_current_worker
 
 from duetto.app.tui.chat_view import ChatView
 from duetto.app.tui.dialogs import ConfirmScreen, HelpScreen, RenameScreen
+from duetto.app.tui.document_actions import PASTE_DOCUMENT_CHARACTERS, DocumentActions
 from duetto.app.tui.draft_sources import DraftLegend, Spans
 from duetto.app.tui.fetch_screen import FetchScreen
 from duetto.app.tui.profile_screen import ProfileScreen
@@ -31,10 +32,12 @@ from duetto.app.tui.settings_screen import SettingsScreen
 from duetto.app.tui.sidebar import Sidebar
 from duetto.app.tui.status_bar import StatusBar
 from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
 from duetto.engine.manifest import ModelSpec
 from duetto.engine.prompting import fit_conversation
 from duetto.engine.stats import ReplyStats
+from duetto.store.conversation_memory import attached_documents
 from duetto.store.conversations import (
     Conversation,
     add_message,
@@ -72,6 +75,8 @@ class ChatConfig:
     database_path: Path | None = None
     missing_models: tuple[ModelSpec, ...] = ()
     """Manifest models to fetch (in a screen with progress bars) before the engine can load."""
+    reader_factory: Callable[[], tuple[DocumentReader, str]] | None = None
+    """The small model as a document reader, with its model id; called in a thread worker."""
 
 
 class EngineReady(Message):
@@ -93,12 +98,20 @@ class ReplyDelta(Message):
 
 
 class ReplyFinished(Message):
-    def __init__(self, conversation_id: int, stats: ReplyStats | None, error: str | None = None) -> None:
+    def __init__(
+        self,
+        conversation_id: int,
+        stats: ReplyStats | None,
+        error: str | None = None,
+        stored_stats: dict | None = None,
+    ) -> None:
         super().__init__()
         self.conversation_id, self.stats, self.error = conversation_id, stats, error
+        self.stored_stats = stored_stats
+        """What to keep with the message when it is more than ``stats`` (a document answer's numbers)."""
 
 
-class DuettoApp(App[None]):
+class DuettoApp(DocumentActions, App[None]):
     TITLE = "duetto"
     CSS = """
     #main { height: 1fr; }
@@ -117,6 +130,9 @@ class DuettoApp(App[None]):
         Binding("f3", "settings", "Settings", id="settings"),
         Binding("f4", "switch_profile", "Profile", id="switch_profile"),
         Binding("f5", "toggle_draft_sources", "Draft colours", id="toggle_draft_sources"),
+        # priority: the prompt box (a TextArea) binds F6 and F7 to select line / select all.
+        Binding("f6", "documents", "Documents", id="documents", priority=True),
+        Binding("f7", "sources", "Sources", id="sources", priority=True),
     ]
     KEY_HELP = [
         "Enter            send the prompt",
@@ -131,6 +147,9 @@ class DuettoApp(App[None]):
         "F3               settings: mode, temperature, drafter, …",
         "F4               switch profile (user), or add one",
         "F5               colour the draft's text (model, lookup)",
+        "F6               documents: attach to this chat, read a file in",
+        "F7               open a chunk the last document answer cited",
+        "                 (a paste longer than 6,000 characters is offered to be kept as a document)",
         "Ctrl+P           command palette",
         "F1               this help",
         "Ctrl+Q           quit",
@@ -249,19 +268,34 @@ class DuettoApp(App[None]):
             self.notify("A reply is being written; Esc stops it.", severity="warning")
             self.query_one(PromptInput).text = message.text
             return
+        if len(message.text) > PASTE_DOCUMENT_CHARACTERS and self.config.reader_factory is not None:
+            self.offer_paste_as_document(message.text, self.send_prompt)
+            return
+        await self.send_prompt(message.text)
+
+    async def send_prompt(self, text: str) -> None:
         if self.conversation is None:
-            title = " ".join(message.text.split())[:TITLE_LENGTH] or "New chat"
+            title = " ".join(text.split())[:TITLE_LENGTH] or "New chat"
             self.conversation = create_conversation(self.db, self.user, title)
             await self.refresh_sidebar()
-        add_message(self.db, self.conversation.id, "user", message.text)
+        add_message(self.db, self.conversation.id, "user", text)
         chat = self.query_one(ChatView)
-        await chat.add_message("user", message.text)
+        await chat.add_message("user", text)
         await chat.begin_reply()
+        self.generating = True
+        status = self.query_one(StatusBar)
+        status.state = "writing…"
+        status.compression = ""
+        if attached_documents(self.db, self.conversation.id):
+            status.state = "answering from documents…"
+            settings = self.settings_for(self.decoder)
+            if settings.drafter == "auto":  # the draft model would have to read the excerpts first
+                settings = replace(settings, drafter="lookup")
+            self.generate_document_reply(self.conversation.id, text, settings)
+            return
         history = [{"role": "system", "content": SYSTEM_PROMPT}] + [
             {"role": stored.role, "content": stored.content} for stored in list_messages(self.db, self.conversation.id)
         ]
-        self.generating = True
-        self.query_one(StatusBar).state = "writing…"
         self.generate_reply(self.conversation.id, history, self.settings_for(self.decoder))
 
     def settings_for(self, decoder: Decoder) -> DecodeSettings:
@@ -291,7 +325,9 @@ class DuettoApp(App[None]):
             return
         stats = message.stats
         if text or stats.finish_reason != "cancelled":
-            stored = add_message(self.db, message.conversation_id, "assistant", text, stats.as_dict())
+            stored = add_message(
+                self.db, message.conversation_id, "assistant", text, message.stored_stats or stats.as_dict()
+            )
             self.reply_spans[stored.id] = spans
         status.tokens_per_second = stats.tokens_per_second
         status.acceptance = stats.accepted / stats.drafted if stats.drafted else None

@@ -1,0 +1,137 @@
+"""Pilot tests of the chat app's documents: paste to memory, the panel, answers with sources."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, SelectionList, Static
+
+from duetto.app.engine_loader import reader_for
+from duetto.app.tui.app import ChatConfig, DuettoApp
+from duetto.app.tui.chat_view import MessageBlock
+from duetto.app.tui.dialogs import ConfirmScreen
+from duetto.app.tui.documents_screen import ChunkScreen, DocumentsScreen, SourcesScreen
+from duetto.app.tui.prompt_input import PromptInput
+from duetto.app.tui.status_bar import StatusBar
+from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.model_session import ModelSession
+from duetto.store import conversation_memory as memory_store
+from duetto.store import documents as document_store
+from duetto.store.conversations import list_messages
+from duetto.store.database import open_database
+
+STORY = " ".join(
+    ["The cat sat on a mat and then it ran to the door.", "A dog slept near the warm fire while the cat ran."] * 80
+)
+
+
+@pytest.fixture
+def app(tiny_models: dict[str, Path], tmp_path: Path) -> DuettoApp:
+    def engine(user_name: str) -> Decoder:
+        return Decoder(
+            ModelSession(tiny_models["target"], context_length=2048, threads=1),
+            ModelSession(tiny_models["draft"], context_length=2048, threads=1),
+        )
+
+    return DuettoApp(
+        ChatConfig(
+            engine_factory=engine,
+            models_label="draft → target",
+            settings=DecodeSettings(max_tokens=8),
+            database_path=tmp_path / "chat.db",
+            reader_factory=lambda: reader_for(tiny_models["draft"], threads=1),
+        )
+    )
+
+
+async def wait_for(pilot, condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.05)
+
+
+async def submit(pilot, app: DuettoApp, text: str) -> None:
+    await wait_for(pilot, lambda: app.decoder is not None)
+    prompt = app.query_one(PromptInput)
+    prompt.focus()
+    prompt.text = text
+    await pilot.press("enter")
+
+
+async def test_a_long_paste_becomes_a_document_that_answers_with_sources(app: DuettoApp, tmp_path: Path) -> None:
+    async with app.run_test() as pilot:
+        await submit(pilot, app, STORY)
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        db = open_database(tmp_path / "chat.db")
+        await wait_for(pilot, lambda: any(d.complete for d in document_store.list_documents(db)))
+        await wait_for(pilot, lambda: app.conversation is not None and memory_store.attached_documents(
+            app.db, app.conversation.id))  # fmt: skip
+
+        await submit(pilot, app, "where did the dog sleep?")
+        await wait_for(pilot, lambda: not app.generating and len(app.query(MessageBlock)) >= 2)
+
+        reply = list_messages(db, app.conversation.id)[-1]
+        assert reply.role == "assistant" and "Sources:" in reply.content
+        assert reply.stats["document_tokens"] > reply.stats["prompt_tokens"] > 0
+        assert "doc " in app.query_one(StatusBar).compression
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: isinstance(app.screen, SourcesScreen))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChunkScreen))
+        shown = str(app.screen.query_one("#chunk-text", Static).render())
+        assert "cat" in shown
+
+
+async def test_declining_the_offer_sends_the_paste_as_a_prompt(app: DuettoApp, tmp_path: Path) -> None:
+    async with app.run_test() as pilot:
+        await submit(pilot, app, STORY)
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not app.generating and len(app.query(MessageBlock)) >= 2)
+
+        assert document_store.list_documents(open_database(tmp_path / "chat.db")) == []
+        assert list_messages(app.db, app.conversation.id)[0].content == STORY
+
+
+async def test_the_documents_panel_reads_a_file_and_attaches_documents(app: DuettoApp, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text(STORY[:2000], encoding="utf-8")
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.decoder is not None)
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: isinstance(app.screen, DocumentsScreen))
+        app.screen.query_one("#add-path", Input).value = str(notes)
+        app.screen.query_one("#add-path", Input).focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.conversation is not None and memory_store.attached_documents(
+            app.db, app.conversation.id))  # fmt: skip
+
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: isinstance(app.screen, DocumentsScreen))
+        selection = app.screen.query_one("#documents", SelectionList)
+        assert selection.selected == [document_store.get_document(app.db, "notes").id]
+        selection.deselect_all()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, DocumentsScreen))
+
+        assert memory_store.attached_documents(app.db, app.conversation.id) == []
+
+
+async def test_a_file_that_is_not_text_is_a_notification(app: DuettoApp, tmp_path: Path) -> None:
+    binary = tmp_path / "image.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.decoder is not None)
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: isinstance(app.screen, DocumentsScreen))
+        app.screen.query_one("#add-path", Input).value = str(binary)
+        app.screen.query_one("#add-path", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+
+        assert any("binary" in notification.message for notification in app._notifications)
+        assert document_store.list_documents(app.db) == []
