@@ -31,13 +31,13 @@ from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.settings_screen import SettingsScreen
 from duetto.app.tui.sidebar import Sidebar
 from duetto.app.tui.status_bar import StatusBar
+from duetto.app.tui.windowed_chats import WindowedChats
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
 from duetto.engine.manifest import ModelSpec
-from duetto.engine.prompting import fit_conversation
 from duetto.engine.stats import ReplyStats
-from duetto.store.conversation_memory import attached_documents
+from duetto.store.conversation_memory import ConversationMemory, attached_documents, load_memory
 from duetto.store.conversations import (
     Conversation,
     add_message,
@@ -111,7 +111,7 @@ class ReplyFinished(Message):
         """What to keep with the message when it is more than ``stats`` (a document answer's numbers)."""
 
 
-class DuettoApp(DocumentActions, App[None]):
+class DuettoApp(DocumentActions, WindowedChats, App[None]):
     TITLE = "duetto"
     CSS = """
     #main { height: 1fr; }
@@ -236,7 +236,14 @@ class DuettoApp(DocumentActions, App[None]):
         self.notify(message.error, title="Cannot load the models", severity="error", timeout=60)
 
     @work(thread=True, exclusive=True, group="generate")
-    def generate_reply(self, conversation_id: int, messages: list[dict], settings: DecodeSettings) -> None:
+    def generate_reply(
+        self,
+        conversation_id: int,
+        turns: list[dict],
+        message_ids: list[int],
+        memory: ConversationMemory | None,
+        settings: DecodeSettings,
+    ) -> None:
         worker = get_current_worker()
         decoder = self.decoder
         assert decoder is not None
@@ -244,7 +251,9 @@ class DuettoApp(DocumentActions, App[None]):
         spans_sent = 0
         try:
             reply_budget = min(settings.max_tokens, decoder.target.context_length // 4)
-            prompt_tokens = fit_conversation(decoder.target, messages, reply_budget)
+            window = self.conversation_window(decoder, conversation_id, SYSTEM_PROMPT, memory, message_ids)
+            prompt_tokens = window.prompt_tokens(turns, reply_budget)
+            self.report_fold(window, conversation_id, message_ids)
             for item in decoder.generate(prompt_tokens, settings, should_cancel=lambda: worker.is_cancelled):
                 if isinstance(item, ReplyStats):
                     self.post_message(ReplyFinished(conversation_id, item))
@@ -293,10 +302,14 @@ class DuettoApp(DocumentActions, App[None]):
                 settings = replace(settings, drafter="lookup")
             self.generate_document_reply(self.conversation.id, text, settings)
             return
-        history = [{"role": "system", "content": SYSTEM_PROMPT}] + [
-            {"role": stored.role, "content": stored.content} for stored in list_messages(self.db, self.conversation.id)
-        ]
-        self.generate_reply(self.conversation.id, history, self.settings_for(self.decoder))
+        stored_messages = list_messages(self.db, self.conversation.id)
+        self.generate_reply(
+            self.conversation.id,
+            [{"role": stored.role, "content": stored.content} for stored in stored_messages],
+            [stored.id for stored in stored_messages],
+            load_memory(self.db, self.conversation.id),
+            self.settings_for(self.decoder),
+        )
 
     def settings_for(self, decoder: Decoder) -> DecodeSettings:
         """The settings, with what needs a draft model replaced when the engine has none."""
