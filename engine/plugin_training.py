@@ -39,11 +39,11 @@ class TrainingSettings:
     rank: int = 16
     max_vocabulary: int = 4096  # V': at most this many of the text's most frequent tokens
     window: int = 512  # tokens the target reads per window (one llama.cpp batch)
-    learning_rate: float = 2e-3
-    l2_penalty: float = 1e-4
-    batch_size: int = 256
-    max_epochs: int = 40
-    patience: int = 3  # epochs without a better held-out loss before stopping
+    learning_rate: float = 1e-3
+    l2_penalty: float = 1e-2
+    batch_size: int = 128
+    max_epochs: int = 20
+    patience: int = 2  # epochs without a better held-out loss before stopping
     held_out_share: float = 0.1  # the text's last tenth, never trained on
     seed: int = 0
 

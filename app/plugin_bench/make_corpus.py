@@ -1,7 +1,7 @@
 """Write the plugin benchmark's texts from two Debian packages (see docs/PLUGINS.md).
 
 - A user with a distinctive style: the King James Version (public domain), from ``bible-kjv``'s
-  ``bible`` program. Training text: the book of Judges; held-out text in the same style: the first
+  ``bible`` program. Training text: Judges 1-18 (about 20k tokens); held-out text in the same style: the first
   chapters of 1 Samuel (never trained on).
 - Generic prose: the Debian Manifesto and chapters of the Debian FAQ, from ``doc-debian``.
 
@@ -24,6 +24,7 @@ from pathlib import Path
 FAQ_DIR = Path("/usr/share/doc/debian/FAQ")
 MANIFESTO = Path("/usr/share/doc/debian/debian-manifesto.gz")
 FAQ_CHAPTERS = ("basic-defs", "choosing", "contributing", "customizing", "support")
+GENERIC_CHARACTERS = 24_000  # about 5,500 tokens: enough to see a rise of a few percent
 
 
 def kjv(verses: str) -> str:
@@ -79,12 +80,15 @@ def generic() -> str:
         parser.feed((FAQ_DIR / f"{chapter}.en.html").read_text(encoding="utf-8"))
         parser.flush()
         blocks += parser.blocks
-    return "\n\n".join(blocks) + "\n"
+    kept: list[str] = []
+    while blocks and sum(len(block) for block in kept) < GENERIC_CHARACTERS:
+        kept.append(blocks.pop(0))
+    return "\n\n".join(kept) + "\n"
 
 
 def main(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "kjv-train.txt").write_text(kjv("Judges1:1-21:25"), encoding="utf-8")
+    (out_dir / "kjv-train.txt").write_text(kjv("Judges1:1-18:31"), encoding="utf-8")
     (out_dir / "kjv-heldout.txt").write_text(kjv("1Samuel1:1-8:22"), encoding="utf-8")
     (out_dir / "generic.txt").write_text(generic(), encoding="utf-8")
 
