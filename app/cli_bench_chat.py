@@ -21,6 +21,7 @@ from rich.table import Table
 
 from duetto.app.cli_ask import SYSTEM_PROMPT
 from duetto.app.console import print_json, stderr_console, stdout_console
+from duetto.app.decoding_options import reader_and_target_options
 from duetto.app.engine_loader import load_decoder, load_reader, model_paths
 from duetto.engine.conversation_window import DEFAULT_MEMORY_TOKENS, DEFAULT_WINDOW_TOKENS, ConversationWindow
 from duetto.engine.decoder import DecodeSettings
@@ -51,10 +52,7 @@ def resident_mebibytes() -> float:
 @click.option("--window", "window_tokens", type=click.IntRange(256), default=DEFAULT_WINDOW_TOKENS, show_default=True)
 @click.option("--memory", "memory_tokens", type=click.IntRange(32), default=DEFAULT_MEMORY_TOKENS, show_default=True)
 @click.option("--context", "context_length", type=click.IntRange(512), default=4096, show_default=True)
-@click.option("--profile", default=None, help="Model profile (default: default).")
-@click.option("--target", default=None, metavar="MODEL|PATH", help="Large model instead of the profile's.")
-@click.option("--reader", default=None, metavar="MODEL|PATH", help="Small model instead of the profile's draft.")
-@click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads (default: all cores).")
+@reader_and_target_options
 @click.option("--json", "as_json", is_flag=True, help='Print {"turns": [...], "summary": {...}} on stdout.')
 def bench_chat(
     turns: int,

@@ -25,6 +25,7 @@ import click
 from rich.table import Table
 
 from duetto.app.console import print_json, stderr_console, stdout_console
+from duetto.app.decoding_options import reader_and_target_options
 from duetto.app.document_memory import (
     ANSWER_SYSTEM_PROMPT,
     answer_from_documents,
@@ -82,10 +83,7 @@ def read_questions(source: Traversable | Path) -> list[Question]:
 @click.option("--only", default=None, metavar="NAME", help="Run only this document.")
 @click.option("--modes", default="memory,full", show_default=True, help="memory, full or both, comma-separated.")
 @click.option("--max-tokens", type=click.IntRange(1, 512), default=24, show_default=True)
-@click.option("--profile", default=None, help="Model profile (default: default).")
-@click.option("--target", default=None, metavar="MODEL|PATH", help="Large model instead of the profile's.")
-@click.option("--reader", default=None, metavar="MODEL|PATH", help="Small model instead of the profile's draft.")
-@click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads (default: all cores).")
+@reader_and_target_options
 @click.option("--json", "as_json", is_flag=True, help='Print {"documents", "results", "summary"} on stdout.')
 def bench_docs(
     docs_dir: Path | None,

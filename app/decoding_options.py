@@ -102,3 +102,19 @@ def decoding_options(command):
     for option in reversed(options):
         with_decoding = option(with_decoding)
     return with_decoding
+
+
+def reader_and_target_options(command):
+    """--profile, --target, --reader and --threads, for the commands that use the large model with
+    the small one as a reader (bench-docs, bench-chat)."""
+    options = [
+        click.option("--profile", default=None, help="Model profile (default: default)."),
+        click.option("--target", default=None, metavar="MODEL|PATH", help="Large model instead of the profile's."),
+        click.option(
+            "--reader", default=None, metavar="MODEL|PATH", help="Small model instead of the profile's draft."
+        ),
+        click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads (default: all cores)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

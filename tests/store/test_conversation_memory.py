@@ -1,18 +1,8 @@
-import pytest
 import sqlite_utils
 
 from duetto.store import conversation_memory as memory_store
 from duetto.store import documents as document_store
 from duetto.store.conversations import add_user, create_conversation, delete_conversation
-from duetto.store.migrations import migrate
-
-
-@pytest.fixture
-def db() -> sqlite_utils.Database:
-    database = sqlite_utils.Database(memory=True)
-    database.execute("PRAGMA foreign_keys = ON")
-    migrate(database)
-    return database
 
 
 def test_documents_attach_once_and_leave_with_either_side(db: sqlite_utils.Database) -> None:

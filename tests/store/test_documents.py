@@ -4,15 +4,6 @@ import sqlite_utils
 
 from duetto.store import documents as store
 from duetto.store.errors import NameTaken, NotFound, StoreError
-from duetto.store.migrations import migrate
-
-
-@pytest.fixture
-def db() -> sqlite_utils.Database:
-    database = sqlite_utils.Database(memory=True)
-    database.execute("PRAGMA foreign_keys = ON")
-    migrate(database)
-    return database
 
 
 def add_chunks(db: sqlite_utils.Database, document: store.Document, texts: list[str]) -> None:
