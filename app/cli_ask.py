@@ -98,7 +98,9 @@ def ask(
     if document_names:
         if prompt is None:
             raise click.UsageError("--doc needs a question")
-        ask_documents(prompt, document_names, full_context, mode, decoding, max_tokens, temperature, seed, as_json)
+        ask_documents(
+            prompt, document_names, full_context, mode, decoding, max_tokens, temperature, seed, as_json, user
+        )
         return
     use_draft = mode == "fast" or (mode == "exact" and decoding.drafter in ("auto", "model"))
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
@@ -167,6 +169,7 @@ def ask_documents(
     temperature: float,
     seed: int | None,
     as_json: bool,
+    user: str,
 ) -> None:
     """Answer from stored document memory; the draft model drafts only when asked to (--draft model
     or fast mode), since it would have to read the excerpts too, and lookup copies from them for free."""
@@ -178,7 +181,7 @@ def ask_documents(
     context_length = decoding.context_length
     if full_context:  # room for the whole text, the question and the answer
         context_length = max(context_length, sum(document.tokens for document in documents) + max_tokens + 256)
-    decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=decoding.threads)
+    decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=decoding.threads, user=user)
     settings = decoding.settings(
         mode, has_draft=draft_path is not None, max_tokens=max_tokens, temperature=temperature, seed=seed
     )

@@ -23,6 +23,8 @@ from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError, SidePlugin
 from duetto.engine.plugin_files import LORA_FILE, load_side_plugin, plugin_kind
 
+_OWN_ATTRIBUTES = frozenset({"session", "side_plugin", "lora_path", "_adapter"})
+
 
 class PersonalisedSession:
     """A ModelSession whose logits carry one user's plugin; every other attribute is the session's."""
@@ -43,6 +45,13 @@ class PersonalisedSession:
     def __getattr__(self, name: str):
         # Only called for attributes this wrapper lacks: tokens, truncate, tokenize, context_length...
         return getattr(self.session, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        # The session's state (its tokens, above all) must stay in one place: writes go to the session.
+        if name in _OWN_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.session, name, value)
 
     def evaluate(self, tokens: Sequence[int], logit_rows: Sequence[int] = ()) -> np.ndarray:
         """ModelSession.evaluate with the plugin's logits (a fresh array when a side plugin applies)."""

@@ -147,6 +147,8 @@ def test_the_personalised_session_prefills_plainly_and_corrects_the_asked_rows(t
     assert not np.allclose(corrected, logits, atol=1e-2)
     assert personalised.evaluate(tokens[:10], []).shape == (0, target.vocabulary_size)
     assert personalised.tokens == tokens[:10], "attributes are the session's own"
+    personalised.tokens = personalised.tokens[:5]
+    assert target.tokens == tokens[:5], "and so are writes to them"
     personalised.truncate(0)
 
 
