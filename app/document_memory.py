@@ -366,6 +366,13 @@ _fingerprints: dict[Path, str] = {}
 
 
 def target_fingerprint(session: ModelSession) -> str:
-    if session.path not in _fingerprints:
-        _fingerprints[session.path] = model_fingerprint(session.path)
-    return _fingerprints[session.path]
+    """The identity saved KV states are stored under: the model file, and a LoRA adapter when
+    one is applied (it changes the KV cache; a side plugin only changes the logits)."""
+    paths = [session.path]
+    lora_path = getattr(session, "lora_path", None)
+    if lora_path is not None:
+        paths.append(lora_path)
+    for path in paths:
+        if path not in _fingerprints:
+            _fingerprints[path] = model_fingerprint(path)
+    return "+".join(_fingerprints[path] for path in paths)
