@@ -24,6 +24,8 @@ from duetto.engine.errors import EngineError, InvalidModelFile
 
 DEFAULT_CONTEXT_LENGTH = 4096
 BATCH_SIZE = 512
+LLAMA_OWN_CONTEXT = 64
+"""llama-cpp-python's Llama makes a context of its own, which duetto never evaluates in."""
 SCRATCH_SEQUENCE = 1
 """A second KV sequence, used only inside save_span/append_span and empty otherwise."""
 
@@ -59,26 +61,33 @@ class ModelSession:
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(path),
-                n_ctx=context_length,
-                n_batch=BATCH_SIZE,
+                n_ctx=LLAMA_OWN_CONTEXT,
+                n_batch=LLAMA_OWN_CONTEXT,
                 n_gpu_layers=-1 if llama_cpp.llama_supports_gpu_offload() else 0,
                 n_threads=threads or default_thread_count(),
                 n_threads_batch=threads or default_thread_count(),
                 logits_all=False,
-                # embedding=True is llama-cpp-python's only way to a context with several
-                # sequences in one unified KV cache, which splicing saved states needs; the
-                # embeddings output itself is switched off again below.
-                embedding=True,
                 verbose=False,
             )
         except ValueError as error:
             raise InvalidModelFile(f"{path}: llama.cpp cannot load this model: {error}") from error
-        self._context = self.llm.ctx
-        llama_cpp.llama_set_embeddings(self._context, False)
+        # duetto's own context: two sequences in one unified KV cache (save_span/append_span and
+        # insert_tokens work on a scratch sequence), which llama-cpp-python's Llama only offers
+        # with embedding=True, whose 512 sequences cost ~10% of prompt speed (measured).
+        parameters = llama_cpp.llama_context_params.from_buffer_copy(self.llm.context_params)
+        parameters.n_ctx = context_length
+        parameters.n_batch = BATCH_SIZE
+        parameters.n_ubatch = BATCH_SIZE
+        parameters.n_seq_max = SCRATCH_SEQUENCE + 1
+        parameters.kv_unified = True
+        parameters.embeddings = False
+        self._context = llama_cpp.llama_init_from_model(self.llm.model, parameters)
+        if not self._context:
+            raise EngineError(f"llama.cpp could not create a {context_length}-token context for {path.name}")
         self._memory = llama_cpp.llama_get_memory(self._context)
         self._vocabulary = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.vocabulary_size = self.llm.n_vocab()
-        self.context_length = self.llm.n_ctx()
+        self.context_length = int(llama_cpp.llama_n_ctx(self._context))
         self._batch = llama_cpp.llama_batch_init(BATCH_SIZE, 0, 1)
         self.tokens: list[int] = []
         template = self.llm.metadata.get("tokenizer.chat_template")
@@ -88,10 +97,18 @@ class ModelSession:
             bos_text = self.token_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
             self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos_text, bos_token=bos_text)
 
+    @property
+    def llama_context(self):
+        """The llama.cpp context evaluation runs in (for adapters and other per-context settings)."""
+        return self._context
+
     def close(self) -> None:
         if self._batch is not None:
             self._llama_cpp.llama_batch_free(self._batch)
             self._batch = None
+        if self._context is not None:
+            self._llama_cpp.llama_free(self._context)
+            self._context = None
         self.llm.close()
 
     # --- text ---------------------------------------------------------------------------

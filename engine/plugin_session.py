@@ -80,7 +80,7 @@ class PersonalisedSession:
         """Take the plugin off (the LoRA adapter out of the context) and hand back the plain session."""
         if self._adapter is not None:
             llama_cpp = self.session._llama_cpp
-            llama_cpp.llama_set_adapters_lora(self.session.llm.ctx, None, 0, None)
+            llama_cpp.llama_set_adapters_lora(self.session.llama_context, None, 0, None)
             llama_cpp.llama_adapter_lora_free(self._adapter)
             self._adapter = None
             self.session.truncate(0)
@@ -96,7 +96,7 @@ def _attach_lora(session: ModelSession, path: Path):
         raise PluginError(f"llama.cpp cannot apply the LoRA adapter {path.name} to {session.path.name}")
     adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
     scales = (ctypes.c_float * 1)(1.0)
-    if llama_cpp.llama_set_adapters_lora(session.llm.ctx, adapters, 1, scales) != 0:
+    if llama_cpp.llama_set_adapters_lora(session.llama_context, adapters, 1, scales) != 0:
         llama_cpp.llama_adapter_lora_free(adapter)
         raise PluginError(f"llama.cpp could not set the LoRA adapter {path.name} on {session.path.name}")
     return adapter
