@@ -155,6 +155,10 @@ def ask(
             stderr_console.print(f"\nduetto: error: {error}")
             continue
         turns.append({"role": "assistant", "content": text})
+        try:
+            window.fold_ahead(turns, reply_budget)  # while the reply is read, not in the next one's wait
+        except EngineError as error:
+            stderr_console.print(f"\nduetto: error: {error}")
         sys.stdout.write("\n")
         stderr_console.print(f"[dim]{stats_line(stats)}[/dim]")
 

@@ -113,6 +113,9 @@ def bench_chat(
                 pieces.append(item)
         assert stats is not None
         messages.append({"role": "assistant", "content": "".join(pieces)})
+        if window is not None:  # as the chat app does while the user reads the reply
+            window.fold_ahead(messages, max_tokens)
+            fold = window.last_fold or fold
         row = {
             "turn": turn + 1,
             "ttft_seconds": round((first_token_at or time.perf_counter()) - started, 3),
@@ -122,6 +125,7 @@ def bench_chat(
             "rss_mib": round(resident_mebibytes(), 1),
             "folded_messages": fold.folded_messages if fold else 0,
             "fold_seconds": round(fold.seconds, 3) if fold else 0.0,
+            "fold_before_reply": bool(fold and fold is not window.last_fold) if window else False,
             "reply_tokens": stats.tokens,
         }
         rows.append(row)

@@ -63,6 +63,17 @@ class ConversationWindow:
                 return prefix + [token for block in self._memory_blocks for token in block] + after
             self._fold(messages, reply_budget)
 
+    def fold_ahead(self, messages: Sequence[ChatMessage], reply_budget: int) -> None:
+        """After a reply: fold now if the next turn would probably not fit (a quarter of the window
+        for the next message), so that the fold's cost falls between turns, not in the next one's
+        time to first token."""
+        self.last_fold = None
+        prefix, after = self._pieces(messages[self.folded_messages :])
+        headroom = reply_budget + self.window_tokens // 4
+        too_long = len(prefix) + self.memory_length + len(after) + headroom > self.window_tokens
+        if too_long and len(messages) - self.folded_messages > 2:
+            self._fold(messages, headroom)
+
     # --- folding ------------------------------------------------------------------------
 
     def _pieces(self, recent: Sequence[ChatMessage]) -> tuple[list[int], list[int]]:
@@ -85,9 +96,9 @@ class ConversationWindow:
         base = len(prefix) + self.memory_length
         holds_window = session.tokens[:base] == prefix + [t for b in self._memory_blocks for t in b]
         if holds_window:
-            start, end = _changed_span(after_before, after_now)
-            if session.tokens[base : base + end] == after_before[:end]:
-                session.remove_span(base + start, base + end)
+            span = _folded_span(after_before, after_now)
+            if span is not None and session.tokens[base : base + span[1]] == after_before[: span[1]]:
+                session.remove_span(base + span[0], base + span[1])
             else:  # the cache does not hold the folded turns as expected: keep only what is sure
                 session.truncate(base)
             session.insert_tokens(block, at=base)
@@ -139,13 +150,15 @@ def _drop_oldest_words(text: str, keep_fraction: float) -> str:
     return " ".join(words[len(words) - max(1, int(len(words) * keep_fraction)) :])
 
 
-def _changed_span(before: list[int], after: list[int]) -> tuple[int, int]:
-    """[start, end) of ``before`` whose removal leaves ``after`` (a common prefix and suffix)."""
-    start = 0
-    limit = min(len(before), len(after))
-    while start < limit and before[start] == after[start]:
-        start += 1
-    suffix = 0
-    while suffix < limit - start and before[-1 - suffix] == after[-1 - suffix]:
-        suffix += 1
-    return start, len(before) - suffix
+def _folded_span(before: list[int], after: list[int]) -> tuple[int, int] | None:
+    """[start, end) of ``before`` whose removal leaves ``after``, at the first place it can be:
+    where the folded turns begin (a kept turn that repeats a folded one must not move it)."""
+    removed = len(before) - len(after)
+    if removed < 0:
+        return None
+    for start in range(len(after) + 1):
+        if before[start + removed :] == after[start:]:
+            return start, start + removed
+        if start == len(after) or before[start] != after[start]:
+            return None  # the text before the removed span must be common to both
+    return None

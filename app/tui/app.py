@@ -254,10 +254,15 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
             window = self.conversation_window(decoder, conversation_id, SYSTEM_PROMPT, memory, message_ids)
             prompt_tokens = window.prompt_tokens(turns, reply_budget)
             self.report_fold(window, conversation_id, message_ids)
+            pieces: list[str] = []
             for item in decoder.generate(prompt_tokens, settings, should_cancel=lambda: worker.is_cancelled):
                 if isinstance(item, ReplyStats):
+                    if item.finish_reason != "cancelled":  # fold now, not in the next reply's first token
+                        window.fold_ahead([*turns, {"role": "assistant", "content": "".join(pieces)}], reply_budget)
+                        self.report_fold(window, conversation_id, message_ids)
                     self.post_message(ReplyFinished(conversation_id, item))
                 else:
+                    pieces.append(item)
                     generation = decoder.last_generation  # this reply's, and only this thread writes it
                     spans = generation.text_spans[spans_sent:]
                     spans_sent += len(spans)

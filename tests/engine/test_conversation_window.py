@@ -65,3 +65,12 @@ def test_a_window_restored_from_its_memory_continues_the_same_prompt(decoder: De
     )  # fmt: skip
     messages.pop()
     assert restored.prompt_tokens(messages, reply_budget=8) == prompt
+
+
+def test_the_folded_span_is_found_where_the_folded_turns_begin() -> None:
+    from duetto.engine.conversation_window import _folded_span
+
+    system_end, turn_a, turn_b, cue = [1, 2], [10, 11, 12], [20, 21], [9]
+    assert _folded_span(system_end + turn_a + turn_b + cue, system_end + turn_b + cue) == (2, 5)
+    assert _folded_span(system_end + turn_a + turn_a + cue, system_end + turn_a + cue) == (2, 5)
+    assert _folded_span([1, 2, 3], [7, 3]) is None
