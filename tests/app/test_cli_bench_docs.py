@@ -2,8 +2,7 @@ import json
 from pathlib import Path
 
 from duetto_cli import run_duetto
-
-from tests.app.test_cli_docs import write_document
+from sample_documents import write_document
 
 
 def test_bench_docs_reports_accuracy_ttft_and_tokens_per_mode(tmp_path: Path, tiny_models: dict[str, Path]) -> None:

@@ -9,17 +9,7 @@ from pathlib import Path
 
 import pytest
 from duetto_cli import run_duetto
-
-SENTENCES = [
-    "The cat sat on a mat and then it ran to the door.",
-    "A dog slept near the warm fire while the cat ran.",
-    "Then the dog sat on the mat near the door.",
-]
-
-
-def write_document(path: Path, sentence_count: int) -> Path:
-    path.write_text(" ".join(SENTENCES[index % 3] for index in range(sentence_count)) + "\n", encoding="utf-8")
-    return path
+from sample_documents import write_document
 
 
 def add(path: Path | str, tiny_models: dict[str, Path], *extra: str, **kwargs):
