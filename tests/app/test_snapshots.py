@@ -71,3 +71,22 @@ def test_settings(snap_compare, chat_app) -> None:
 
 def test_profiles(snap_compare, chat_app) -> None:
     assert snap_compare(chat_app(with_history=True), press=["f4"], terminal_size=SIZE, run_before=engine_loaded)
+
+
+def test_documents_panel(snap_compare, chat_app, tmp_path: Path) -> None:
+    import numpy as np
+
+    from duetto.store import documents as document_store
+
+    db = open_database(tmp_path / "chat.db")
+    for name, tokens in (("meeting notes", 4133), ("lease agreement", 8763)):
+        document = document_store.begin_document(db, name, None, name, tokens)
+        document_store.add_chunk(db, document.id, 0, "text", (0, tokens), "text", 1, np.zeros(4), "model")
+        document_store.mark_complete(db, document.id)
+
+    async def open_documents(pilot) -> None:
+        await engine_loaded(pilot)
+        await pilot.press("f6")
+        await pilot.pause()
+
+    assert snap_compare(chat_app(), terminal_size=SIZE, run_before=open_documents)
