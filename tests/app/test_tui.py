@@ -386,3 +386,28 @@ async def test_without_a_draft_model_fast_mode_and_the_model_drafter_give_way(ma
     [conversation] = list_conversations(db, ensure_user(db))
     reply_stats = list_messages(db, conversation.id)[-1].stats
     assert reply_stats["mode"] == "exact" and reply_stats["drafter"] == "lookup"
+
+
+async def test_code_in_a_streamed_reply_is_highlighted_once_the_reply_ends() -> None:
+    from textual.app import App
+
+    from duetto.app.tui.chat_view import ChatView, StreamingFence
+
+    class ChatOnly(App[None]):
+        def compose(self):
+            yield ChatView()
+
+    app = ChatOnly()
+    async with app.run_test() as pilot:
+        chat = app.query_one(ChatView)
+        await chat.begin_reply()
+        for piece in ["Code:\n\n```python\n", "def f(x):\n", "    return x + 1\n", "```\n"]:
+            await chat.append_reply(piece)
+            await pilot.pause(0.05)
+        (fence,) = chat.query(StreamingFence)
+        assert fence._plain and not fence._highlighted_code.spans
+
+        await chat.end_reply()
+        await pilot.pause()
+
+        assert not fence._plain and fence._highlighted_code.spans, "highlighting adds styled spans"
