@@ -160,7 +160,7 @@ def lazy_compressor(model_path: Path, *, threads: int | None = None) -> Callable
     def compress(text: str) -> str:
         nonlocal reader
         if reader is None:
-            reader = DocumentReader(ModelSession(model_path, context_length=READER_CONTEXT_LENGTH, threads=threads))
+            reader, _ = reader_for(model_path, threads=threads)
         return reader.compress_text(text)
 
     return compress

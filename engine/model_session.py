@@ -183,10 +183,7 @@ class ModelSession:
         moving the later tokens along (which keep the KV they had)."""
         if not 0 <= at <= len(self.tokens):
             raise ValueError(f"position {at} is outside the {len(self.tokens)} evaluated tokens")
-        if len(self.tokens) + len(tokens) > self.context_length:
-            raise ContextFull(
-                f"the text needs {len(self.tokens) + len(tokens)} tokens but the context holds {self.context_length}"
-            )
+        self._ensure_room(len(tokens))
         if not tokens:
             return
         llama_cpp = self._llama_cpp
@@ -228,10 +225,7 @@ class ModelSession:
         them when they were saved, not to what precedes them now: block attention, exact
         only when both are the same.
         """
-        if len(self.tokens) + len(tokens) > self.context_length:
-            raise ContextFull(
-                f"the text needs {len(self.tokens) + len(tokens)} tokens but the context holds {self.context_length}"
-            )
+        self._ensure_room(len(tokens))
         llama_cpp = self._llama_cpp
         buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
         try:
@@ -258,14 +252,8 @@ class ModelSession:
         rows x 152k floats on the decode path): valid until the next ``evaluate``.
         Raises ContextFull when the tokens do not fit.
         """
-        rows = list(logit_rows)
-        if rows != sorted(set(rows)) or (rows and not 0 <= rows[0] <= rows[-1] < len(tokens)):
-            raise ValueError("logit_rows must be ascending, distinct indexes into tokens")
-        if len(self.tokens) + len(tokens) > self.context_length:
-            raise ContextFull(
-                f"the conversation needs {len(self.tokens) + len(tokens)} tokens but the context holds "
-                f"{self.context_length}; start a new conversation or raise --context"
-            )
+        rows = _checked_rows(logit_rows, len(tokens))
+        self._ensure_room(len(tokens))
         copies: list[np.ndarray] = []
         last_chunk_rows: list[int] = []
         for start in range(0, len(tokens), BATCH_SIZE):
@@ -288,13 +276,8 @@ class ModelSession:
         llama.cpp computes every row of a batch while embeddings are on, so this costs a full
         output projection per token; the plain decode path keeps them off.
         """
-        rows = list(rows)
-        if rows != sorted(set(rows)) or (rows and not 0 <= rows[0] <= rows[-1] < len(tokens)):
-            raise ValueError("rows must be ascending, distinct indexes into tokens")
-        if len(self.tokens) + len(tokens) > self.context_length:
-            raise ContextFull(
-                f"the text needs {len(self.tokens) + len(tokens)} tokens but the context holds {self.context_length}"
-            )
+        rows = _checked_rows(rows, len(tokens))
+        self._ensure_room(len(tokens))
         logits_parts: list[np.ndarray] = []
         hidden_parts: list[np.ndarray] = []
         self._llama_cpp.llama_set_embeddings(self._context, True)
@@ -325,6 +308,13 @@ class ModelSession:
             ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(row_count, self.hidden_size)
         )
 
+    def _ensure_room(self, count: int) -> None:
+        if len(self.tokens) + count > self.context_length:
+            raise ContextFull(
+                f"the conversation needs {len(self.tokens) + count} tokens but the context holds "
+                f"{self.context_length}; start a new conversation or raise --context"
+            )
+
     def _decode(self, chunk: Sequence[int], logit_rows: Sequence[int]) -> None:
         self._decode_on(chunk, logit_rows, sequence=0, start_position=len(self.tokens))
         self.tokens.extend(chunk)
@@ -351,3 +341,11 @@ class ModelSession:
         return np.ctypeslib.as_array(
             ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(row_count, self.vocabulary_size)
         )
+
+
+def _checked_rows(rows: Sequence[int], token_count: int) -> list[int]:
+    """``rows`` as a list, if they are ascending, distinct indexes into ``token_count`` tokens."""
+    checked = list(rows)
+    if checked != sorted(set(checked)) or (checked and not 0 <= checked[0] <= checked[-1] < token_count):
+        raise ValueError("rows must be ascending, distinct indexes into the tokens")
+    return checked

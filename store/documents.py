@@ -176,30 +176,41 @@ def remove_document(db: sqlite_utils.Database, name: str) -> None:
         db.execute("DELETE FROM documents WHERE id = ?", [document.id])
 
 
+_CHUNK_COLUMNS = (
+    "id, document_id, position, text, token_start, token_end, compressed_text, compressed_tokens, "
+    "embedding, model_sha256"
+)
+
+
 def list_chunks(db: sqlite_utils.Database, document_ids: Sequence[int]) -> list[Chunk]:
     if not document_ids:
         return []
     marks = ",".join("?" * len(document_ids))
     rows = db.execute(
-        "SELECT id, document_id, position, text, token_start, token_end, compressed_text, compressed_tokens, "
-        f"embedding, model_sha256 FROM chunks WHERE document_id IN ({marks}) ORDER BY document_id, position",
+        f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE document_id IN ({marks}) ORDER BY document_id, position",
         list(document_ids),
     ).fetchall()
-    return [
-        Chunk(
-            id=row[0],
-            document_id=row[1],
-            position=row[2],
-            text=row[3],
-            token_start=row[4],
-            token_end=row[5],
-            compressed_text=row[6] or "",
-            compressed_tokens=row[7] or 0,
-            embedding=np.frombuffer(row[8], dtype=np.float32) if row[8] else np.empty(0, dtype=np.float32),
-            model_sha256=row[9] or "",
-        )
-        for row in rows
-    ]
+    return [_chunk(row) for row in rows]
+
+
+def get_chunk(db: sqlite_utils.Database, chunk_id: int) -> Chunk | None:
+    row = db.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id = ?", [chunk_id]).fetchone()
+    return _chunk(row) if row else None
+
+
+def _chunk(row: Sequence) -> Chunk:
+    return Chunk(
+        id=row[0],
+        document_id=row[1],
+        position=row[2],
+        text=row[3],
+        token_start=row[4],
+        token_end=row[5],
+        compressed_text=row[6] or "",
+        compressed_tokens=row[7] or 0,
+        embedding=np.frombuffer(row[8], dtype=np.float32) if row[8] else np.empty(0, dtype=np.float32),
+        model_sha256=row[9] or "",
+    )
 
 
 def keyword_ranks(db: sqlite_utils.Database, document_ids: Sequence[int], query: str, limit: int = 50) -> list[int]:

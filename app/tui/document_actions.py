@@ -238,15 +238,10 @@ class DocumentActions:
             if chunk_id is None:
                 return
             label = dict(self.last_sources)[chunk_id]
-            chunk = next(
-                (c for c in document_store.list_chunks(self.db, self._document_ids()) if c.id == chunk_id), None
-            )
+            chunk = document_store.get_chunk(self.db, chunk_id)
             if chunk is None:
                 self.notify("That document was removed.", severity="warning")
                 return
             self.push_screen(ChunkScreen(label, chunk))
 
         self.push_screen(SourcesScreen(self.last_sources), chosen)
-
-    def _document_ids(self) -> list[int]:
-        return [document.id for document in document_store.list_documents(self.db)]
