@@ -1,8 +1,12 @@
 """The small model reading a document once: per chunk, a memory embedding and compressed text.
 
 One pass of the small model per chunk gives both: its final hidden states, averaged,
-are the chunk's embedding (what a question is matched against), and its next-token
-probabilities give each token's surprisal, which decides what the compressed text keeps.
+are the chunk's embedding (what a question is matched against), and the same hidden
+states times the output matrix give each token's surprisal, which decides what the
+compressed text keeps. llama.cpp is asked for the hidden states only and the surprisal
+is computed over part of the vocabulary (token_surprisal): twice as fast as having
+llama.cpp project every row onto all 152k words. Models where that is not possible are
+read the slow way, with llama.cpp's logits.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import numpy as np
 
 from duetto.engine.chunking import split_into_chunks
 from duetto.engine.compression import DEFAULT_KEEP_RATIO, compress
+from duetto.engine.hidden_state_reader import HiddenStatesUnavailable
 from duetto.engine.model_session import ModelSession
+from duetto.engine.token_surprisal import ProjectionUnavailable, TokenSurprisal
 
 COMPRESSION_CHUNK_TOKENS = 400
 LEAD_TEXT = "\n"
@@ -34,6 +40,9 @@ class DocumentReader:
         self.session = session
         self.keep_ratio = keep_ratio
         self._lead = session.tokenize(LEAD_TEXT)
+        self._surprisal: TokenSurprisal | None = None
+        self._without_projection = True
+        """False once this model turned out to need llama.cpp's own logits."""
 
     def count_tokens(self, text: str) -> int:
         return len(self.session.tokenize(text))
@@ -61,11 +70,34 @@ class DocumentReader:
     def embed(self, text: str) -> np.ndarray:
         """A question's embedding, comparable with the chunks' embeddings."""
         tokens = self.session.tokenize(text) or self._lead
-        hidden, _ = self._evaluate(tokens)
+        if self._without_projection:
+            try:
+                hidden = self.session.read_hidden_states(self._lead + tokens)
+                return _unit(hidden[len(self._lead) :].mean(axis=0))
+            except HiddenStatesUnavailable:
+                self._without_projection = False
+        hidden, _ = self._evaluate_with_logits(tokens)
         return _unit(hidden.mean(axis=0))
 
     def _evaluate(self, tokens: list[int]) -> tuple[np.ndarray, list[float]]:
         """Hidden states of ``tokens`` and the log-probability the model gave each of them."""
+        if self._without_projection:
+            try:
+                return self._evaluate_without_projection(tokens)
+            except (HiddenStatesUnavailable, ProjectionUnavailable):
+                self._without_projection = False
+        return self._evaluate_with_logits(tokens)
+
+    def _evaluate_without_projection(self, tokens: list[int]) -> tuple[np.ndarray, list[float]]:
+        if self._surprisal is None:
+            self._surprisal = TokenSurprisal(self.session.path)
+        lead = len(self._lead)
+        hidden = self.session.read_hidden_states(self._lead + tokens)
+        predicting = hidden[lead - 1 : lead - 1 + len(tokens)]  # row i predicts token i of the chunk
+        surprisals = self._surprisal.surprisals(predicting, tokens)
+        return hidden[lead:], list(-surprisals)
+
+    def _evaluate_with_logits(self, tokens: list[int]) -> tuple[np.ndarray, list[float]]:
         session = self.session
         session.truncate(0)
         evaluated = self._lead + tokens

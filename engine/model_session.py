@@ -21,6 +21,7 @@ from typing import TypedDict
 import numpy as np
 
 from duetto.engine.errors import EngineError, InvalidModelFile
+from duetto.engine.hidden_state_reader import HiddenStateReader
 
 DEFAULT_CONTEXT_LENGTH = 4096
 BATCH_SIZE = 512
@@ -90,6 +91,7 @@ class ModelSession:
         self.context_length = int(llama_cpp.llama_n_ctx(self._context))
         self._batch = llama_cpp.llama_batch_init(BATCH_SIZE, 0, 1)
         self.tokens: list[int] = []
+        self._hidden_state_reader: HiddenStateReader | None = None
         template = self.llm.metadata.get("tokenizer.chat_template")
         self._formatter = None
         if template:
@@ -103,6 +105,9 @@ class ModelSession:
         return self._context
 
     def close(self) -> None:
+        if self._hidden_state_reader is not None:
+            self._hidden_state_reader.close()
+            self._hidden_state_reader = None
         if self._batch is not None:
             self._llama_cpp.llama_batch_free(self._batch)
             self._batch = None
@@ -297,6 +302,25 @@ class ModelSession:
                 np.empty((0, self.hidden_size), dtype=np.float32),
             )
         return np.concatenate(logits_parts), np.concatenate(hidden_parts)
+
+    def read_hidden_states(self, tokens: Sequence[int]) -> np.ndarray:
+        """Final hidden states of every token of ``tokens``, read from an empty cache.
+
+        Unlike evaluate_with_hidden_states, this skips the output projection (about half
+        the cost of reading for a 0.5B model with a 152k vocabulary) and leaves this
+        session's KV cache as it was: it runs in a second context (see hidden_state_reader).
+        Raises HiddenStatesUnavailable where llama.cpp offers no such tensor.
+        """
+        if self._hidden_state_reader is None:
+            self._hidden_state_reader = HiddenStateReader(
+                self._llama_cpp,
+                self.llm.model,
+                self.llm.context_params,
+                context_length=self.context_length,
+                batch_size=BATCH_SIZE,
+                hidden_size=self.hidden_size,
+            )
+        return self._hidden_state_reader.read(list(tokens))
 
     @property
     def hidden_size(self) -> int:

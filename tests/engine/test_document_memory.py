@@ -75,6 +75,20 @@ def test_reading_a_chunk_gives_a_unit_embedding_and_shorter_text(reader: Documen
     assert reader.embed("the warm fire").shape == reading.embedding.shape
 
 
+def test_reading_without_llama_cpps_logits_gives_what_reading_with_them_gives(tiny_models: dict[str, Path]) -> None:
+    session = ModelSession(tiny_models["draft"], context_length=512, threads=1)
+    fast, slow = DocumentReader(session), DocumentReader(session)
+    slow._without_projection = False  # the path for models whose hidden states cannot be read alone
+    text = "the cat sat on a mat and then it ran to the door while a dog slept near the warm fire " * 3
+
+    quick, reference = fast.read(text), slow.read(text)
+
+    assert fast._without_projection  # the tiny llama graph has its result_norm tensor
+    np.testing.assert_allclose(quick.embedding, reference.embedding, atol=1e-4)
+    assert quick.compressed_text == reference.compressed_text
+    np.testing.assert_allclose(fast.embed("the warm fire"), slow.embed("the warm fire"), atol=1e-4)
+
+
 class MemoryCache:
     def __init__(self) -> None:
         self.states: dict[tuple[str, str], bytes] = {}

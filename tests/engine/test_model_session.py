@@ -87,3 +87,36 @@ def test_inserting_at_the_end_equals_evaluating(session: ModelSession) -> None:
     inserted = session.evaluate(probe, [len(probe) - 1]).copy()[0]
 
     np.testing.assert_allclose(inserted, last_logits(session, words + more + probe), atol=1e-3)
+
+
+def test_hidden_states_read_without_the_output_projection_match_and_leave_the_cache_alone(
+    session: ModelSession,
+) -> None:
+    tokens = session.tokenize("a dog slept near the warm fire " * 100)[:600]  # two batches
+    session.truncate(0)
+    _, expected = session.evaluate_with_hidden_states(tokens, range(len(tokens)))
+    before = session.evaluate([tokens[0]], [0]).copy()
+
+    hidden = session.read_hidden_states(tokens)
+
+    np.testing.assert_allclose(hidden, expected, rtol=1e-4, atol=1e-4)
+    assert session.tokens == [*tokens, tokens[0]]
+    session.truncate(len(tokens))
+    np.testing.assert_allclose(session.evaluate([tokens[0]], [0]), before, rtol=1e-5, atol=1e-5)
+
+
+def test_token_surprisal_from_hidden_states_equals_the_models_own(session: ModelSession) -> None:
+    from duetto.engine.token_surprisal import TokenSurprisal
+
+    tokens = session.tokenize("the cat sat on a mat and then it ran to the door")
+    session.truncate(0)
+    logits, hidden = session.evaluate_with_hidden_states(tokens, range(len(tokens)))
+    predicting, following = logits[:-1].astype(np.float64), tokens[1:]
+    peak = predicting.max(axis=1, keepdims=True)
+    log_normaliser = np.log(np.exp(predicting - peak).sum(axis=1)) + peak[:, 0]
+    expected = log_normaliser - predicting[np.arange(len(following)), following]
+
+    # The tiny vocabulary is smaller than the common rows, so the normaliser is exact here.
+    surprisals = TokenSurprisal(session.path).surprisals(hidden[:-1], following)
+
+    np.testing.assert_allclose(surprisals, expected, rtol=1e-3, atol=2e-3)
