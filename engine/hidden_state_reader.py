@@ -69,7 +69,9 @@ class HiddenStateReader:
     def read(self, tokens: list[int]) -> np.ndarray:
         """(len(tokens) x hidden size) float32 hidden states, ``tokens`` read from an empty cache."""
         if len(tokens) > self.context_length:
-            raise EngineError(f"cannot read {len(tokens)} tokens at once; the reading context holds {self.context_length}")
+            raise EngineError(
+                f"cannot read {len(tokens)} tokens at once; the reading context holds {self.context_length}"
+            )
         llama_cpp = self._llama_cpp
         llama_cpp.llama_memory_clear(self._memory, True)
         self._captured = []

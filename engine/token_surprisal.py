@@ -51,7 +51,9 @@ class TokenSurprisal:
         try:
             self._common = self._dequantized(np.arange(min(COMMON_ROWS, len(self._rows))))
         except (NotImplementedError, ValueError) as error:
-            raise ProjectionUnavailable(f"{model_path.name}: gguf cannot dequantize {tensor.tensor_type.name}") from error
+            raise ProjectionUnavailable(
+                f"{model_path.name}: gguf cannot dequantize {tensor.tensor_type.name}"
+            ) from error
         self.hidden_size = self._common.shape[1]
 
     def surprisals(self, predicting: np.ndarray, next_tokens: list[int]) -> np.ndarray:
