@@ -1,7 +1,11 @@
 """``duetto bench-docs``: long-document question answering, memory against full context.
 
 For each document: ingest it (timed), then ask every question from memory, then from
-the full text. The full-context baseline reads the whole document cold for the first
+the full text. Between the first memory question and the later ones the document is
+prepared (the large model reads every chunk once and keeps the states, as `duetto docs
+prepare` does), timed and reported; `--no-prepare` leaves states to be saved lazily.
+
+The full-context baseline reads the whole document cold for the first
 question, which is what `duetto ask --full-context` costs every time; its later
 questions reuse the document's KV cache within the run, which does not change the
 answers (same tokens) and keeps the run short. Memory-mode questions never reuse
@@ -31,6 +35,7 @@ from duetto.app.document_memory import (
     answer_from_documents,
     decode_document,
     ingest_document,
+    prepare_documents,
 )
 from duetto.app.engine_loader import load_decoder, load_reader, model_paths
 from duetto.engine.decoder import DecodeSettings
@@ -83,6 +88,12 @@ def read_questions(source: Traversable | Path) -> list[Question]:
 @click.option("--only", default=None, metavar="NAME", help="Run only this document.")
 @click.option("--modes", default="memory,full", show_default=True, help="memory, full or both, comma-separated.")
 @click.option("--max-tokens", type=click.IntRange(1, 512), default=24, show_default=True)
+@click.option(
+    "--prepare/--no-prepare",
+    default=True,
+    show_default=True,
+    help="After the first memory question, prepare the document (`duetto docs prepare`) before the later ones.",
+)
 @reader_and_target_options
 @click.option("--json", "as_json", is_flag=True, help='Print {"documents", "results", "summary"} on stdout.')
 def bench_docs(
@@ -90,6 +101,7 @@ def bench_docs(
     only: str | None,
     modes: str,
     max_tokens: int,
+    prepare: bool,
     profile: str | None,
     target: str | None,
     reader: str | None,
@@ -165,6 +177,14 @@ def bench_docs(
                         f"ttft {answer.stats['ttft_seconds']:6.2f} s  read {answer.stats['prompt_tokens']:5} "
                         f"tokens  {answer.text.strip()[:60]!r}"
                     )
+                    if mode == "memory" and order == 0 and prepare:
+                        with stderr_console.status(f"preparing {name}"):
+                            prepared = prepare_documents(db, decoder.target, [document])
+                        documents_report[-1]["prepare"] = prepared.as_json()
+                        stderr_console.print(
+                            f"  prepared: {prepared.evaluated_tokens} tokens read by the large model in "
+                            f"{prepared.seconds:.1f} s, {prepared.state_bytes / 1e6:.1f} MB of saved state"
+                        )
     summary = summarize(results, documents_report)
     if as_json:
         print_json(
@@ -176,6 +196,9 @@ def bench_docs(
 
 def summarize(results: list[dict[str, Any]], documents: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {"ingest_seconds": {entry["name"]: entry["seconds"] for entry in documents}}
+    summary["prepare_seconds"] = {
+        entry["name"]: entry["prepare"]["seconds"] for entry in documents if "prepare" in entry
+    }
     for document in {result["document"] for result in results}:
         per_document: dict[str, Any] = {}
         for mode in ("memory", "full"):
@@ -209,7 +232,7 @@ def summarize(results: list[dict[str, Any]], documents: list[dict[str, Any]]) ->
 def print_table(summary: dict[str, Any]) -> None:
     table = Table("document", "mode", "needles", "ordinary", "ttft first", "ttft later", "read first", "read later")
     for document, per_document in summary.items():
-        if document == "ingest_seconds":
+        if document in ("ingest_seconds", "prepare_seconds"):
             continue
         for mode in ("memory", "full"):
             row = per_document.get(mode)
@@ -227,9 +250,14 @@ def print_table(summary: dict[str, Any]) -> None:
             )
     stdout_console.print(table)
     for document, per_document in summary.items():
-        if document != "ingest_seconds" and "ttft_speedup_first" in per_document:
+        if document not in ("ingest_seconds", "prepare_seconds") and "ttft_speedup_first" in per_document:
             stdout_console.print(
                 f"{document}: time to first token {per_document['ttft_speedup_first']}x lower on the first question, "
                 f"{per_document.get('ttft_speedup_later', '-')}x on later ones; ingest "
                 f"{summary['ingest_seconds'][document]:.1f} s"
+                + (
+                    f", preparing {summary['prepare_seconds'][document]:.1f} s"
+                    if document in summary["prepare_seconds"]
+                    else ""
+                )
             )

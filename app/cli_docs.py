@@ -10,13 +10,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from duetto.app.console import human_bytes, print_json, stderr_console, stdout_console
-from duetto.app.document_memory import InvalidDocument, decode_document, ingest_document
-from duetto.app.engine_loader import load_reader
+from duetto.app.document_memory import InvalidDocument, decode_document, ingest_document, prepare_documents
+from duetto.app.engine_loader import load_reader, model_paths
+from duetto.engine.model_session import ModelSession
 from duetto.store import documents as document_store
 from duetto.store.database import open_database
 from duetto.store.errors import NotFound
 
 PREVIEW_CHARACTERS = 200
+PREPARE_CONTEXT_LENGTH = 2048
+"""Room for the answer prompt's prefix and one chunk: all preparing ever holds."""
 
 
 @click.group()
@@ -30,11 +33,25 @@ def docs() -> None:
 @click.option("--profile", default=None, help="Model profile whose draft model reads the document.")
 @click.option("--model", default=None, metavar="MODEL|PATH", help="Small model to read with instead of the profile's.")
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads (default: all cores).")
-@click.option("--json", "as_json", is_flag=True, help='Print {"name","tokens","chunks","memory_tokens","seconds"}.')
+@click.option(
+    "--prepare", is_flag=True, help="Then have the large model read every chunk once (see `duetto docs prepare`)."
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"name","tokens","chunks","memory_tokens","seconds"} (and "prepare" with --prepare).',
+)
 def add_document(
-    path: str, name: str | None, profile: str | None, model: str | None, threads: int | None, as_json: bool
+    path: str,
+    name: str | None,
+    profile: str | None,
+    model: str | None,
+    threads: int | None,
+    prepare: bool,
+    as_json: bool,
 ) -> None:
-    """Read PATH (plain text or Markdown; '-' for stdin) into document memory.
+    """Read PATH (plain text, Markdown or PDF; '-' for stdin) into document memory.
 
     Interrupted? Run the same command again: it continues where it stopped.
     """
@@ -74,14 +91,83 @@ def add_document(
             progress.update(task, completed=done, total=total)
 
         result = ingest_document(db, reader, model_id, name, text, source=source, on_progress=show)
-    if as_json:
-        print_json(result.as_json())
-        return
+    reader.session.close()
     resumed = f", {result.resumed_chunks} chunks kept from an earlier run" if result.resumed_chunks else ""
-    stderr_console.print(
-        f"{result.name}: {result.tokens} tokens in {result.chunks} chunks, memory {result.memory_tokens} tokens "
-        f"compressed, {result.seconds:.1f} s{resumed}"
-    )
+    if not as_json:
+        stderr_console.print(
+            f"{result.name}: {result.tokens} tokens in {result.chunks} chunks, memory {result.memory_tokens} tokens "
+            f"compressed, {result.seconds:.1f} s{resumed}"
+        )
+    report = result.as_json()
+    if prepare:
+        report["prepare"] = _prepare(db, [name], profile, None, threads, as_json)
+    if as_json:
+        print_json(report)
+
+
+@docs.command("prepare")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--profile", default=None, help="Model profile whose large model will answer (default: default).")
+@click.option("--target", default=None, metavar="MODEL|PATH", help="Large model instead of the profile's.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads (default: all cores).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"names","chunks","prepared_chunks","evaluated_tokens","seconds","state_bytes"}.',
+)
+def prepare_command(
+    names: tuple[str, ...], profile: str | None, target: str | None, threads: int | None, as_json: bool
+) -> None:
+    """Have the large model read every chunk of NAMES once and keep its state, so that every
+    question afterwards starts at once: it reads only itself.
+
+    Without it, a chunk's state is kept the first time a question uses it. Costs one reading of
+    each document, whole and compressed, by the large model, and about 28 KB per token read on
+    disk for the default 1.5B model (`duetto docs show` tells). Interrupted? Run it again.
+    """
+    report = _prepare(open_database(), list(names), profile, target, threads, as_json)
+    if as_json:
+        print_json(report)
+
+
+def _prepare(db, names: list[str], profile: str | None, target: str | None, threads: int | None, quiet: bool) -> dict:
+    documents = []
+    for name in names:
+        document = document_store.find_document(db, name)
+        if document is None:
+            raise NotFound(f"no document named {name!r}; see: duetto docs list")
+        if not document.complete:
+            raise InvalidDocument(f"{name!r} is not fully read yet; run `duetto docs add` for it again first")
+        documents.append(document)
+    target_path, _ = model_paths(profile, target, None, False)
+    session = ModelSession(target_path, context_length=PREPARE_CONTEXT_LENGTH, threads=threads)
+    try:
+        with Progress(
+            TextColumn("[bold]preparing {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("blocks"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=stderr_console,
+            transient=True,
+            disable=quiet and not stderr_console.is_terminal,
+        ) as progress:
+            task = progress.add_task(", ".join(names), total=None)
+
+            def show(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            result = prepare_documents(db, session, documents, on_progress=show)
+    finally:
+        session.close()
+    if not quiet:
+        stderr_console.print(
+            f"prepared {result.prepared_chunks} of {result.chunks} chunks ({result.evaluated_tokens} tokens read) in "
+            f"{result.seconds:.1f} s; saved model state {human_bytes(result.state_bytes)}"
+        )
+    return result.as_json()
 
 
 @docs.command("list")

@@ -23,7 +23,7 @@ import sqlite_utils
 from duetto.engine.chunking import split_into_chunks
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.document_reader import DocumentReader
-from duetto.engine.memory_prompt import MemoryBlock, prefix_digest, prepare_memory
+from duetto.engine.memory_prompt import MemoryBlock, prefix_digest, prepare_memory, save_block_states
 from duetto.engine.model_session import ChatMessage, ModelSession
 from duetto.engine.stats import ReplyStats
 from duetto.store import documents as document_store
@@ -327,25 +327,11 @@ def answer_from_documents(
     ranked = rank_chunks(db, reader, documents, question)
     if ranked and ranked[0].model_sha256 != model_id:
         raise StoreError("these documents were read by a different small model; re-add them with this one")
-    messages = [
-        {"role": "system", "content": ANSWER_SYSTEM_PROMPT},
-        {"role": "user", "content": f"Excerpts:\n{BLOCKS_MARKER}Question: {question}"},
-    ]
-    prefix, suffix = target.chat_prompt_around(messages, BLOCKS_MARKER)
+    prefix, suffix = _answer_prompt_around_blocks(target, question)
     target_id = target_fingerprint(target)
     read_before = document_store.chunks_with_state(db, list(names), target_id, "full", prefix_digest(prefix))
     chosen = choose_blocks(ranked, read_before)
-    blocks = [
-        MemoryBlock(
-            key=f"{chunk.id}:{variant}",
-            tokens=target.tokenize(
-                f"[{names[chunk.document_id]}#{chunk.position}] "
-                + (chunk.text if variant == "full" else chunk.compressed_text)
-                + "\n\n"
-            ),
-        )
-        for chunk, variant in chosen
-    ]
+    blocks = [_memory_block(target, names[chunk.document_id], chunk, variant) for chunk, variant in chosen]
     prepared = prepare_memory(target, prefix, blocks, suffix, _StoredStates(db, target_id))
     reply_text, reply_stats = decoder.reply(prepared.prompt_tokens, settings, on_delta, should_cancel)
     stats = reply_stats.as_dict()
@@ -360,6 +346,94 @@ def answer_from_documents(
     )
     citations = [Citation(names[chunk.document_id], chunk.position, chunk.id, variant) for chunk, variant in chosen]
     return DocumentAnswer(reply_text, stats, reply_stats, citations)
+
+
+def _answer_prompt_around_blocks(target: ModelSession, question: str) -> tuple[list[int], list[int]]:
+    """(prefix, suffix) of a question's prompt; the prefix, before the excerpts, is the same for
+    every question, which is what lets a chunk's saved state serve them all."""
+    messages: list[ChatMessage] = [
+        {"role": "system", "content": ANSWER_SYSTEM_PROMPT},
+        {"role": "user", "content": f"Excerpts:\n{BLOCKS_MARKER}Question: {question}"},
+    ]
+    return target.chat_prompt_around(messages, BLOCKS_MARKER)
+
+
+def _memory_block(target: ModelSession, document_name: str, chunk: Chunk, variant: str) -> MemoryBlock:
+    text = chunk.text if variant == "full" else chunk.compressed_text
+    return MemoryBlock(
+        key=f"{chunk.id}:{variant}", tokens=target.tokenize(f"[{document_name}#{chunk.position}] {text}\n\n")
+    )
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    names: list[str]
+    chunks: int
+    prepared_chunks: int
+    """Chunks read now; the others had their state already."""
+    evaluated_tokens: int
+    seconds: float
+    state_bytes: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "names": self.names,
+            "chunks": self.chunks,
+            "prepared_chunks": self.prepared_chunks,
+            "evaluated_tokens": self.evaluated_tokens,
+            "seconds": round(self.seconds, 3),
+            "state_bytes": self.state_bytes,
+        }
+
+
+def prepare_documents(
+    db: sqlite_utils.Database,
+    target: ModelSession,
+    documents: Sequence[Document],
+    on_progress: Callable[[int, int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> PrepareResult:
+    """Have the large model read every chunk once now, whole and compressed, and keep the KV
+    states, so that no later question reads document text: it loads the chunks it picks.
+
+    Without this, states are saved lazily, the first time a question picks a chunk, and a
+    question that picks chunks no earlier one did still reads them. Interrupted or cancelled,
+    it keeps the states made so far; run again, it reads only the rest.
+    """
+    started = time.perf_counter()
+    names = {document.id: document.name for document in documents}
+    chunks = document_store.list_chunks(db, list(names))
+    prefix, _ = _answer_prompt_around_blocks(target, "")
+    target_id = target_fingerprint(target)
+    digest = prefix_digest(prefix)
+    blocks: list[MemoryBlock] = []
+    prepared_chunks: set[int] = set()
+    for variant in ("full", "compressed"):
+        ready = document_store.chunks_with_state(db, list(names), target_id, variant, digest)
+        for chunk in chunks:
+            if chunk.id not in ready:
+                blocks.append(_memory_block(target, names[chunk.document_id], chunk, variant))
+                prepared_chunks.add(chunk.id)
+    if on_progress:
+        on_progress(0, len(blocks))
+    saved = save_block_states(
+        target,
+        prefix,
+        blocks,
+        _StoredStates(db, target_id),
+        on_block=(lambda done: on_progress(done, len(blocks))) if on_progress else None,
+        should_cancel=should_cancel,
+    )
+    if saved < len(blocks):
+        raise InterruptedError("preparing was cancelled; run it again to continue")
+    return PrepareResult(
+        names=list(names.values()),
+        chunks=len(chunks),
+        prepared_chunks=len(prepared_chunks),
+        evaluated_tokens=sum(len(block.tokens) for block in blocks),
+        seconds=time.perf_counter() - started,
+        state_bytes=sum(document_store.chunk_state_bytes(db, document.id) for document in documents),
+    )
 
 
 _fingerprints: dict[Path, str] = {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -70,10 +70,7 @@ def prepare_memory(
     for block in blocks:
         state = cache.load(block, digest)
         if state is None:
-            session.truncate(len(prefix))
-            session.evaluate(block.tokens, [])
-            state = session.save_span(len(prefix), len(prefix) + len(block.tokens))
-            cache.save(block, digest, state)
+            state = _read_block(session, len(prefix), block, digest, cache)
             evaluated += len(block.tokens)
         else:
             loaded += len(block.tokens)
@@ -83,3 +80,41 @@ def prepare_memory(
         session.append_span(state, block.tokens, len(prefix))
     prompt = prefix + [token for block in blocks for token in block.tokens] + suffix
     return PreparedMemory(prompt, evaluated, loaded, time.perf_counter() - started)
+
+
+def save_block_states(
+    session: ModelSession,
+    prefix: list[int],
+    blocks: Sequence[MemoryBlock],
+    cache: StateCache,
+    on_block: Callable[[int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> int:
+    """Read each block behind the prefix now and save its state, so that later prompts only
+    load it; ``on_block(done)`` after each. Returns how many blocks were saved: fewer than
+    given when ``should_cancel`` stopped it (each state is saved as soon as it is made).
+    """
+    saved = 0
+    digest = prefix_digest(prefix)
+    kept = session.common_prefix_length(prefix)
+    session.truncate(kept)
+    if kept < len(prefix):
+        session.evaluate(prefix[kept:], [])
+    for block in blocks:
+        if should_cancel and should_cancel():
+            break
+        _read_block(session, len(prefix), block, digest, cache)
+        saved += 1
+        if on_block:
+            on_block(saved)
+    session.truncate(len(prefix))
+    return saved
+
+
+def _read_block(session: ModelSession, prefix_length: int, block: MemoryBlock, digest: str, cache: StateCache) -> bytes:
+    """Evaluate ``block`` right behind the prefix (and nothing else) and save its cells."""
+    session.truncate(prefix_length)
+    session.evaluate(block.tokens, [])
+    state = session.save_span(prefix_length, prefix_length + len(block.tokens))
+    cache.save(block, digest, state)
+    return state
