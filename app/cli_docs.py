@@ -123,7 +123,7 @@ def prepare_command(
     question afterwards starts at once: it reads only itself.
 
     Without it, a chunk's state is kept the first time a question uses it. Costs one reading of
-    each document, whole and compressed, by the large model, and about 28 KB per token read on
+    each document, whole and compressed, by the large model, and about 30 KB per token read on
     disk for the default 1.5B model (`duetto docs show` tells). Interrupted? Run it again.
     """
     report = _prepare(open_database(), list(names), profile, target, threads, as_json)

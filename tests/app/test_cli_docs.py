@@ -136,6 +136,49 @@ def test_ask_about_a_document_cites_chunks_and_reuses_their_state(tmp_path: Path
     assert first["text"] == second["text"], "tiny models answer the same from loaded states"
 
 
+def test_a_prepared_document_answers_every_question_from_saved_states(
+    tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
+    document = write_document(tmp_path / "story.txt", 90)
+    added = add(document, tiny_models, "--json")
+    assert added.returncode == 0, added.stderr
+    chunks = json.loads(added.stdout)["chunks"]
+    target = ["--target", str(tiny_models["target"]), "--threads", "1"]
+
+    prepared = run_duetto("docs", "prepare", "story", *target, "--json")
+    again = run_duetto("docs", "prepare", "story", *target, "--json")
+    answer = run_duetto(
+        "ask",
+        "--doc",
+        "story",
+        "where did the dog sleep?",
+        *target,
+        "--draft-model",
+        str(tiny_models["draft"]),
+        "--max-tokens",
+        "4",
+        "--json",
+    )
+
+    assert prepared.returncode == 0, prepared.stderr
+    report = json.loads(prepared.stdout)
+    assert (report["chunks"], report["prepared_chunks"]) == (chunks, chunks)
+    assert report["evaluated_tokens"] > 0 and report["state_bytes"] > 0
+    assert json.loads(again.stdout)["prepared_chunks"] == 0, "a second run has nothing left to read"
+    assert answer.returncode == 0, answer.stderr
+    stats = json.loads(answer.stdout)["stats"]
+    assert stats["loaded_tokens"] == stats["context_tokens"] > 0, "no chunk text read at question time"
+    shown = json.loads(run_duetto("docs", "show", "story", "--json").stdout)
+    assert shown["saved_state_bytes"] == report["state_bytes"]
+
+
+def test_preparing_a_missing_or_unfinished_document_is_a_one_line_error(tiny_models: dict[str, Path]) -> None:
+    result = run_duetto("docs", "prepare", "nothing", "--target", str(tiny_models["target"]))
+
+    assert result.returncode == 1 and "no document named 'nothing'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_ask_about_a_missing_document_is_a_one_line_error(tiny_models: dict[str, Path]) -> None:
     result = run_duetto("ask", "--doc", "nothing", "hi", "--target", str(tiny_models["target"]))
 

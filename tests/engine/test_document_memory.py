@@ -10,7 +10,7 @@ import pytest
 from duetto.engine.chunking import split_into_chunks
 from duetto.engine.compression import compress
 from duetto.engine.document_reader import DocumentReader
-from duetto.engine.memory_prompt import MemoryBlock, prepare_memory
+from duetto.engine.memory_prompt import MemoryBlock, prepare_memory, save_block_states
 from duetto.engine.model_session import ModelSession
 
 
@@ -121,6 +121,35 @@ def test_a_saved_block_loads_back_to_the_same_logits(target: ModelSession) -> No
     assert (first.evaluated_tokens, first.loaded_tokens) == (len(prefix) + len(block.tokens), 0)
     assert (second.evaluated_tokens, second.loaded_tokens) == (len(prefix), len(block.tokens))
     np.testing.assert_allclose(spliced, fresh, atol=1e-3)
+
+
+def test_blocks_saved_ahead_are_only_loaded_by_a_later_prompt(target: ModelSession) -> None:
+    prefix = target.tokenize("the cat sat on a mat")
+    blocks = [MemoryBlock("a", target.tokenize(" and then it ran")), MemoryBlock("b", target.tokenize(" to the door"))]
+    suffix = target.tokenize(" while a dog slept")
+    cache, done = MemoryCache(), []
+
+    saved = save_block_states(target, prefix, blocks, cache, on_block=done.append)
+    prepared = prepare_memory(target, prefix, blocks, suffix, cache)
+    spliced = target.evaluate(suffix, [len(suffix) - 1]).copy()
+    target.truncate(0)
+    prepare_memory(target, prefix, blocks, suffix, MemoryCache())  # the same blocks read now
+    evaluated = target.evaluate(suffix, [len(suffix) - 1]).copy()
+
+    assert saved == 2 and done == [1, 2]
+    assert (prepared.evaluated_tokens, prepared.loaded_tokens) == (0, sum(len(block.tokens) for block in blocks))
+    np.testing.assert_allclose(spliced, evaluated, atol=1e-3)
+
+
+def test_saving_ahead_stops_when_cancelled_and_keeps_what_it_saved(target: ModelSession) -> None:
+    prefix = target.tokenize("the cat sat")
+    blocks = [MemoryBlock(str(index), target.tokenize(f" block {index} of text")) for index in range(4)]
+    cache, done = MemoryCache(), []
+
+    saved = save_block_states(target, prefix, blocks, cache, on_block=done.append, should_cancel=lambda: len(done) >= 2)
+
+    assert saved == 2 and sorted(key for key, _ in cache.states) == ["0", "1"]
+    assert target.tokens == prefix
 
 
 def test_blocks_moved_into_place_attend_like_block_attention(target: ModelSession) -> None:
