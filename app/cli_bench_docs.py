@@ -8,8 +8,8 @@ prepare` does), timed and reported; `--no-prepare` leaves states to be saved laz
 The full-context baseline reads the whole document cold for the first
 question, which is what `duetto ask --full-context` costs every time; its later
 questions reuse the document's KV cache within the run, which does not change the
-answers (same tokens) and keeps the run short. Memory-mode questions never reuse
-anything but the states stored in SQLite, exactly as a new process would.
+answers (same tokens) and keeps the run short. Memory-mode questions start from an empty
+KV cache and reuse nothing but the states stored in SQLite, as a new process would.
 
 Everything happens in a temporary database: the user's documents are not touched.
 """
@@ -145,6 +145,8 @@ def bench_docs(
             for mode in chosen_modes:
                 decoder.target.truncate(0)
                 for order, question in enumerate(q for q in questions if q.document == name):
+                    if mode == "memory":
+                        decoder.target.truncate(0)  # as in a new process: not even the instructions are kept
                     with stderr_console.status(f"{name} {mode}: {question.id}"):
                         answer = answer_from_documents(
                             db,

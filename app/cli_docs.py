@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def docs() -> None:
     "--prepare", is_flag=True, help="Then have the large model read every chunk once (see `duetto docs prepare`)."
 )
 @click.option(
+    "--target", default=None, metavar="MODEL|PATH", help="With --prepare: large model instead of the profile's."
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -49,6 +53,7 @@ def add_document(
     model: str | None,
     threads: int | None,
     prepare: bool,
+    target: str | None,
     as_json: bool,
 ) -> None:
     """Read PATH (plain text, Markdown or PDF; '-' for stdin) into document memory.
@@ -72,6 +77,19 @@ def add_document(
     document_store.validate_document_name(name)
     existing = document_store.find_document(db, name)
     if existing is not None and existing.complete:
+        if prepare and existing.sha256 == hashlib.sha256(text.encode("utf-8")).hexdigest():
+            # The same document read in before (an earlier --prepare was interrupted): prepare it.
+            report = {
+                "name": existing.name,
+                "tokens": existing.tokens,
+                "chunks": existing.chunk_count,
+                "memory_tokens": existing.memory_tokens,
+                "seconds": 0.0,
+                "prepare": _prepare(db, [name], profile, target, threads, as_json),
+            }
+            if as_json:
+                print_json(report)
+            return
         raise InvalidDocument(f"a document named {name!r} already exists; pick another --name or `duetto docs rm` it")
     reader, model_id = load_reader(profile, model, threads=threads)
     with Progress(
@@ -100,7 +118,7 @@ def add_document(
         )
     report = result.as_json()
     if prepare:
-        report["prepare"] = _prepare(db, [name], profile, None, threads, as_json)
+        report["prepare"] = _prepare(db, [name], profile, target, threads, as_json)
     if as_json:
         print_json(report)
 
@@ -133,6 +151,7 @@ def prepare_command(
 
 def _prepare(db, names: list[str], profile: str | None, target: str | None, threads: int | None, quiet: bool) -> dict:
     documents = []
+    names = list(dict.fromkeys(names))
     for name in names:
         document = document_store.find_document(db, name)
         if document is None:

@@ -50,6 +50,8 @@ class HiddenStateReader:
         self.context_length = context_length
         self._batch_size = batch_size
         self._captured: list[np.ndarray] = []
+        self._raised: BaseException | None = None
+        """What the callback caught (a Ctrl-C lands there): ctypes would print and drop it."""
         # The ctypes callback object must outlive the context that calls it.
         self._callback = llama_cpp.llama_cpp.ggml_backend_sched_eval_callback(self._observe)
         parameters = llama_cpp.llama_context_params.from_buffer_copy(base_parameters)
@@ -62,7 +64,7 @@ class HiddenStateReader:
         parameters.cb_eval_user_data = None
         self._context = llama_cpp.llama_init_from_model(model, parameters)
         if not self._context:
-            raise EngineError(f"llama.cpp could not create a {context_length}-token reading context")
+            raise HiddenStatesUnavailable(f"llama.cpp could not create a {context_length}-token reading context")
         self._memory = llama_cpp.llama_get_memory(self._context)
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
 
@@ -88,8 +90,11 @@ class HiddenStateReader:
                     batch.seq_id[index][0] = 0
                     batch.logits[index] = True  # every row is an output row, so result_norm keeps them all
                 status = llama_cpp.llama_decode(self._context, batch)
+                if self._raised is not None:
+                    raised, self._raised = self._raised, None
+                    raise raised
                 if status != 0:
-                    raise EngineError(f"llama_decode failed with status {status} while reading")
+                    raise HiddenStatesUnavailable(f"llama_decode failed with status {status} while reading")
                 if len(self._captured) != 1 or self._captured[0].shape[0] != len(chunk):
                     raise HiddenStatesUnavailable(
                         "llama.cpp's graph for this model has no result_norm tensor with one row per token"
@@ -102,6 +107,13 @@ class HiddenStateReader:
         return np.concatenate(parts)
 
     def _observe(self, tensor, ask: bool, _user_data) -> bool:
+        try:
+            return self._take(tensor, ask)
+        except BaseException as error:  # noqa: BLE001 - re-raised by read() once llama_decode returns
+            self._raised = error
+            return False
+
+    def _take(self, tensor, ask: bool) -> bool:
         if self._ggml.ggml_get_name(tensor) != HIDDEN_STATE_TENSOR:
             return not ask  # not wanted; (never passed with ask false)
         if ask:

@@ -132,7 +132,7 @@ def collect_features(
         for start, end in spans:
             session.truncate(0)
             count = end - start - 1
-            logits, states = session.evaluate_with_hidden_states(list(tokens[start:end]), range(count))
+            logits, states = session.evaluate_with_hidden_states(list(tokens[start:end]), range(count), views=True)
             rows = slice(filled, filled + count)
             hidden[rows] = states
             vocabulary_logits[rows] = logits[:, vocabulary]

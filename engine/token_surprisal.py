@@ -19,7 +19,9 @@ from duetto.engine.errors import EngineError
 from duetto.engine.gguf_header import GgufFormatError, read_header
 
 COMMON_ROWS = 16_384
-_UNSUPPORTED_OUTPUT_KEYS = ("logit_scale", "final_logit_softcapping", "logit_softcapping")
+PLAIN_OUTPUT_ARCHITECTURES = {"qwen2", "qwen3", "llama"}
+"""Architectures whose llama.cpp graph makes logits as output matrix x result_norm and nothing
+more (others add a bias, a scale or a soft cap, and are read with llama.cpp's own logits)."""
 
 
 class ProjectionUnavailable(EngineError):
@@ -34,9 +36,12 @@ class TokenSurprisal:
             header = read_header(model_path)
         except (OSError, GgufFormatError) as error:
             raise ProjectionUnavailable(f"{model_path.name}: cannot read its tensors: {error}") from error
-        if any(key.endswith(_UNSUPPORTED_OUTPUT_KEYS) for key in header.metadata):
-            raise ProjectionUnavailable(f"{model_path.name}: its logits are scaled or capped")
+        architecture = header.metadata.get("general.architecture")
+        if architecture not in PLAIN_OUTPUT_ARCHITECTURES or header.metadata.get("split.count", 1) > 1:
+            raise ProjectionUnavailable(f"{model_path.name}: logits of a {architecture} model are not read this way")
         tensors = {tensor.name: tensor for tensor in header.tensors}
+        if "output.bias" in tensors or "output.scale" in tensors:
+            raise ProjectionUnavailable(f"{model_path.name}: its logits have a bias or a scale")
         tensor = tensors.get("output.weight") or tensors.get("token_embd.weight")  # tied embeddings
         if tensor is None or len(tensor.shape) != 2:
             raise ProjectionUnavailable(f"{model_path.name}: no output matrix")

@@ -171,6 +171,10 @@ def test_a_prepared_document_answers_every_question_from_saved_states(
     shown = json.loads(run_duetto("docs", "show", "story", "--json").stdout)
     assert shown["saved_state_bytes"] == report["state_bytes"]
 
+    rerun = add(document, tiny_models, "--prepare", *target[:2], "--json")  # e.g. after an interrupted --prepare
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["prepare"]["prepared_chunks"] == 0
+
 
 def test_preparing_a_missing_or_unfinished_document_is_a_one_line_error(tiny_models: dict[str, Path]) -> None:
     result = run_duetto("docs", "prepare", "nothing", "--target", str(tiny_models["target"]))

@@ -105,6 +105,23 @@ def target(tiny_models: dict[str, Path]) -> ModelSession:
     return ModelSession(tiny_models["target"], context_length=512, threads=1)
 
 
+def test_a_model_graph_without_the_hidden_state_tensor_is_read_with_llama_cpps_logits(
+    tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from duetto.engine import hidden_state_reader
+
+    text = "the cat sat on a mat and then it ran to the door while a dog slept near the warm fire " * 3
+    expected = DocumentReader(ModelSession(tiny_models["draft"], context_length=512, threads=1)).read(text)
+    monkeypatch.setattr(hidden_state_reader, "HIDDEN_STATE_TENSOR", b"no-such-tensor")
+    reader = DocumentReader(ModelSession(tiny_models["draft"], context_length=512, threads=1))
+
+    reading = reader.read(text)
+
+    assert not reader._without_projection
+    np.testing.assert_allclose(reading.embedding, expected.embedding, atol=1e-4)
+    assert reading.compressed_text == expected.compressed_text
+
+
 def test_a_saved_block_loads_back_to_the_same_logits(target: ModelSession) -> None:
     prefix = target.tokenize("the cat sat on a mat")
     block = MemoryBlock("a", target.tokenize(" and then it ran to the door"))

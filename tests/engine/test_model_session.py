@@ -120,3 +120,24 @@ def test_token_surprisal_from_hidden_states_equals_the_models_own(session: Model
     surprisals = TokenSurprisal(session.path).surprisals(hidden[:-1], following)
 
     np.testing.assert_allclose(surprisals, expected, rtol=1e-3, atol=2e-3)
+
+
+def test_surprisal_over_part_of_the_vocabulary_normalises_over_that_part_and_the_tokens_scored(
+    session: ModelSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from duetto.engine import token_surprisal
+
+    monkeypatch.setattr(token_surprisal, "COMMON_ROWS", 40)
+    tokens = session.tokenize("the cat sat on a mat and then it ran to the door")
+    session.truncate(0)
+    logits, hidden = session.evaluate_with_hidden_states(tokens, range(len(tokens)))
+    predicting, following = logits[:-1].astype(np.float64), tokens[1:]
+    part = np.union1d(np.arange(40), following)
+    peak = predicting[:, part].max(axis=1, keepdims=True)
+    log_normaliser = np.log(np.exp(predicting[:, part] - peak).sum(axis=1)) + peak[:, 0]
+    expected = log_normaliser - predicting[np.arange(len(following)), following]
+
+    surprisals = token_surprisal.TokenSurprisal(session.path).surprisals(hidden[:-1], following)
+
+    assert max(following) >= 40, "some scored tokens lie outside the common rows"
+    np.testing.assert_allclose(surprisals, expected, rtol=1e-3, atol=2e-3)
