@@ -66,8 +66,10 @@ class PersonalisedSession:
         logits, hidden = session.evaluate_with_hidden_states(tokens[first:], [row - first for row in rows])
         return self.side_plugin.apply(logits, hidden)
 
-    def evaluate_with_hidden_states(self, tokens: Sequence[int], rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        logits, hidden = self.session.evaluate_with_hidden_states(tokens, rows)
+    def evaluate_with_hidden_states(
+        self, tokens: Sequence[int], rows: Sequence[int], *, views: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        logits, hidden = self.session.evaluate_with_hidden_states(tokens, rows, views=views)
         if self.side_plugin is not None:
             logits = self.side_plugin.apply(logits, hidden)
         return logits, hidden
