@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -92,22 +94,7 @@ def add_document(
             return
         raise InvalidDocument(f"a document named {name!r} already exists; pick another --name or `duetto docs rm` it")
     reader, model_id = load_reader(profile, model, threads=threads)
-    with Progress(
-        TextColumn("[bold]reading {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=stderr_console,
-        transient=True,
-        disable=as_json and not stderr_console.is_terminal,
-    ) as progress:
-        task = progress.add_task(name, total=None)
-
-        def show(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
+    with _progress_bar("reading", name, "chunks", quiet=as_json) as show:
         result = ingest_document(db, reader, model_id, name, text, source=source, on_progress=show)
     reader.session.close()
     resumed = f", {result.resumed_chunks} chunks kept from an earlier run" if result.resumed_chunks else ""
@@ -149,6 +136,24 @@ def prepare_command(
         print_json(report)
 
 
+@contextmanager
+def _progress_bar(verb: str, what: str, unit: str, *, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A transient bar on stderr; yields the on_progress(done, total) callback to feed it."""
+    with Progress(
+        TextColumn(f"[bold]{verb} {{task.description}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr_console,
+        transient=True,
+        disable=quiet and not stderr_console.is_terminal,
+    ) as progress:
+        task = progress.add_task(what, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
 def _prepare(db, names: list[str], profile: str | None, target: str | None, threads: int | None, quiet: bool) -> dict:
     documents = []
     names = list(dict.fromkeys(names))
@@ -162,22 +167,7 @@ def _prepare(db, names: list[str], profile: str | None, target: str | None, thre
     target_path, _ = model_paths(profile, target, None, False)
     session = ModelSession(target_path, context_length=PREPARE_CONTEXT_LENGTH, threads=threads)
     try:
-        with Progress(
-            TextColumn("[bold]preparing {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("blocks"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=stderr_console,
-            transient=True,
-            disable=quiet and not stderr_console.is_terminal,
-        ) as progress:
-            task = progress.add_task(", ".join(names), total=None)
-
-            def show(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
+        with _progress_bar("preparing", ", ".join(names), "blocks", quiet=quiet) as show:
             result = prepare_documents(db, session, documents, on_progress=show)
     finally:
         session.close()

@@ -64,12 +64,13 @@ class TokenSurprisal:
     def surprisals(self, predicting: np.ndarray, next_tokens: list[int]) -> np.ndarray:
         """-log p(next_tokens[i]) from hidden state ``predicting[i]`` (float64, nats)."""
         ids = np.asarray(next_tokens, dtype=np.int64)
-        own_rows = self._dequantized(ids)
-        own_logits = np.einsum("ij,ij->i", predicting, own_rows)
         extra = np.unique(ids[ids >= len(self._common)])
         logits = predicting @ self._common.T
         if len(extra):
             logits = np.concatenate([logits, predicting @ self._dequantized(extra).T], axis=1)
+        # Each scored token's column: its own row among the common ones, else its place in extra.
+        columns = np.where(ids < len(self._common), ids, len(self._common) + np.searchsorted(extra, ids))
+        own_logits = logits[np.arange(len(ids)), columns]
         peak = logits.max(axis=1)
         normaliser = np.log(np.exp(logits - peak[:, None]).sum(axis=1)) + peak
         return (normaliser - own_logits).astype(np.float64)
