@@ -90,17 +90,21 @@ def prefix(target: Path, corpus: Path, prefix_tokens: int = 1024, window_count: 
     user_text = session.tokenize((corpus / "kjv-train.txt").read_text(encoding="utf-8"))
     held_out = session.tokenize((corpus / "kjv-heldout.txt").read_text(encoding="utf-8"))
     context = user_text[-prefix_tokens:]
-    base, personalised = [], []
-    for index in range(window_count):
-        window = held_out[index * 511 : index * 511 + 512]
-        following = np.asarray(window[1:])
+    windows = [held_out[index * 511 : index * 511 + 512] for index in range(window_count)]
+    base = []
+    for window in windows:
         session.truncate(0)
         logits, _ = session.evaluate_with_hidden_states(window, range(511))
-        base.append(_log_p(logits, following))
-        session.truncate(0)
-        logits, _ = session.evaluate_with_hidden_states(context + window, range(prefix_tokens, prefix_tokens + 511))
-        personalised.append(_log_p(logits, following))
-        without, with_prefix = np.concatenate(base), np.concatenate(personalised)
+        base.append(_log_p(logits, np.asarray(window[1:])))
+    # The user's text is read once; each window then starts from it (truncate keeps its KV cache).
+    session.truncate(0)
+    session.evaluate(context, [])
+    personalised = []
+    for index, window in enumerate(windows):
+        session.truncate(len(context))
+        logits, _ = session.evaluate_with_hidden_states(window, range(511))
+        personalised.append(_log_p(logits, np.asarray(window[1:])))
+        without, with_prefix = np.concatenate(base[: index + 1]), np.concatenate(personalised)
         print(
             f"windows {index + 1}: perplexity {np.exp(-without.mean()):.3f} -> {np.exp(-with_prefix.mean()):.3f} "
             f"({np.exp(without.mean() - with_prefix.mean()) - 1:+.1%})",
