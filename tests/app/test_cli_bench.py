@@ -31,7 +31,11 @@ def test_bench_json_compares_every_mode_with_the_target(tiny_models: dict[str, P
             assert row["identical_to_target"] is True and row["first_divergence"] is None
         if row["mode"] == "target":
             assert row["speedup"] == 1.0
+            # The tiny F32 models round alike batched and one token at a time (shifts ~0.002 here);
+            # re-reading the reply one position off would move margins by whole logits.
+            assert 0 <= row["margin_shift"] < 0.05
     assert report["summary"]["exact"]["identical_to_target"] == 2
+    assert report["summary"]["exact"]["divergences_beyond_rounding"] == 0
     assert set(report["summary"]["exact"]["geomean_speedup_by_kind"]) == {"edit", "open"}
 
 
