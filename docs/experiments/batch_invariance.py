@@ -76,6 +76,15 @@ def measure(model: Path, repack: bool, flash_attention: bool) -> str:
         cells.append(f"{largest_logit:.3g} / {max(margin_shifts):.3g}")
         if size == 16:
             cells.append(f"{1000 * float(np.median(batch_seconds)):.0f}")
+    history_shifts = []  # the reply's start written in one batch, the next token then evaluated alone
+    for length in range(1, len(reply), 3):
+        session.truncate(len(prompt))
+        session.evaluate(reply[:length])
+        alone = np.array(session.evaluate([reply[length]], [0])[0])
+        second, first = np.argsort(single[length])[-2:]
+        shift = (single[length][first] - single[length][second]) - (alone[first] - alone[second])
+        history_shifts.append(abs(shift))
+    cells.append(f"{max(history_shifts):.3g}")
     return " | ".join([f"{1000 * float(np.median(single_seconds)):.1f}", *cells])
 
 
@@ -85,8 +94,8 @@ def main() -> None:
         print(measure(model, sys.argv[2] == "on", sys.argv[3] == "on"))
         return
     columns = ["repacking", "flash attention", "tiled forced", "1 token ms", "batch 2", "batch 4", "batch 8"]
-    print("| " + " | ".join([*columns, "batch 16", "16 tokens ms"]) + " |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| " + " | ".join([*columns, "batch 16", "16 tokens ms", "history batched"]) + " |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for repack, flash_attention, forced in CONFIGS:
         environment = {**os.environ, "GGML_CPU_TILED_MM_FORCE": forced}
         child = [sys.executable, __file__, str(model), repack, flash_attention]
