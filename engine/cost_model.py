@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SMOOTHING = 0.15  # weight of a new observation in the running averages
+SMOOTHING = 0.15  # weight of a new observation in the running averages of costs
+# Acceptance is observed once per drafted token and comes in bursts (a quote runs for 30 tokens,
+# then one inserted comma): a memory of ~25 tokens, so one rejection does not outweigh a long run.
+ACCEPTANCE_SMOOTHING = 0.04
 PRIOR_ACCEPTANCE = 0.5
 # Lookup drafts that continue a long match are usually copied text and accepted whole; short matches
 # are guesses. Priors per match-length bucket (see drafters.LookupDrafter.acceptance_key).
@@ -32,6 +35,12 @@ PRIOR_ACCEPTANCE_BY_KEY = {
     "lookup:4:unique": 0.9,
     "lookup:8:unique": 0.95,
     "lookup:16:unique": 0.97,
+    # Text matches (drafters.TEXT_MATCH_BUCKETS: characters matched): a dozen characters of a
+    # sentence found once in the prompt is usually a quote.
+    "lookup:text12:ambiguous": 0.6,
+    "lookup:text48:ambiguous": 0.85,
+    "lookup:text12:unique": 0.85,
+    "lookup:text48:unique": 0.95,
 }
 EXPLORATION = 0.3  # optimism for rarely tried drafters: + EXPLORATION / sqrt(observations + 1)
 # Before anything is measured: the cost of evaluating n tokens in one batch relative to one token,
@@ -39,7 +48,7 @@ EXPLORATION = 0.3  # optimism for rarely tried drafters: + EXPLORATION / sqrt(ob
 # On a CPU, batching barely helps below ~16 tokens; on a GPU it is nearly free. Measurements made
 # while decoding replace these numbers within a few steps.
 PRIOR_RELATIVE_BATCH_COST = {1: 1.0, 2: 1.7, 4: 2.9, 8: 6.9, 16: 7.8, 24: 11.8, 32: 13.5, 48: 18.8, 64: 25.8}
-PRIOR_WEIGHT = 4  # the prior acceptance counts as this many observations
+PRIOR_WEIGHT = 8  # the prior acceptance counts as this many observations
 RELAXATION_STEPS = 48  # an unused drafter's acceptance drifts back to the prior over about this many steps
 
 
@@ -47,9 +56,10 @@ RELAXATION_STEPS = 48  # an unused drafter's acceptance drifts back to the prior
 class RunningAverage:
     value: float
     observations: int = 0
+    smoothing: float = SMOOTHING
 
     def add(self, observation: float) -> None:
-        weight = max(SMOOTHING, 1.0 / (self.observations + 1))
+        weight = max(self.smoothing, 1.0 / (self.observations + 1))
         self.value += weight * (observation - self.value)
         self.observations += 1
 
@@ -99,7 +109,9 @@ class CostModel:
 
     def observe_acceptance(self, key: str, drafted: int, accepted: int) -> None:
         """``accepted`` of ``drafted`` tokens passed, in order; each is an observation of the rate."""
-        average = self.acceptance.setdefault(key, RunningAverage(_prior_acceptance(key), PRIOR_WEIGHT))
+        average = self.acceptance.setdefault(
+            key, RunningAverage(_prior_acceptance(key), PRIOR_WEIGHT, ACCEPTANCE_SMOOTHING)
+        )
         for index in range(drafted):
             average.add(1.0 if index < accepted else 0.0)
             if index >= accepted:

@@ -91,7 +91,7 @@ class Decoder:
     def __init__(self, target: ModelSession, draft: ModelSession | None = None) -> None:
         self.target = target
         self.draft = draft
-        self.lookup = LookupDrafter()
+        self.lookup = LookupDrafter(target)
         self.model_drafter = ModelDrafter(draft) if draft is not None else None
         self.cost_model = CostModel()
         self.last_generation = Generation()
@@ -334,14 +334,15 @@ class _Run:
             return self.fixed_length_draft(min(limit, settings.fixed_draft_length))
         options: list[tuple[float, str, int, list[int], str]] = []  # (rate, drafter, length, tokens, key)
         if settings.drafter in ("auto", "lookup"):
-            tokens, key = self.decoder.lookup.find(self.history, limit)
-            if tokens:
+            offered = set()
+            for tokens, key in self.decoder.lookup.candidates(self.history, limit):
                 length, rate = cost_model.best_length(
                     cost_model.acceptance_rate(key), len(tokens), cost_model.draft_cost("lookup")
                 )
                 options.append((rate, "lookup", length, tokens[:length], key))
+                offered.add(key)
             for bucket_key in list(cost_model.acceptance):
-                if bucket_key.startswith("lookup") and (not tokens or bucket_key != key):
+                if bucket_key.startswith("lookup") and bucket_key not in offered:
                     cost_model.relax(bucket_key)
         if settings.drafter in ("auto", "model") and self.decoder.model_drafter is not None:
             length, rate = cost_model.best_length(

@@ -17,11 +17,14 @@ import numpy as np
 
 from duetto.engine.model_session import ModelSession
 from duetto.engine.sampling import SamplingSettings, distribution, softmax
+from duetto.engine.text_lookup import TextLookup
 
 LOOKUP_NGRAMS = (2, 1)  # matches are found through the last two tokens, else the last one, then extended
 LOOKUP_MAX_MATCH = 64
 LOOKUP_CANDIDATES = 32
 LOOKUP_MATCH_BUCKETS = (1, 2, 4, 8, 16)
+TEXT_MATCH_BUCKETS = (12, 48)  # characters of the reply's end found in the prompt's text
+CHARS_PER_DRAFT_TOKEN = 6  # text taken from the source per token wanted (tokens average ~4 characters)
 
 
 @dataclass
@@ -39,20 +42,59 @@ class LookupDrafter:
     """Copies what followed the longest earlier match of the text's last tokens (prompt included).
 
     No model: edits and quotes repeat long runs of the prompt, and code repeats itself,
-    so the continuation of an earlier occurrence is often exactly right.
+    so the continuation of an earlier occurrence is often exactly right. Given the session
+    whose tokens these are, it also matches on text (``text_lookup``), which survives the small
+    changes a reply makes while quoting; the decoder's cost model chooses between the two.
     """
 
     name = "lookup"
 
-    def __init__(self) -> None:
+    def __init__(self, session: ModelSession | None = None) -> None:
         self._positions: dict[tuple[int, ...], list[int]] = defaultdict(list)
         self._indexed = 0
+        self._session = session
+        self._text = TextLookup()
+        self._prompt_length = 0
+        self._reply_bytes = bytearray()
 
     def begin(self, prompt: list[int]) -> None:
         """Forget the last generation and index ``prompt``."""
         self._positions.clear()
         self._indexed = 0
         self._index(prompt)
+        self._prompt_length = len(prompt)
+        self._reply_bytes.clear()
+        self._reply_tokens = 0
+        if self._session is not None:
+            source = b"".join(self._session.token_bytes(token) for token in prompt)
+            self._text.begin(source.decode("utf-8", errors="replace"))
+
+    def candidates(self, history: list[int], max_tokens: int) -> list[tuple[list[int], str]]:
+        """Every proposal for continuing ``history``: (tokens, acceptance key), token match first."""
+        tokens, key = self.find(history, max_tokens)
+        text_tokens, text_key = self.find_text(history, max_tokens)
+        if not text_tokens:
+            return [(tokens, key)] if tokens else []
+        if tokens[: len(text_tokens)] != text_tokens[: len(tokens)]:
+            return [(text_tokens, text_key)]  # they disagree: the text match knows the reply's layout
+        return [(tokens, key), (text_tokens, text_key)] if tokens else [(text_tokens, text_key)]
+
+    def find_text(self, history: list[int], max_tokens: int) -> tuple[list[int], str]:
+        """The prompt's text after the place the reply's end quotes, tokenized; ([], "") if none."""
+        if self._session is None or max_tokens <= 0:
+            return [], ""
+        for token in history[self._prompt_length + self._reply_tokens :]:
+            self._reply_bytes += self._session.token_bytes(token)
+        self._reply_tokens = len(history) - self._prompt_length
+        max_chars = max_tokens * CHARS_PER_DRAFT_TOKEN
+        found = self._text.continuation(self._reply_bytes.decode("utf-8", errors="ignore"), max_chars)
+        if found is None or not found.text.strip():
+            return [], ""
+        tokens = self._session.tokenize(found.text)
+        if len(found.text) == max_chars:
+            tokens = tokens[:-1]  # the text was cut, maybe inside a word
+        bucket = max((size for size in TEXT_MATCH_BUCKETS if size <= found.match_chars), default=TEXT_MATCH_BUCKETS[0])
+        return tokens[:max_tokens], f"lookup:text{bucket}:{'unique' if found.unique else 'ambiguous'}"
 
     def _index(self, history: list[int]) -> None:
         """Record, for each n-gram, the positions just after its occurrences (appends only)."""

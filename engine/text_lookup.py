@@ -1,0 +1,153 @@
+"""Text-level lookup: where the reply is quoting the prompt, continue the prompt's text in the reply's layout.
+
+Token-level lookup breaks wherever a reply copies its source with small changes. A comma
+inserted after an introductory phrase ends every n-gram match, and sentences that stood one per
+line in the source and are joined by spaces in the reply tokenize differently at each join (the
+source's ".\\n" + "On" against the reply's "." + " On"). Matching text with commas dropped and
+whitespace runs collapsed finds the place in the source regardless. The source's line breaks in
+the continuation are then written the way the reply wrote them within the match, and the
+continuation is tokenized afresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIN_MATCH_CHARS = 12  # shorter matches are common phrases, not quotes
+REPLY_TAIL_CHARS = 256  # how much of the reply's end is matched against the source
+MAX_LIST_MARKER_CHARS = 6  # "- ", "* ", "12. ": what a reply may put before a quoted line
+
+
+@dataclass(frozen=True)
+class Continuation:
+    text: str
+    match_chars: int  # how long the matched (normalized) suffix of the reply is
+    unique: bool  # whether that suffix occurs once in the source
+
+
+def normalize(text: str) -> tuple[str, list[int]]:
+    """(the text with commas dropped and each whitespace run as one space, each kept character's index)."""
+    kept: list[str] = []
+    where: list[int] = []
+    previous_space = False
+    for index, character in enumerate(text):
+        if character == ",":
+            continue
+        if character.isspace():
+            if not previous_space:
+                kept.append(" ")
+                where.append(index)
+            previous_space = True
+            continue
+        previous_space = False
+        kept.append(character)
+        where.append(index)
+    return "".join(kept), where
+
+
+def _is_line_break(run: str) -> bool:
+    """A prose line or paragraph break, which a reply may lay out its own way. Code's breaks carry
+    indentation and are copied as they are."""
+    return bool(run) and set(run) == {"\n"}
+
+
+def _whitespace_run(text: str, start: int) -> str:
+    end = start
+    while end < len(text) and text[end].isspace():
+        end += 1
+    return text[start:end]
+
+
+class TextLookup:
+    """Finds the reply's end in the source text and proposes what follows it there."""
+
+    def __init__(self) -> None:
+        self.begin("")
+
+    def begin(self, source: str) -> None:
+        self.source = source
+        self.normalized, self._where = normalize(source)
+        self._line_breaks: dict[str, str] = {}  # a source whitespace run with a line break -> the reply's
+        self._last_end = 0  # where in the normalized source the last match ended (quotes run in order)
+
+    def continuation(self, reply: str, max_chars: int) -> Continuation | None:
+        tail = reply[-REPLY_TAIL_CHARS:]
+        normalized_tail, tail_where = normalize(tail)
+        # The longest suffix of the tail found in the source (if a suffix occurs, so do shorter ones).
+        low, high = 0, len(normalized_tail)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self.normalized.find(normalized_tail[-middle:]) >= 0:
+                low = middle
+            else:
+                high = middle - 1
+        length = low
+        if length < MIN_MATCH_CHARS:
+            return None
+        suffix = normalized_tail[-length:]
+        first = self.normalized.find(suffix)
+        unique = self.normalized.find(suffix, first + 1) < 0
+        start = first if unique else self.normalized.find(suffix, max(0, self._last_end - length))
+        if start < 0:
+            start = first
+        end = start + length
+        self._last_end = end
+        self._learn_line_breaks(tail, tail_where[len(tail_where) - length :], start)
+        if suffix.startswith(" "):
+            # The reply's start counts as a line start (its first line may begin with a marker too).
+            line = tail if len(reply) > len(tail) else "\n" + tail
+            offset = len(line) - len(tail)
+            self._learn_line_start(line, offset + tail_where[len(tail_where) - length], self._where[start])
+        last = self._where[end - 1]
+        source_end = last + 1
+        if suffix.endswith(" "):
+            # The reply has begun a whitespace run: go on from its end in the source's run, or
+            # past the whole run when the two differ (the reply lays out lines its own way).
+            source_run = _whitespace_run(self.source, last)
+            reply_run = tail[tail_where[-1] :]
+            source_end = last + (len(reply_run) if source_run.startswith(reply_run) else len(source_run))
+        text = self.source[source_end : source_end + max_chars]
+        if _is_line_break(run := _whitespace_run(text, 0)) and run not in self._line_breaks:
+            return None  # how the reply writes this line break is not known yet: let the target show it
+        return Continuation(self._relayout(text), length, unique)
+
+    def _learn_line_breaks(self, tail: str, tail_positions: list[int], start: int) -> None:
+        """Record how the reply wrote each source line break inside the match (the last one wins).
+
+        Only breaks with matched text on both sides count: at the match's edges the reply's
+        whitespace may belong to something else (a list marker's space, say)."""
+        for offset in range(1, len(tail_positions) - 1):
+            tail_position = tail_positions[offset]
+            source_position = self._where[start + offset]
+            if not self.source[source_position].isspace():
+                continue
+            source_run = _whitespace_run(self.source, source_position)
+            if _is_line_break(source_run):
+                self._line_breaks[source_run] = _whitespace_run(tail, tail_position)
+
+    def _learn_line_start(self, tail: str, tail_position: int, source_position: int) -> None:
+        """A match that starts at a source line break: record what the reply put there, a list
+        marker included ("\n- " for a source's "\n" when the reply makes lines into bullets)."""
+        source_run = _whitespace_run(self.source, source_position)
+        if not _is_line_break(source_run):
+            return
+        reply_run = _whitespace_run(tail, tail_position)
+        line_start = tail.rfind("\n", max(0, tail_position - MAX_LIST_MARKER_CHARS), tail_position)
+        if "\n" not in reply_run and line_start >= 0:
+            reply_run = tail[line_start : tail_position + len(reply_run)]
+        self._line_breaks[source_run] = reply_run
+
+    def _relayout(self, text: str) -> str:
+        if not self._line_breaks:
+            return text
+        pieces: list[str] = []
+        index = 0
+        while index < len(text):
+            if text[index].isspace():
+                run = _whitespace_run(text, index)
+                pieces.append(self._line_breaks.get(run, run))
+                index += len(run)
+            else:
+                pieces.append(text[index])
+                index += 1
+        return "".join(pieces)

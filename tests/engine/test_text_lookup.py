@@ -1,0 +1,87 @@
+"""Text-level lookup: finding where a reply quotes its prompt despite small changes of layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from duetto.engine.drafters import LookupDrafter
+from duetto.engine.model_session import ModelSession
+from duetto.engine.text_lookup import TextLookup, normalize
+
+NOTICE = (
+    "Library notice.\n"
+    "From the first of March the reading room opens at nine.\n"
+    "On Saturdays the reading room closes at four.\n"
+    "Members may borrow up to eight books.\n"
+)
+
+
+def lookup(source: str = NOTICE) -> TextLookup:
+    text_lookup = TextLookup()
+    text_lookup.begin(source)
+    return text_lookup
+
+
+def test_normalize_drops_commas_and_collapses_whitespace_keeping_positions() -> None:
+    text, where = normalize("a,  b\n\nc")
+    assert text == "a b c"
+    assert [("a,  b\n\nc")[index] for index in where] == ["a", " ", "b", "\n", "c"]
+
+
+def test_a_comma_the_reply_inserted_does_not_lose_the_place() -> None:
+    found = lookup().continuation("From the first of March,", 40)
+    assert found is not None and found.unique
+    assert found.text.startswith(" the reading room opens at nine.")
+
+
+def test_too_short_a_match_is_no_quote() -> None:
+    assert lookup().continuation("the room", 40) is None
+
+
+def test_an_unseen_line_break_is_left_to_the_target_then_written_as_the_reply_wrote_it() -> None:
+    text_lookup = lookup()
+    assert text_lookup.continuation("From the first of March the reading room opens at nine.", 40) is None
+
+    found = text_lookup.continuation("From the first of March the reading room opens at nine. On Saturdays", 60)
+    assert found is not None
+    assert found.text.startswith(" the reading room closes at four. Members may borrow")
+
+
+def test_lines_made_into_bullets_continue_with_the_marker() -> None:
+    text_lookup = lookup()
+    found = text_lookup.continuation("- From the first of March the reading room opens at nine.", 40)
+    assert found is not None and found.text.startswith("\n- On Saturdays the reading room")
+
+
+def test_code_indentation_is_continued_from_where_the_reply_is_in_it() -> None:
+    source = "class Cache:\n    def get(self, key):\n        return self.values[key]\n"
+    found = lookup(source).continuation("class Cache:\n    def get(self, key):\n   ", 30)
+    assert found is not None
+    assert found.text == "     return self.values[key]\n"
+
+
+def test_a_repeated_phrase_continues_after_the_previous_match() -> None:
+    source = "first: the reading room opens at nine. later: the reading room opens at ten."
+    text_lookup = lookup(source)
+    assert text_lookup.continuation("later: the reading", 12).text == " room opens "
+    assert text_lookup.continuation("the reading room opens at", 4).text == " ten"
+
+
+@pytest.fixture(scope="module")
+def session(tiny_models: dict[str, Path]) -> ModelSession:
+    return ModelSession(tiny_models["target"], context_length=512, threads=1)
+
+
+def test_the_lookup_drafter_proposes_the_source_tokens_where_token_matching_breaks(session: ModelSession) -> None:
+    prompt = session.tokenize(NOTICE)
+    reply = session.tokenize("From the first of March,")
+    drafter = LookupDrafter(session)
+    drafter.begin(prompt)
+
+    tokens, key = drafter.find_text([*prompt, *reply], 6)
+
+    assert key.startswith("lookup:text") and key.endswith(":unique")
+    assert tokens == session.tokenize(" the reading room opens at nine.")[: len(tokens)] and len(tokens) >= 4
+    assert drafter.candidates([*prompt, *reply], 6)[-1] == (tokens, key)
