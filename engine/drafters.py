@@ -54,20 +54,20 @@ class LookupDrafter:
         self._indexed = 0
         self._session = session
         self._text = TextLookup()
-        self._prompt_length = 0
+        self._prompt: list[int] = []
+        self._text_ready = False
         self._reply_bytes = bytearray()
+        self._reply_tokens = 0
 
     def begin(self, prompt: list[int]) -> None:
         """Forget the last generation and index ``prompt``."""
         self._positions.clear()
         self._indexed = 0
         self._index(prompt)
-        self._prompt_length = len(prompt)
+        self._prompt = prompt
+        self._text_ready = False  # the prompt's text is read on the first text lookup, if any
         self._reply_bytes.clear()
         self._reply_tokens = 0
-        if self._session is not None:
-            source = b"".join(self._session.token_bytes(token) for token in prompt)
-            self._text.begin(source.decode("utf-8", errors="replace"))
 
     def candidates(self, history: list[int], max_tokens: int) -> list[tuple[list[int], str]]:
         """Every proposal for continuing ``history``: (tokens, acceptance key), token match first."""
@@ -75,24 +75,28 @@ class LookupDrafter:
         text_tokens, text_key = self.find_text(history, max_tokens)
         if not text_tokens:
             return [(tokens, key)] if tokens else []
-        if tokens[: len(text_tokens)] != text_tokens[: len(tokens)]:
-            return [(text_tokens, text_key)]  # they disagree: the text match knows the reply's layout
+        if tokens[: len(text_tokens)] != text_tokens[: len(tokens)] and self._text.relays_out:
+            return [(text_tokens, text_key)]  # they disagree where the reply lays out lines its own way
         return [(tokens, key), (text_tokens, text_key)] if tokens else [(text_tokens, text_key)]
 
     def find_text(self, history: list[int], max_tokens: int) -> tuple[list[int], str]:
         """The prompt's text after the place the reply's end quotes, tokenized; ([], "") if none."""
         if self._session is None or max_tokens <= 0:
             return [], ""
-        for token in history[self._prompt_length + self._reply_tokens :]:
+        if not self._text_ready:
+            source = b"".join(self._session.token_bytes(token) for token in self._prompt)
+            self._text.begin(source.decode("utf-8", errors="replace"))
+            self._text_ready = True
+        for token in history[len(self._prompt) + self._reply_tokens :]:
             self._reply_bytes += self._session.token_bytes(token)
-        self._reply_tokens = len(history) - self._prompt_length
+        self._reply_tokens = len(history) - len(self._prompt)
         max_chars = max_tokens * CHARS_PER_DRAFT_TOKEN
         found = self._text.continuation(self._reply_bytes.decode("utf-8", errors="ignore"), max_chars)
         if found is None or not found.text.strip():
             return [], ""
         tokens = self._session.tokenize(found.text)
-        if len(found.text) == max_chars:
-            tokens = tokens[:-1]  # the text was cut, maybe inside a word
+        if found.cut:
+            tokens = tokens[:-1]  # the text may end inside a word
         bucket = max((size for size in TEXT_MATCH_BUCKETS if size <= found.match_chars), default=TEXT_MATCH_BUCKETS[0])
         return tokens[:max_tokens], f"lookup:text{bucket}:{'unique' if found.unique else 'ambiguous'}"
 

@@ -23,6 +23,7 @@ class Continuation:
     text: str
     match_chars: int  # how long the matched (normalized) suffix of the reply is
     unique: bool  # whether that suffix occurs once in the source
+    cut: bool  # whether the source goes on past the text (which may then end inside a word)
 
 
 def normalize(text: str) -> tuple[str, list[int]]:
@@ -109,7 +110,12 @@ class TextLookup:
         text = self.source[source_end : source_end + max_chars]
         if _is_line_break(run := _whitespace_run(text, 0)) and run not in self._line_breaks:
             return None  # how the reply writes this line break is not known yet: let the target show it
-        return Continuation(self._relayout(text), length, unique)
+        return Continuation(self._relayout(text), length, unique, cut=source_end + max_chars < len(self.source))
+
+    @property
+    def relays_out(self) -> bool:
+        """Whether the reply has been seen writing the source's line breaks differently."""
+        return any(source_run != reply_run for source_run, reply_run in self._line_breaks.items())
 
     def _learn_line_breaks(self, tail: str, tail_positions: list[int], start: int) -> None:
         """Record how the reply wrote each source line break inside the match (the last one wins).
