@@ -45,6 +45,11 @@ DrafterName = Literal["auto", "model", "lookup", "none"]
 REQUIRED_GAIN = 1.3
 REQUIRED_GAIN_WHEN_BEHIND = 1.3
 MAX_DRAFT_TOKENS = 64  # on a CPU, per-token verification cost keeps falling up to ~48-64 tokens
+# A draft may risk losing (if its first token is rejected) at most this many plain tokens' time,
+# plus a share of the reply so far, plus whatever drafting has saved in this reply: the bound on
+# how much slower than the target alone exact mode can be.
+LOSS_ALLOWANCE_TOKENS = 8.0
+LOSS_ALLOWANCE_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -332,6 +337,9 @@ class _Run:
         cost_model = self.decoder.cost_model
         if settings.fixed_draft_length is not None:
             return self.fixed_length_draft(min(limit, settings.fixed_draft_length))
+        limit = min(limit, self.affordable_draft_length(limit))
+        if limit <= 0:
+            return Draft()
         options: list[tuple[float, str, int, list[int], str]] = []  # (rate, drafter, length, tokens, key)
         if settings.drafter in ("auto", "lookup"):
             offered = set()
@@ -371,6 +379,21 @@ class _Run:
         cost_model.observe_draft("model", len(draft.tokens), draft.seconds)
         self.spent_seconds += draft.seconds
         return draft
+
+    def affordable_draft_length(self, limit: int) -> int:
+        """The longest draft whose worst case (every drafted token rejected) stays within the
+        reply's loss budget: a fixed allowance, a share of the reply so far, and what drafting has
+        saved against plain decoding. Long drafts pay only when accepted whole on a CPU, so this is
+        what keeps a run of failed ones from making a reply much slower than the target alone."""
+        cost_model = self.decoder.cost_model
+        one_token = cost_model.verify_cost(1)
+        tokens = len(self.generation.tokens)
+        saved = tokens * one_token - self.spent_seconds
+        budget = (LOSS_ALLOWANCE_TOKENS + LOSS_ALLOWANCE_SHARE * tokens) * one_token + saved
+        length = 0
+        while length < limit and cost_model.verify_cost(length + 2) - one_token <= budget:
+            length += 1
+        return length
 
     def fixed_length_draft(self, length: int) -> Draft:
         if length <= 0:
