@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.decoder import Decoder, DecodeSettings, _Run
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ContextFull, ModelSession
 from duetto.engine.stats import ReplyStats
@@ -192,3 +192,18 @@ def test_stop_strings_cancellation_and_context_limits(decoder: Decoder) -> None:
 def test_fast_mode_needs_a_draft_model(sessions: tuple[ModelSession, ModelSession]) -> None:
     with pytest.raises(EngineError, match="fast mode needs a draft model"):
         list(Decoder(sessions[0]).generate([1, 2, 3], DecodeSettings(mode="fast")))
+
+
+def test_the_loss_budget_bounds_how_long_a_draft_may_be(decoder: Decoder) -> None:
+    """A draft's worst case (all rejected) must fit 8 plain tokens' time plus 5% of the reply plus
+    what drafting saved: with verification costing n units for n tokens, a fresh reply may draft
+    8 tokens, one 100 tokens in that saved 20.5 units may draft 8 + 5 + 20."""
+    for size in range(1, 80):
+        decoder.cost_model.observe_verify(size, size * 0.01)
+    run = _Run(decoder, [1, 2, 3], DecodeSettings(mode="exact"), None)
+    assert run.affordable_draft_length(64) == 8
+
+    run.generation.tokens.extend([5] * 100)
+    run.spent_seconds = 0.795  # 100 plain tokens would have taken 1.0 s: 0.205 s saved
+    assert run.affordable_draft_length(64) == 33
+    assert run.affordable_draft_length(10) == 10
