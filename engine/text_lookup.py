@@ -11,10 +11,12 @@ continuation is tokenized afresh.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 MIN_MATCH_CHARS = 12  # shorter matches are common phrases, not quotes
 REPLY_TAIL_CHARS = 256  # how much of the reply's end is matched against the source
+WHITESPACE_RUN = re.compile(r"\s+")
 MAX_LIST_MARKER_CHARS = 6  # "- ", "* ", "12. ": what a reply may put before a quoted line
 
 
@@ -53,10 +55,8 @@ def _is_line_break(run: str) -> bool:
 
 
 def _whitespace_run(text: str, start: int) -> str:
-    end = start
-    while end < len(text) and text[end].isspace():
-        end += 1
-    return text[start:end]
+    run = WHITESPACE_RUN.match(text, start)
+    return run.group() if run else ""
 
 
 class TextLookup:
@@ -146,14 +146,4 @@ class TextLookup:
     def _relayout(self, text: str) -> str:
         if not self._line_breaks:
             return text
-        pieces: list[str] = []
-        index = 0
-        while index < len(text):
-            if text[index].isspace():
-                run = _whitespace_run(text, index)
-                pieces.append(self._line_breaks.get(run, run))
-                index += len(run)
-            else:
-                pieces.append(text[index])
-                index += 1
-        return "".join(pieces)
+        return WHITESPACE_RUN.sub(lambda run: self._line_breaks.get(run.group(), run.group()), text)
