@@ -271,6 +271,10 @@ def show_document(name: str, position: int | None, as_json: bool) -> None:
 @docs.command("rm")
 @click.argument("name")
 def remove_document(name: str) -> None:
-    """Remove a document with its chunks and saved model states."""
-    document_store.remove_document(open_database(), name)
-    stderr_console.print(f"removed {name}")
+    """Remove a document with its chunks and saved model states, and shrink the database file."""
+    db = open_database()
+    document_store.remove_document(db, name)
+    if document_store.reclaim_space(db):
+        stderr_console.print(f"removed {name}")
+    else:
+        stderr_console.print(f"removed {name}; the database is in use, so its file shrinks on a later removal")

@@ -37,8 +37,11 @@ def test_add_list_show_and_remove_a_document(tmp_path: Path, tiny_models: dict[s
     again = add(document, tiny_models)
     assert again.returncode == 1 and "already exists" in again.stderr
 
+    database = Path(os.environ["DUETTO_HOME"]) / "duetto.db"
+    size_with_document = database.stat().st_size
     removed = run_duetto("docs", "rm", "story")
     assert removed.returncode == 0
+    assert database.stat().st_size < size_with_document  # the saved model states' pages are given back
     assert json.loads(run_duetto("docs", "list", "--json").stdout) == []
     missing = run_duetto("docs", "rm", "story")
     assert missing.returncode == 1 and "no document named 'story'" in missing.stderr
