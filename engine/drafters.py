@@ -42,14 +42,14 @@ class LookupDrafter:
     """Copies what followed the longest earlier match of the text's last tokens (prompt included).
 
     No model: edits and quotes repeat long runs of the prompt, and code repeats itself,
-    so the continuation of an earlier occurrence is often exactly right. Given the session
+    so the continuation of an earlier occurrence is often exactly right. Through the session
     whose tokens these are, it also matches on text (``text_lookup``), which survives the small
     changes a reply makes while quoting; the decoder's cost model chooses between the two.
     """
 
     name = "lookup"
 
-    def __init__(self, session: ModelSession | None = None) -> None:
+    def __init__(self, session: ModelSession) -> None:
         self._positions: dict[tuple[int, ...], list[int]] = defaultdict(list)
         self._indexed = 0
         self._session = session
@@ -81,7 +81,7 @@ class LookupDrafter:
 
     def find_text(self, history: list[int], max_tokens: int) -> tuple[list[int], str]:
         """The prompt's text after the place the reply's end quotes, tokenized; ([], "") if none."""
-        if self._session is None or max_tokens <= 0:
+        if max_tokens <= 0:
             return [], ""
         if not self._text_ready:
             source = b"".join(self._session.token_bytes(token) for token in self._prompt)
@@ -97,8 +97,7 @@ class LookupDrafter:
         tokens = self._session.tokenize(found.text)
         if found.cut:
             tokens = tokens[:-1]  # the text may end inside a word
-        bucket = max((size for size in TEXT_MATCH_BUCKETS if size <= found.match_chars), default=TEXT_MATCH_BUCKETS[0])
-        return tokens[:max_tokens], f"lookup:text{bucket}:{'unique' if found.unique else 'ambiguous'}"
+        return tokens[:max_tokens], self.acceptance_key(found.match_chars, found.unique, TEXT_MATCH_BUCKETS, "text")
 
     def _index(self, history: list[int]) -> None:
         """Record, for each n-gram, the positions just after its occurrences (appends only)."""
@@ -142,9 +141,12 @@ class LookupDrafter:
         return [], ""
 
     @staticmethod
-    def acceptance_key(match_length: int, unique: bool) -> str:
-        bucket = max(bucket for bucket in LOOKUP_MATCH_BUCKETS if bucket <= max(match_length, LOOKUP_MATCH_BUCKETS[0]))
-        return f"lookup:{bucket}:{'unique' if unique else 'ambiguous'}"
+    def acceptance_key(
+        match_length: int, unique: bool, buckets: tuple[int, ...] = LOOKUP_MATCH_BUCKETS, kind: str = ""
+    ) -> str:
+        """ "lookup:<kind><bucket>:<unique|ambiguous>"; text matches have kind "text"."""
+        bucket = max(bucket for bucket in buckets if bucket <= max(match_length, buckets[0]))
+        return f"lookup:{kind}{bucket}:{'unique' if unique else 'ambiguous'}"
 
     def draft(self, history: list[int], max_tokens: int) -> Draft:
         started = time.perf_counter()

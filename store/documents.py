@@ -184,7 +184,7 @@ def reclaim_space(db: sqlite_utils.Database) -> bool:
     this, removing documents never makes the file smaller.
     """
     try:
-        db.execute("VACUUM")
+        db.vacuum()
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     except sqlite3.OperationalError:
         return False
