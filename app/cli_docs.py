@@ -14,8 +14,7 @@ from rich.table import Table
 
 from duetto.app.console import human_bytes, print_json, stderr_console, stdout_console
 from duetto.app.document_memory import InvalidDocument, decode_document, ingest_document, prepare_documents
-from duetto.app.engine_loader import load_reader, model_paths
-from duetto.engine.model_session import ModelSession
+from duetto.app.engine_loader import load_reader, model_paths, open_target
 from duetto.store import documents as document_store
 from duetto.store.database import open_database
 from duetto.store.errors import NotFound
@@ -43,6 +42,11 @@ def docs() -> None:
     "--target", default=None, metavar="MODEL|PATH", help="With --prepare: large model instead of the profile's."
 )
 @click.option(
+    "--user",
+    default=None,
+    help="With --prepare: whose plugin the large model carries while reading (a LoRA adapter changes what it keeps).",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -56,6 +60,7 @@ def add_document(
     threads: int | None,
     prepare: bool,
     target: str | None,
+    user: str | None,
     as_json: bool,
 ) -> None:
     """Read PATH (plain text, Markdown or PDF; '-' for stdin) into document memory.
@@ -87,7 +92,7 @@ def add_document(
                 "chunks": existing.chunk_count,
                 "memory_tokens": existing.memory_tokens,
                 "seconds": 0.0,
-                "prepare": _prepare(db, [name], profile, target, threads, as_json),
+                "prepare": _prepare(db, [name], profile, target, user, threads, as_json),
             }
             if as_json:
                 print_json(report)
@@ -105,7 +110,7 @@ def add_document(
         )
     report = result.as_json()
     if prepare:
-        report["prepare"] = _prepare(db, [name], profile, target, threads, as_json)
+        report["prepare"] = _prepare(db, [name], profile, target, user, threads, as_json)
     if as_json:
         print_json(report)
 
@@ -114,6 +119,11 @@ def add_document(
 @click.argument("names", nargs=-1, required=True)
 @click.option("--profile", default=None, help="Model profile whose large model will answer (default: default).")
 @click.option("--target", default=None, metavar="MODEL|PATH", help="Large model instead of the profile's.")
+@click.option(
+    "--user",
+    default=None,
+    help="Whose plugin the large model carries while reading (a LoRA adapter changes what it keeps).",
+)
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads (default: all cores).")
 @click.option(
     "--json",
@@ -122,7 +132,12 @@ def add_document(
     help='Print {"names","chunks","prepared_chunks","evaluated_tokens","seconds","state_bytes"}.',
 )
 def prepare_command(
-    names: tuple[str, ...], profile: str | None, target: str | None, threads: int | None, as_json: bool
+    names: tuple[str, ...],
+    profile: str | None,
+    target: str | None,
+    user: str | None,
+    threads: int | None,
+    as_json: bool,
 ) -> None:
     """Have the large model read every chunk of NAMES once and keep its state, so that every
     question afterwards starts at once: it reads only itself.
@@ -130,8 +145,11 @@ def prepare_command(
     Without it, a chunk's state is kept the first time a question uses it. Costs one reading of
     each document, whole and compressed, by the large model, and about 30 KB per token read on
     disk for the default 1.5B model (`duetto docs show` tells). Interrupted? Run it again.
+
+    A user with an imported LoRA adapter (`duetto plugin import`) asks with a changed model: prepare
+    for them with --user NAME (a side plugin changes nothing the model keeps: no need).
     """
-    report = _prepare(open_database(), list(names), profile, target, threads, as_json)
+    report = _prepare(open_database(), list(names), profile, target, user, threads, as_json)
     if as_json:
         print_json(report)
 
@@ -154,7 +172,9 @@ def _progress_bar(verb: str, what: str, unit: str, *, quiet: bool) -> Iterator[C
         yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
-def _prepare(db, names: list[str], profile: str | None, target: str | None, threads: int | None, quiet: bool) -> dict:
+def _prepare(
+    db, names: list[str], profile: str | None, target: str | None, user: str | None, threads: int | None, quiet: bool
+) -> dict:
     documents = []
     names = list(dict.fromkeys(names))
     for name in names:
@@ -165,7 +185,7 @@ def _prepare(db, names: list[str], profile: str | None, target: str | None, thre
             raise InvalidDocument(f"{name!r} is not fully read yet; run `duetto docs add` for it again first")
         documents.append(document)
     target_path, _ = model_paths(profile, target, None, False)
-    session = ModelSession(target_path, context_length=PREPARE_CONTEXT_LENGTH, threads=threads)
+    session = open_target(target_path, context_length=PREPARE_CONTEXT_LENGTH, threads=threads, user=user)
     try:
         with _progress_bar("preparing", ", ".join(names), "blocks", quiet=quiet) as show:
             result = prepare_documents(db, session, documents, on_progress=show)

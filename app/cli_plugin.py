@@ -36,6 +36,8 @@ from duetto.engine.plugin_training import (
     perplexity,
     train_side_plugin,
 )
+from duetto.store.conversations import get_user, messages_written_by
+from duetto.store.database import open_database
 
 DEFAULT_SETTINGS = TrainingSettings()
 
@@ -99,6 +101,22 @@ def read_user_text(path: Path) -> str:
     return text
 
 
+def training_text(user: str, text_paths: tuple[Path, ...], chats: bool) -> tuple[str, dict]:
+    """The user's writing from the files and (with ``chats``) their chat messages, as one text,
+    and where it came from; one-line errors when there is nothing to learn from."""
+    if not text_paths and not chats:
+        raise PluginError("nothing to learn from: give --text FILE (their writing) and/or --chats")
+    parts = [read_user_text(path) for path in text_paths]
+    messages: list[str] = []
+    if chats:
+        db = open_database()
+        messages = [message for message in messages_written_by(db, get_user(db, user)) if message.strip()]
+        if not messages and not text_paths:
+            raise PluginError(f"{user} has typed nothing in any chat yet; give --text FILE instead")
+    sources = {"files": [str(path) for path in text_paths], "chat_messages": len(messages)}
+    return "\n\n".join(parts + messages), sources
+
+
 def _target_session(profile: str | None, target: str | None, threads: int | None, window: int) -> ModelSession:
     target_path, _ = model_paths(profile, target, None, use_draft=False)
     with stderr_console.status(f"loading {target_path.name}"):
@@ -124,7 +142,14 @@ def plugin() -> None:
 
 @plugin.command("train")
 @click.option("--user", "user", required=True, help="Whose plugin to train (see `duetto users list`).")
-@click.option("--text", "text_path", required=True, type=click.Path(path_type=Path), help="UTF-8 text they wrote.")
+@click.option(
+    "--text",
+    "text_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="UTF-8 text they wrote (repeatable).",
+)
+@click.option("--chats", is_flag=True, help="Also learn from every message the user typed in their chats.")
 @_model_options
 @click.option("--rank", type=click.IntRange(1, 256), default=DEFAULT_SETTINGS.rank, show_default=True)
 @click.option(
@@ -146,7 +171,8 @@ def plugin() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON on stdout.")
 def train(
     user: str,
-    text_path: Path,
+    text_paths: tuple[Path, ...],
+    chats: bool,
     profile: str | None,
     target: str | None,
     threads: int | None,
@@ -155,13 +181,14 @@ def train(
     max_epochs: int,
     as_json: bool,
 ) -> None:
-    """Train USER's side plugin on the text in FILE (their chats, notes or documents).
+    """Train USER's side plugin on their own writing: text files (--text) and/or what they typed in
+    their chats (--chats).
 
     The last tenth of the text is held out to stop training before it overfits. Replaces the
     user's previous plugin, trained or imported.
     """
     directory = user_plugin_dir(user)
-    text = read_user_text(text_path)
+    text, sources = training_text(user, text_paths, chats)
     settings = TrainingSettings(rank=rank, max_vocabulary=max_vocabulary, max_epochs=max_epochs)
     session = _target_session(profile, target, threads, settings.window)
     try:
@@ -171,7 +198,7 @@ def train(
     finally:
         session.close()
     path = save_side_plugin(directory, side_plugin)
-    result = {"user": user, "path": str(path), "bytes": path.stat().st_size, **report.__dict__}
+    result = {"user": user, "path": str(path), "bytes": path.stat().st_size, "sources": sources, **report.__dict__}
     if as_json:
         print_json(result)
         return

@@ -19,7 +19,7 @@ from duetto.engine.fetch import fetch_model, is_present
 from duetto.engine.manifest import ModelSpec, load_manifest
 from duetto.engine.model_session import ModelSession
 from duetto.engine.pairing import check_pair
-from duetto.engine.plugin_session import personalise
+from duetto.engine.plugin_session import PersonalisedSession, personalise
 from duetto.store import locations
 from duetto.store.conversations import DEFAULT_USER, ensure_user, get_user, validate_user_name
 from duetto.store.database import open_database
@@ -88,6 +88,21 @@ def user_plugin_dir(user: str) -> Path:
     return locations.user_dir(found.name)
 
 
+def open_target(
+    target_path: Path, *, context_length: int, threads: int | None = None, user: str | None = None
+) -> ModelSession | PersonalisedSession:
+    """The target model, carrying ``user``'s plugin when they have one (an unknown user fails first)."""
+    plugin_dir = user_plugin_dir(user) if user is not None else None
+    target = ModelSession(target_path, context_length=context_length, threads=threads)
+    if plugin_dir is not None:
+        try:
+            return personalise(target, plugin_dir)
+        except EngineError:
+            target.close()
+            raise
+    return target
+
+
 def build_decoder(
     target_path: Path,
     draft_path: Path | None,
@@ -105,14 +120,7 @@ def build_decoder(
         pair = check_pair(draft_path, target_path)
         if not pair.compatible:
             raise EngineError(f"{draft_path.name} cannot draft for {target_path.name}: {pair.problems[0]}")
-    plugin_dir = user_plugin_dir(user) if user is not None else None
-    target = ModelSession(target_path, context_length=context_length, threads=threads)
-    if plugin_dir is not None:
-        try:
-            target = personalise(target, plugin_dir)
-        except EngineError:
-            target.close()
-            raise
+    target = open_target(target_path, context_length=context_length, threads=threads, user=user)
     draft = ModelSession(draft_path, context_length=context_length, threads=threads) if draft_path else None
     return Decoder(target, draft)
 

@@ -183,3 +183,14 @@ def list_messages(db: sqlite_utils.Database, conversation_id: int) -> list[Messa
         )
         for row in db["messages"].rows_where("conversation_id = ?", [conversation_id], order_by="id")
     ]
+
+
+def messages_written_by(db: sqlite_utils.Database, user: User) -> list[str]:
+    """What the user typed in all their chats, oldest first (never the assistant's replies, which are
+    the model's words, not theirs): their own text, for training their plugin."""
+    rows = db.query(
+        "SELECT messages.content FROM messages JOIN conversations ON conversations.id = messages.conversation_id"
+        " WHERE conversations.user_id = ? AND messages.role = 'user' ORDER BY messages.id",
+        [user.id],
+    )
+    return [row["content"] for row in rows]

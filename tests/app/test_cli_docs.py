@@ -11,6 +11,9 @@ import pytest
 from duetto_cli import run_duetto
 from sample_documents import write_document
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+from test_plugin_lora import write_lora  # noqa: E402
+
 
 def add(path: Path | str, tiny_models: dict[str, Path], *extra: str, **kwargs):
     return run_duetto(
@@ -177,6 +180,29 @@ def test_a_prepared_document_answers_every_question_from_saved_states(
     rerun = add(document, tiny_models, "--prepare", *target[:2], "--json")  # e.g. after an interrupted --prepare
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["prepare"]["prepared_chunks"] == 0
+
+
+def test_a_lora_user_gets_states_read_with_their_adapter(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    document = write_document(tmp_path / "story.txt", 60)
+    assert add(document, tiny_models).returncode == 0
+    target = ["--target", str(tiny_models["target"]), "--threads", "1"]
+    for user in ("lora-user", "plain-user"):
+        run_duetto("users", "add", user)
+    imported = run_duetto("plugin", "import", "--user", "lora-user", str(write_lora(tmp_path / "a.gguf")), *target)
+    assert imported.returncode == 0, imported.stderr
+
+    def prepare(*user: str) -> int:
+        result = run_duetto("docs", "prepare", "story", *target, *user, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["prepared_chunks"]
+
+    chunks = prepare()
+    assert chunks > 0
+    assert prepare("--user", "lora-user") == chunks, "the adapter changes the KV states: read again with it"
+    assert prepare("--user", "lora-user") == 0
+    assert prepare("--user", "plain-user") == 0, "no plugin: the plain states serve"
+    unknown = run_duetto("docs", "prepare", "story", *target, "--user", "nobody")
+    assert unknown.returncode == 1 and "no user named 'nobody'" in unknown.stderr
 
 
 def test_preparing_a_missing_or_unfinished_document_is_a_one_line_error(tiny_models: dict[str, Path]) -> None:

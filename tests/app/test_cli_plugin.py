@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from duetto_cli import run_duetto
 
+from duetto.store.conversations import add_message, create_conversation, get_user
+from duetto.store.database import open_database
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 from test_plugin_lora import write_lora  # noqa: E402
 
@@ -82,6 +85,39 @@ def test_removing_a_user_removes_their_plugin(tiny_models: dict[str, Path], text
 
     assert run_duetto("users", "rm", "carol").returncode == 0
     assert not weights.exists() and not weights.parent.exists()
+
+
+def test_train_on_what_the_user_typed_in_their_chats(
+    tiny_models: dict[str, Path], isolated_duetto: Path, tmp_path: Path
+) -> None:
+    run_duetto("users", "add", "erin")
+    run_duetto("users", "add", "frank")
+    db = open_database()
+    erin, frank = get_user(db, "erin"), get_user(db, "frank")
+    for user, text in ((erin, USER_TEXT), (frank, OTHER_TEXT)):
+        conversation = create_conversation(db, user, "notes")
+        for line in text.split(". ")[:-1]:
+            add_message(db, conversation.id, "user", line)
+            add_message(db, conversation.id, "assistant", "Noted: the assistant's words are not the user's.")
+
+    trained = run_duetto("plugin", "train", "--user", "erin", "--chats", "--json", *target_options(tiny_models))
+
+    assert trained.returncode == 0, trained.stderr
+    report = json.loads(trained.stdout)
+    assert report["sources"] == {"files": [], "chat_messages": 40}
+    assert report["held_out_perplexity_plugin"] < report["held_out_perplexity_base"]
+    # only erin's own words were read, not the replies nor frank's chats
+    same_words = tmp_path / "erin.txt"
+    same_words.write_text("\n\n".join(USER_TEXT.split(". ")[:-1]))
+    from_file = run_duetto(
+        "plugin", "train", "--user", "erin", "--text", str(same_words), "--json", *target_options(tiny_models)
+    )
+    assert json.loads(from_file.stdout)["tokens"] == report["tokens"]
+
+    nobody_typed = run_duetto("plugin", "train", "--user", "default", "--chats", *target_options(tiny_models))
+    assert nobody_typed.returncode == 1 and "has typed nothing" in nobody_typed.stderr
+    nothing = run_duetto("plugin", "train", "--user", "erin", *target_options(tiny_models))
+    assert nothing.returncode == 1 and "nothing to learn from" in nothing.stderr
 
 
 def test_bad_input_is_a_one_line_error(tiny_models: dict[str, Path], tmp_path: Path) -> None:
