@@ -25,6 +25,7 @@ LOOKUP_CANDIDATES = 32
 LOOKUP_MATCH_BUCKETS = (1, 2, 4, 8, 16)
 TEXT_MATCH_BUCKETS = (12, 48)  # characters of the reply's end found in the prompt's text
 CHARS_PER_DRAFT_TOKEN = 6  # text taken from the source per token wanted (tokens average ~4 characters)
+TURN_BOUNDARY = b"\x00"  # stands for a control token in the prompt's text
 
 
 @dataclass
@@ -58,6 +59,7 @@ class LookupDrafter:
         self._text_ready = False
         self._reply_bytes = bytearray()
         self._reply_tokens = 0
+        self._control: dict[int, bool] = {}  # token -> whether it is a control token (no text)
 
     def begin(self, prompt: list[int]) -> None:
         """Forget the last generation and index ``prompt``."""
@@ -84,7 +86,9 @@ class LookupDrafter:
         if max_tokens <= 0:
             return [], ""
         if not self._text_ready:
-            source = b"".join(self._session.token_bytes(token) for token in self._prompt)
+            # Control tokens (the chat template's turn markers) become NUL, which no reply writes:
+            # matches never span them and continuations are cut there.
+            source = b"".join(self._session.token_bytes(token) or TURN_BOUNDARY for token in self._prompt)
             self._text.begin(source.decode("utf-8", errors="replace"))
             self._text_ready = True
         for token in history[len(self._prompt) + self._reply_tokens :]:
@@ -92,10 +96,13 @@ class LookupDrafter:
         self._reply_tokens = len(history) - len(self._prompt)
         max_chars = max_tokens * CHARS_PER_DRAFT_TOKEN
         found = self._text.continuation(self._reply_bytes.decode("utf-8", errors="ignore"), max_chars)
-        if found is None or not found.text.strip():
+        if found is None:
             return [], ""
-        tokens = self._session.tokenize(found.text)
-        if found.cut:
+        text, boundary, _ = found.text.partition(TURN_BOUNDARY.decode())
+        if not text.strip():
+            return [], ""
+        tokens = self._session.tokenize(text)
+        if found.cut and not boundary:
             tokens = tokens[:-1]  # the text may end inside a word
         return tokens[:max_tokens], self.acceptance_key(found.match_chars, found.unique, TEXT_MATCH_BUCKETS, "text")
 
@@ -137,8 +144,20 @@ class LookupDrafter:
                 if match > best_match:
                     best_end, best_match = end, match
             if best_end >= 0:
-                return history[best_end : best_end + max_tokens], self.acceptance_key(best_match, earlier == 1)
+                proposal = self._within_turn(history[best_end : best_end + max_tokens])
+                return proposal, self.acceptance_key(best_match, earlier == 1) if proposal else ""
         return [], ""
+
+    def _within_turn(self, tokens: list[int]) -> list[int]:
+        """``tokens`` up to the end of the turn they were copied from: through an end-of-turn token
+        (the reply may end there too) and before any other control token. What follows in the
+        prompt is chat-template text (a role name, the next header) that a reply never writes."""
+        for index, token in enumerate(tokens):
+            if token not in self._control:
+                self._control[token] = not self._session.token_bytes(token)
+            if self._control[token]:
+                return tokens[: index + 1] if self._session.is_end_of_generation(token) else tokens[:index]
+        return tokens
 
     @staticmethod
     def acceptance_key(

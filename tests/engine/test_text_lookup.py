@@ -85,3 +85,21 @@ def test_the_lookup_drafter_proposes_the_source_tokens_where_token_matching_brea
     assert key.startswith("lookup:text") and key.endswith(":unique")
     assert tokens == session.tokenize(" the reading room opens at nine.")[: len(tokens)] and len(tokens) >= 4
     assert drafter.candidates([*prompt, *reply], 6)[-1] == (tokens, key)
+
+
+def test_lookup_drafts_stop_where_the_copied_turn_ends(session: ModelSession) -> None:
+    """What follows a user's message in the prompt is chat-template text ("<|im_end|>",
+    "<|im_start|>assistant"): a token draft may end the reply there, a text draft stops before it."""
+    prompt = session.chat_prompt_tokens([{"role": "user", "content": NOTICE}])
+    reply = session.tokenize("Members may borrow")
+    drafter = LookupDrafter(session)
+    drafter.begin(prompt)
+    history = [*prompt, *reply]
+
+    tokens, key = drafter.find(history, 40)
+    text_tokens, text_key = drafter.find_text(history, 40)
+
+    assert key and text_key.startswith("lookup:text")
+    assert session.is_end_of_generation(tokens[-1]) and not any(map(session.is_end_of_generation, tokens[:-1]))
+    text = b"".join(map(session.token_bytes, tokens)).decode()
+    assert text == b"".join(map(session.token_bytes, text_tokens)).decode() == " up to eight books.\n"
