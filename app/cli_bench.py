@@ -28,6 +28,7 @@ from rich.table import Table
 from duetto.app.console import print_json, stderr_console, stdout_console
 from duetto.app.decoding_options import DecodingOptions, decoding_options
 from duetto.app.engine_loader import load_decoder, model_paths
+from duetto.engine.cost_model import CostModel
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.stats import ReplyStats
 
@@ -189,6 +190,12 @@ def measure_batch_costs(decoder: Decoder, repeats: int = 5) -> list[dict[str, fl
     show_default=True,
     help="Run each prompt this many times per mode (interleaved) and report the median speed.",
 )
+@click.option(
+    "--cold",
+    is_flag=True,
+    help="Start every reply with nothing learnt or measured, as a one-shot `duetto ask` does "
+    "(by default the cost model carries over between replies, as in the chat app).",
+)
 @click.option("--batch-costs", is_flag=True, help="Instead: time the target's evaluation by batch size, and exit.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"results": [...], "summary": {...}} on stdout.')
 def bench(
@@ -197,6 +204,7 @@ def bench(
     max_tokens,
     decoding: DecodingOptions,
     repeat,
+    cold,
     batch_costs,
     as_json,
 ) -> None:
@@ -240,6 +248,8 @@ def bench(
                 settings = decoding.settings(
                     mode, has_draft=draft_path is not None, max_tokens=max_tokens, record_top_two_gaps=mode == "target"
                 )
+                if cold:
+                    decoder.cost_model = CostModel()
                 text, stats = run_once(decoder, prompt_tokens, settings)
                 generation = decoder.last_generation
                 runs[mode].append((text, stats, list(generation.tokens), list(generation.top_two_gaps)))
@@ -295,6 +305,7 @@ def bench(
                 "draft": draft_path.name if draft_path else None,
                 "max_tokens": max_tokens,
                 "repeat": repeat,
+                "cold": cold,
                 "results": results,
                 "summary": summary,
             }

@@ -47,8 +47,11 @@ REQUIRED_GAIN_WHEN_BEHIND = 1.3
 MAX_DRAFT_TOKENS = 64  # on a CPU, per-token verification cost keeps falling up to ~48-64 tokens
 # A draft may risk losing (if its first token is rejected) at most this many plain tokens' time,
 # plus a share of the reply so far, plus whatever drafting has saved in this reply: the bound on
-# how much slower than the target alone exact mode can be.
-LOSS_ALLOWANCE_TOKENS = 8.0
+# how much slower than the target alone exact mode can be. Drafts fail mostly at their first token,
+# where a match starts (the reply restates a question, adds a comma, makes the edit); once a draft
+# is accepted whole the reply is in the middle of a copy, and the next one may risk more.
+LOSS_ALLOWANCE_TOKENS = 3.0
+LOSS_ALLOWANCE_TOKENS_MID_COPY = 8.0
 LOSS_ALLOWANCE_SHARE = 0.05
 
 
@@ -162,6 +165,7 @@ class _Run:
         self.target_calls = 0
         self.drafters_used: set[str] = set()
         self.spent_seconds = 0.0  # time in verification and model drafting, to compare with plain decoding
+        self.mid_copy = False  # the last step's draft was accepted whole
         self.deltas: list[str] = []
 
     # --- committing tokens ----------------------------------------------------------------
@@ -301,6 +305,7 @@ class _Run:
             if draft.tokens:
                 self.drafters_used.add(source)
                 self.decoder.cost_model.observe_acceptance(draft.acceptance_key, len(draft.tokens), accepted_count)
+            self.mid_copy = bool(draft.tokens) and accepted_count == len(draft.tokens)
             # The KV cache now holds the committed text through pending plus every drafted token;
             # keep it through the last accepted one.
             self.target.truncate(len(self.history) + accepted_count)
@@ -382,14 +387,16 @@ class _Run:
 
     def affordable_draft_length(self, limit: int) -> int:
         """The longest draft whose worst case (every drafted token rejected) stays within the
-        reply's loss budget: a fixed allowance, a share of the reply so far, and what drafting has
-        saved against plain decoding. Long drafts pay only when accepted whole on a CPU, so this is
-        what keeps a run of failed ones from making a reply much slower than the target alone."""
+        reply's loss budget: a fixed allowance (larger in the middle of a copy), a share of the
+        reply so far, and what drafting has saved against plain decoding. Long drafts pay only when
+        accepted whole on a CPU, so this is what keeps a run of failed ones from making a reply
+        much slower than the target alone, short replies included."""
         cost_model = self.decoder.cost_model
         one_token = cost_model.verify_cost(1)
         tokens = len(self.generation.tokens)
         saved = tokens * one_token - self.spent_seconds
-        budget = (LOSS_ALLOWANCE_TOKENS + LOSS_ALLOWANCE_SHARE * tokens) * one_token + saved
+        allowance = LOSS_ALLOWANCE_TOKENS_MID_COPY if self.mid_copy else LOSS_ALLOWANCE_TOKENS
+        budget = (allowance + LOSS_ALLOWANCE_SHARE * tokens) * one_token + saved
         length = 0
         while length < limit and cost_model.verify_cost(length + 2) - one_token <= budget:
             length += 1

@@ -39,6 +39,18 @@ def test_bench_json_compares_every_mode_with_the_target(tiny_models: dict[str, P
     assert set(report["summary"]["exact"]["geomean_speedup_by_kind"]) == {"edit", "open"}
 
 
+def test_bench_cold_starts_every_reply_as_a_one_shot_ask_does(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    result = run_duetto(
+        "bench", "--prompts", str(write_prompts(tmp_path / "prompts.jsonl")), "--modes", "exact", "--cold",
+        "--repeat", "2", "--max-tokens", "24", "--json", "--threads", "1", "--target", str(tiny_models["target"]),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["cold"] is True
+    assert [row["identical_to_target"] for row in report["results"] if row["mode"] == "exact"] == [True, True]
+
+
 def test_bench_rejects_a_malformed_prompt_file(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "kind": "open"}\n')

@@ -195,15 +195,18 @@ def test_fast_mode_needs_a_draft_model(sessions: tuple[ModelSession, ModelSessio
 
 
 def test_the_loss_budget_bounds_how_long_a_draft_may_be(decoder: Decoder) -> None:
-    """A draft's worst case (all rejected) must fit 8 plain tokens' time plus 5% of the reply plus
-    what drafting saved: with verification costing n units for n tokens, a fresh reply may draft
-    8 tokens, one 100 tokens in that saved 20.5 units may draft 8 + 5 + 20."""
+    """A draft's worst case (all rejected) must fit 3 plain tokens' time (8 right after a draft was
+    accepted whole) plus 5% of the reply plus what drafting saved: with verification costing n units
+    for n tokens, a fresh reply may draft 3 tokens, one 100 tokens in that saved 20.5 units may
+    draft 3 + 5 + 20, or 8 + 5 + 20 in the middle of a copy."""
     for size in range(1, 80):
         decoder.cost_model.observe_verify(size, size * 0.01)
     run = _Run(decoder, [1, 2, 3], DecodeSettings(mode="exact"), None)
-    assert run.affordable_draft_length(64) == 8
+    assert run.affordable_draft_length(64) == 3
 
     run.generation.tokens.extend([5] * 100)
     run.spent_seconds = 0.795  # 100 plain tokens would have taken 1.0 s: 0.205 s saved
+    assert run.affordable_draft_length(64) == 28
+    run.mid_copy = True
     assert run.affordable_draft_length(64) == 33
     assert run.affordable_draft_length(10) == 10
