@@ -342,13 +342,18 @@ class _Run:
         cost_model = self.decoder.cost_model
         if settings.fixed_draft_length is not None:
             return self.fixed_length_draft(min(limit, settings.fixed_draft_length))
+        in_copy_limit = min(limit, self.affordable_draft_length(limit, in_copy=True))
         limit = min(limit, self.affordable_draft_length(limit))
-        if limit <= 0:
+        if in_copy_limit <= 0:
             return Draft()
         options: list[tuple[float, str, int, list[int], str]] = []  # (rate, drafter, length, tokens, key)
         if settings.drafter in ("auto", "lookup"):
             offered = set()
-            for tokens, key in self.decoder.lookup.candidates(self.history, limit):
+            for tokens, key in self.decoder.lookup.candidates(self.history, in_copy_limit):
+                if not LookupDrafter.continues_a_copy(key):
+                    tokens = tokens[:limit]
+                if not tokens:
+                    continue
                 length, rate = cost_model.best_length(
                     cost_model.acceptance_rate(key), len(tokens), cost_model.draft_cost("lookup")
                 )
@@ -357,7 +362,7 @@ class _Run:
             for bucket_key in list(cost_model.acceptance):
                 if bucket_key.startswith("lookup") and bucket_key not in offered:
                     cost_model.relax(bucket_key)
-        if settings.drafter in ("auto", "model") and self.decoder.model_drafter is not None:
+        if settings.drafter in ("auto", "model") and self.decoder.model_drafter is not None and limit > 0:
             length, rate = cost_model.best_length(
                 cost_model.acceptance_rate("model"), limit, cost_model.draft_cost("model")
             )
@@ -385,9 +390,10 @@ class _Run:
         self.spent_seconds += draft.seconds
         return draft
 
-    def affordable_draft_length(self, limit: int) -> int:
+    def affordable_draft_length(self, limit: int, *, in_copy: bool = False) -> int:
         """The longest draft whose worst case (every drafted token rejected) stays within the
-        reply's loss budget: a fixed allowance (larger in the middle of a copy), a share of the
+        reply's loss budget: a fixed allowance (larger in the middle of a copy: right after a draft
+        was accepted whole, or ``in_copy`` for a draft continuing a long match), a share of the
         reply so far, and what drafting has saved against plain decoding. Long drafts pay only when
         accepted whole on a CPU, so this is what keeps a run of failed ones from making a reply
         much slower than the target alone, short replies included."""
@@ -395,7 +401,7 @@ class _Run:
         one_token = cost_model.verify_cost(1)
         tokens = len(self.generation.tokens)
         saved = tokens * one_token - self.spent_seconds
-        allowance = LOSS_ALLOWANCE_TOKENS_MID_COPY if self.mid_copy else LOSS_ALLOWANCE_TOKENS
+        allowance = LOSS_ALLOWANCE_TOKENS_MID_COPY if self.mid_copy or in_copy else LOSS_ALLOWANCE_TOKENS
         budget = (allowance + LOSS_ALLOWANCE_SHARE * tokens) * one_token + saved
         length = 0
         while length < limit and cost_model.verify_cost(length + 2) - one_token <= budget:

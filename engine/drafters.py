@@ -167,6 +167,14 @@ class LookupDrafter:
         bucket = max(bucket for bucket in buckets if bucket <= max(match_length, buckets[0]))
         return f"lookup:{kind}{bucket}:{'unique' if unique else 'ambiguous'}"
 
+    @staticmethod
+    def continues_a_copy(key: str) -> bool:
+        """Whether a proposal with this key continues a long match (the longest bucket of its kind:
+        16+ tokens, or 48+ characters of text): the reply is already copying, and such drafts
+        rarely fail at their first token (they fail where the copied passage ends)."""
+        bucket = key.split(":")[1] if key.count(":") == 2 else ""
+        return bucket in (f"{LOOKUP_MATCH_BUCKETS[-1]}", f"text{TEXT_MATCH_BUCKETS[-1]}")
+
     def draft(self, history: list[int], max_tokens: int) -> Draft:
         started = time.perf_counter()
         tokens, key = self.find(history, max_tokens)

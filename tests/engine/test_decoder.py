@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from duetto.engine.decoder import Decoder, DecodeSettings, _Run
+from duetto.engine.drafters import LookupDrafter
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ContextFull, ModelSession
 from duetto.engine.stats import ReplyStats
@@ -207,6 +208,14 @@ def test_the_loss_budget_bounds_how_long_a_draft_may_be(decoder: Decoder) -> Non
     run.generation.tokens.extend([5] * 100)
     run.spent_seconds = 0.795  # 100 plain tokens would have taken 1.0 s: 0.205 s saved
     assert run.affordable_draft_length(64) == 28
+    assert run.affordable_draft_length(64, in_copy=True) == 33  # a draft continuing a long match
     run.mid_copy = True
     assert run.affordable_draft_length(64) == 33
     assert run.affordable_draft_length(10) == 10
+
+
+def test_only_the_longest_matches_count_as_continuing_a_copy() -> None:
+    continuing = ["lookup:16:unique", "lookup:16:ambiguous", "lookup:text48:unique"]
+    starting = ["lookup:8:unique", "lookup:1:ambiguous", "lookup:text12:unique", "model", ""]
+    assert all(map(LookupDrafter.continues_a_copy, continuing))
+    assert not any(map(LookupDrafter.continues_a_copy, starting))
