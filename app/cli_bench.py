@@ -243,8 +243,10 @@ def bench(
         reference_gaps: list[float] = []
         reference_rate = 0.0
         runs: dict[str, list[tuple[str, ReplyStats, list[int], list[float]]]] = {mode: [] for mode in chosen_modes}
-        for _ in range(repeat):  # modes interleaved, so that drifting machine speed hits all alike
-            for mode in chosen_modes:
+        for number_of_repeat in range(repeat):
+            # Modes interleaved, so that drifting machine speed hits all alike, and in turn first and
+            # last, so that whatever the order itself does (caches, clocks) does too.
+            for mode in chosen_modes if number_of_repeat % 2 == 0 else reversed(chosen_modes):
                 settings = decoding.settings(
                     mode, has_draft=draft_path is not None, max_tokens=max_tokens, record_top_two_gaps=mode == "target"
                 )
