@@ -48,8 +48,8 @@ MAX_DRAFT_TOKENS = 64  # on a CPU, per-token verification cost keeps falling up 
 # A draft may risk losing (if its first token is rejected) at most this many plain tokens' time,
 # plus a share of the reply so far, plus whatever drafting has saved in this reply: the bound on
 # how much slower than the target alone exact mode can be. Drafts fail mostly at their first token,
-# where a match starts (the reply restates a question, adds a comma, makes the edit); once a draft
-# is accepted whole the reply is in the middle of a copy, and the next one may risk more.
+# where a match starts (the reply restates a question, adds a comma, makes the edit); in the middle
+# of a copy (a draft was just accepted whole, or the match is long) a draft may risk more.
 LOSS_ALLOWANCE_TOKENS = 3.0
 LOSS_ALLOWANCE_TOKENS_MID_COPY = 8.0
 LOSS_ALLOWANCE_SHARE = 0.05
@@ -343,7 +343,7 @@ class _Run:
         if settings.fixed_draft_length is not None:
             return self.fixed_length_draft(min(limit, settings.fixed_draft_length))
         in_copy_limit = min(limit, self.affordable_draft_length(limit, in_copy=True))
-        limit = min(limit, self.affordable_draft_length(limit))
+        limit = min(limit, self.affordable_draft_length(limit))  # for drafts that start a match
         if in_copy_limit <= 0:
             return Draft()
         options: list[tuple[float, str, int, list[int], str]] = []  # (rate, drafter, length, tokens, key)
