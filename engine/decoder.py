@@ -342,8 +342,9 @@ class _Run:
         cost_model = self.decoder.cost_model
         if settings.fixed_draft_length is not None:
             return self.fixed_length_draft(min(limit, settings.fixed_draft_length))
-        in_copy_limit = min(limit, self.affordable_draft_length(limit, in_copy=True))
-        limit = min(limit, self.affordable_draft_length(limit))  # for drafts that start a match
+        in_copy_limit = self.affordable_draft_length(limit, in_copy=True)
+        # For drafts that start a match; right after a full acceptance every draft is mid-copy.
+        limit = in_copy_limit if self.mid_copy else self.affordable_draft_length(limit)
         if in_copy_limit <= 0:
             return Draft()
         options: list[tuple[float, str, int, list[int], str]] = []  # (rate, drafter, length, tokens, key)

@@ -153,11 +153,15 @@ class LookupDrafter:
         (the reply may end there too) and before any other control token. What follows in the
         prompt is chat-template text (a role name, the next header) that a reply never writes."""
         for index, token in enumerate(tokens):
-            if token not in self._control:
-                self._control[token] = not self._session.token_bytes(token)
-            if self._control[token]:
+            if self._is_control(token):
                 return tokens[: index + 1] if self._session.is_end_of_generation(token) else tokens[:index]
         return tokens
+
+    def _is_control(self, token: int) -> bool:
+        """A control token (a chat-template marker) adds no text; remembered per token id."""
+        if token not in self._control:
+            self._control[token] = not self._session.token_bytes(token)
+        return self._control[token]
 
     @staticmethod
     def acceptance_key(
