@@ -25,6 +25,7 @@ import click
 import numpy as np
 from rich.table import Table
 
+from duetto.app.bench_checks import ChecksError, failed_checks, read_checks_file, validate
 from duetto.app.console import print_json, stderr_console, stdout_console
 from duetto.app.decoding_options import DecodingOptions, decoding_options
 from duetto.app.engine_loader import load_decoder, model_paths
@@ -37,7 +38,7 @@ ROUNDING_CHUNK = 16  # rows per batch when re-reading a reply, a typical verific
 MODES = ("target", "exact", "fast")
 
 
-def read_prompts(path: Path | None) -> list[dict[str, str]]:
+def read_prompts(path: Path | None) -> list[dict[str, Any]]:
     if path is None:
         text = resources.files("duetto.app").joinpath("bench_prompts.jsonl").read_text(encoding="utf-8")
         source = "the built-in prompt set"
@@ -58,6 +59,11 @@ def read_prompts(path: Path | None) -> list[dict[str, str]]:
             raise click.BadParameter(
                 f'{source} line {number}: expected {{"id", "kind", "prompt"}} JSON ({error})', param_hint="--prompts"
             ) from error
+        if "checks" in entry:
+            try:
+                prompts[-1]["checks"] = validate(entry["checks"], f"{source} line {number}")
+            except ChecksError as error:
+                raise click.BadParameter(str(error), param_hint="--prompts") from error
     if not prompts:
         raise click.BadParameter(f"{source} holds no prompts", param_hint="--prompts")
     return prompts
@@ -137,6 +143,14 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
             ),
             "mean_token_agreement": round(sum(row["token_agreement"] for row in rows) / max(1, len(rows)), 3),
         }
+        checked = [row for row in rows if row["correct"] is not None]
+        if checked:
+            # Task checks, with the target's count on the same prompts beside them: a mode is only
+            # as wrong as it is wrong where the target alone was right.
+            target_correct = {row["id"] for row in results if row["mode"] == "target" and row["correct"]}
+            summary[mode]["checked"] = len(checked)
+            summary[mode]["correct"] = sum(1 for row in checked if row["correct"])
+            summary[mode]["target_correct"] = sum(1 for row in checked if row["id"] in target_correct)
         if mode == "exact" and rounding_bound is not None:
             # A greedy exact divergence at a gap the measured rounding cannot reach is a decoder bug.
             summary[mode]["rounding_bound"] = rounding_bound
@@ -196,6 +210,13 @@ def measure_batch_costs(decoder: Decoder, repeats: int = 5) -> list[dict[str, fl
     help="Start every reply with nothing learnt or measured, as a one-shot `duetto ask` does "
     "(by default the cost model carries over between replies, as in the chat app).",
 )
+@click.option(
+    "--checks",
+    "checks_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='JSON lines {"id", "checks"}: task checks for prompts that carry none (see docs/BENCHMARKS.md).',
+)
 @click.option("--batch-costs", is_flag=True, help="Instead: time the target's evaluation by batch size, and exit.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"results": [...], "summary": {...}} on stdout.')
 def bench(
@@ -205,6 +226,7 @@ def bench(
     decoding: DecodingOptions,
     repeat,
     cold,
+    checks_path,
     batch_costs,
     as_json,
 ) -> None:
@@ -217,6 +239,16 @@ def bench(
         chosen_modes.insert(0, "target")  # the reference every ratio is taken against
     chosen_modes.sort(key=MODES.index)
     prompts = read_prompts(prompts_path)
+    if checks_path is not None:
+        try:
+            checks_by_id = read_checks_file(checks_path)
+        except ChecksError as error:
+            raise click.BadParameter(str(error), param_hint="--checks") from error
+        unmatched = sorted(set(checks_by_id) - {entry["id"] for entry in prompts})
+        if unmatched:
+            raise click.BadParameter(f"{checks_path}: no prompt has the id {unmatched[0]!r}", param_hint="--checks")
+        for entry in prompts:
+            entry.setdefault("checks", checks_by_id.get(entry["id"]))
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft=True)
     decoder = load_decoder(target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads)
     if draft_path is None and "fast" in chosen_modes:
@@ -290,7 +322,11 @@ def bench(
                 "identical_to_target": divergence_index is None,
                 "first_divergence": divergence,
                 "token_agreement": round(agreement_length / max(1, len(reference_tokens)), 3),
+                "correct": None,
             }
+            if entry.get("checks"):
+                result["failed_checks"] = failed_checks(text, entry["checks"])
+                result["correct"] = not result["failed_checks"]
             if mode == "target":
                 result["margin_shift"] = shift
             results.append(result)
@@ -314,7 +350,7 @@ def bench(
         )
         return
     table = Table(title=f"duetto bench: {target_path.name}" + (f" with {draft_path.name}" if draft_path else ""))
-    for column in ("prompt", "kind", "mode", "tok/s", "speedup", "accepted", "same as target", "drafter"):
+    for column in ("prompt", "kind", "mode", "tok/s", "speedup", "accepted", "same as target", "correct", "drafter"):
         table.add_column(column, justify="right" if column in ("tok/s", "speedup", "accepted") else "left")
     for result in results:
         same = (
@@ -330,6 +366,7 @@ def bench(
             f"{result['speedup']:.2f}x" if result["speedup"] else "-",
             f"{result['acceptance']:.0%}" if result["acceptance"] is not None else "-",
             "-" if result["mode"] == "target" else same,
+            "-" if result["correct"] is None else ("yes" if result["correct"] else "; ".join(result["failed_checks"])),
             result["drafter"],
         )
     stdout_console.print(table)
@@ -343,6 +380,12 @@ def bench(
                 f" (rounding moves decisions by up to {numbers['rounding_bound']}; "
                 f"divergences beyond that: {numbers['divergences_beyond_rounding']})"
                 if "rounding_bound" in numbers
+                else ""
+            )
+            + (
+                f", task checks passed {numbers['correct']}/{numbers['checked']} "
+                f"(target alone {numbers['target_correct']}/{numbers['checked']})"
+                if "checked" in numbers
                 else ""
             )
         )

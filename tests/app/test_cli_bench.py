@@ -59,3 +59,38 @@ def test_bench_rejects_a_malformed_prompt_file(tiny_models: dict[str, Path], tmp
 
     assert result.returncode == 2
     assert "line 1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_judges_every_mode_by_the_same_task_checks(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    checks = tmp_path / "checks.jsonl"
+    checks.write_text(
+        '{"id": "copy", "checks": {"absent": ["no tiny model writes this"]}}\n'
+        '{"id": "free", "checks": {"contains": ["no tiny model writes this"]}}\n'
+    )
+    result = run_duetto(
+        "bench", "--prompts", str(write_prompts(tmp_path / "prompts.jsonl")), "--checks", str(checks),
+        "--modes", "exact", "--max-tokens", "16", "--json", "--threads", "1", "--target", str(tiny_models["target"]),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [(row["id"], row["mode"], row["correct"]) for row in report["results"]] == [
+        ("copy", "target", True), ("copy", "exact", True), ("free", "target", False), ("free", "exact", False)
+    ]  # fmt: skip
+    assert report["results"][2]["failed_checks"] == ["missing 'no tiny model writes this'"]
+    assert {key: report["summary"]["exact"][key] for key in ("checked", "correct", "target_correct")} == {
+        "checked": 2, "correct": 1, "target_correct": 1
+    }  # fmt: skip
+
+
+def test_bench_rejects_checks_for_a_prompt_it_does_not_have(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    checks = tmp_path / "checks.jsonl"
+    checks.write_text('{"id": "copyy", "checks": {"mentions": ["cat"]}}\n')
+
+    result = run_duetto(
+        "bench", "--prompts", str(write_prompts(tmp_path / "prompts.jsonl")), "--checks", str(checks),
+        "--threads", "1", "--target", str(tiny_models["target"]),
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert "no prompt has the id 'copyy'" in result.stderr and "Traceback" not in result.stderr
