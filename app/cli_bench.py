@@ -145,8 +145,8 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         }
         checked = [row for row in rows if row["correct"] is not None]
         if checked:
-            # Task checks, with the target's count on the same prompts beside them: a mode is only
-            # as wrong as it is wrong where the target alone was right.
+            # Beside the target's own count on the same prompts: greedy exact mode can be no more
+            # right than the target it reproduces, and fast mode is judged against it.
             target_correct = {row["id"] for row in results if row["mode"] == "target" and row["correct"]}
             summary[mode]["checked"] = len(checked)
             summary[mode]["correct"] = sum(1 for row in checked if row["correct"])

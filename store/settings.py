@@ -37,7 +37,7 @@ class ChatSettings:
     drafter: str = "auto"
     fallback_threshold: float = 0.6
     rollback_threshold: float = 5.0
-    max_draft_run: int = 10
+    max_draft_run: int = 24
     show_draft_sources: bool = False
     """Colour the text the draft wrote (a view of the chat, not a decoding choice)."""
 

@@ -78,3 +78,14 @@ def test_removing_a_user_removes_their_settings() -> None:
     save_chat_settings(db, user, ChatSettings())
     remove_user(db, "alice")
     assert db["user_settings"].count == 0
+
+
+def test_the_chat_settings_defaults_are_the_engines() -> None:
+    # The store keeps its own defaults (it does not import the engine); they must not drift apart.
+    # Only the reply length differs on purpose: a chat answer may run longer than the engine's default.
+    from duetto.engine.decoder import DecodeSettings
+
+    chat_defaults = ChatSettings().decoding()
+    assert chat_defaults.pop("max_tokens") == 1024
+    for name, value in chat_defaults.items():
+        assert value == getattr(DecodeSettings(), name), name
