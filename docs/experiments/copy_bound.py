@@ -33,14 +33,20 @@ MAX_BATCH = 64
 CONTEXT = 400
 
 
+def filled_context(session: ModelSession) -> list[int]:
+    """Fill the KV cache with CONTEXT tokens of code; returns them and the tokens that follow."""
+    filler = session.tokenize("def merge_intervals(intervals):\n    intervals = sorted(intervals)\n" * 60)
+    session.truncate(0)
+    session.evaluate(filler[:CONTEXT], [CONTEXT - 1])
+    return filler
+
+
 def batch_costs(session: ModelSession, rounds: int = 5) -> list[float]:
     """Seconds to verify a batch of n tokens (logits on every row), n = 1..MAX_BATCH, at CONTEXT.
 
     Sizes are timed round-robin, every size once per round, so that the machine's drift (this is
     a shared VM) hits all sizes alike; the median over rounds is kept."""
-    filler = session.tokenize("def merge_intervals(intervals):\n    intervals = sorted(intervals)\n" * 60)
-    session.truncate(0)
-    session.evaluate(filler[:CONTEXT], [CONTEXT - 1])
+    filler = filled_context(session)
     times: dict[int, list[float]] = {size: [] for size in range(1, MAX_BATCH + 1)}
     for _ in range(rounds):
         for size in times:
@@ -54,9 +60,7 @@ def batch_costs(session: ModelSession, rounds: int = 5) -> list[float]:
 
 def step_cost(session: ModelSession, repeats: int = 21) -> float:
     """Seconds for one single-token step of this model at CONTEXT."""
-    filler = session.tokenize("def merge_intervals(intervals):\n    intervals = sorted(intervals)\n" * 60)
-    session.truncate(0)
-    session.evaluate(filler[:CONTEXT], [CONTEXT - 1])
+    filler = filled_context(session)
     times = []
     for index in range(repeats):
         session.truncate(CONTEXT)
