@@ -44,10 +44,13 @@ def filled_context(session: ModelSession) -> list[int]:
 def batch_costs(session: ModelSession, rounds: int = 5) -> list[float]:
     """Seconds to verify a batch of n tokens (logits on every row), n = 1..MAX_BATCH, at CONTEXT.
 
-    Sizes are timed round-robin, every size once per round, so that the machine's drift (this is
-    a shared VM) hits all sizes alike; the median over rounds is kept."""
+    Every ratio is taken against the plain step (n = 1), so it gets more samples, back to back as
+    the target alone takes them (step_cost). It varies most from run to run (37-50 ms seen here):
+    one token reads every weight, so it waits on memory bandwidth, which this VM shares; batches
+    wait on compute. Batches are timed round-robin, every size once per round, so that the
+    machine's drift hits all sizes alike; the median over rounds is kept."""
     filler = filled_context(session)
-    times: dict[int, list[float]] = {size: [] for size in range(1, MAX_BATCH + 1)}
+    times: dict[int, list[float]] = {size: [] for size in range(2, MAX_BATCH + 1)}
     for _ in range(rounds):
         for size in times:
             session.truncate(CONTEXT)
@@ -55,7 +58,8 @@ def batch_costs(session: ModelSession, rounds: int = 5) -> list[float]:
             session.evaluate(filler[CONTEXT : CONTEXT + size], list(range(size)))
             times[size].append(time.perf_counter() - started)
     session.truncate(0)
-    return [0.0] + [statistics.median(times[size]) for size in range(1, MAX_BATCH + 1)]
+    plain_step = step_cost(session)  # after the batches, as in every run in docs/BENCHMARKS.md but run 8
+    return [0.0, plain_step] + [statistics.median(times[size]) for size in range(2, MAX_BATCH + 1)]
 
 
 def step_cost(session: ModelSession, repeats: int = 21) -> float:
@@ -127,10 +131,6 @@ def main() -> None:
     draft = ModelSession(Path(sys.argv[2]), threads=2)
     entries = [json.loads(line) for line in Path(sys.argv[3]).read_text().splitlines() if line.strip()]
     costs = batch_costs(target)
-    # Every ratio is taken against the plain step, so it gets more samples, back to back as the
-    # target alone takes them. It varies most from run to run (37-50 ms seen here): one token reads
-    # every weight, so it waits on memory bandwidth, which this VM shares; batches wait on compute.
-    costs[1] = step_cost(target)
     draft_step = step_cost(draft)
     rows = []
     for entry in entries:
