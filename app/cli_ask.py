@@ -36,12 +36,37 @@ def _write_to_stdout(text: str) -> None:
     sys.stdout.flush()
 
 
+def prompt_with_piped_input(prompt: str | None) -> str | None:
+    """The prompt to ask, from the argument and whatever is piped into standard input.
+
+    A terminal on stdin is left alone (no PROMPT then means an interactive chat). Piped text is
+    the material: with a PROMPT it goes first and the PROMPT, the instruction, after it; alone,
+    all its lines are one prompt. ``-`` as the PROMPT means "stdin is the prompt".
+    """
+    if prompt == "-":
+        return sys.stdin.read()
+    if sys.stdin is None or sys.stdin.isatty():
+        return prompt
+    material = sys.stdin.read()
+    if not material.strip():
+        return prompt
+    if prompt is None:
+        return material
+    return f"{material.rstrip()}\n\n{prompt}"
+
+
 def stats_line(stats: ReplyStats) -> str:
     acceptance = f", accepted {stats.accepted}/{stats.drafted} drafted" if stats.drafted else ""
-    return (
-        f"{stats.tokens} tokens, {stats.tokens_per_second:.1f} tok/s, first token {stats.ttft_seconds:.2f} s, "
+    speed = f"{stats.tokens_per_second:.1f} tok/s, " if stats.tokens > 1 else ""
+    line = (
+        f"{stats.tokens} tokens, {speed}first token {stats.ttft_seconds:.2f} s, {stats.seconds:.2f} s in all, "
         f"prompt {stats.prompt_tokens} tokens, mode {stats.mode}, drafter {stats.drafter}{acceptance}"
     )
+    if stats.finish_reason == "length":
+        line += f"\ncut at the {stats.tokens}-token limit: raise --max-tokens for a longer answer"
+    elif stats.finish_reason == "context":
+        line += "\ncut: the context window is full; raise --context"
+    return line
 
 
 @click.command()
@@ -71,6 +96,12 @@ def stats_line(stats: ReplyStats) -> str:
     help="With --doc: put the whole document in the prompt instead of its memory (the slow baseline).",
 )
 @click.option("--user", default=DEFAULT_USER, show_default=True, help="Whose plugin applies (see `duetto users list`).")
+@click.option(
+    "--interactive",
+    "-i",
+    is_flag=True,
+    help="Chat line by line even when standard input is not a terminal (each line is a turn).",
+)
 def ask(
     prompt: str | None,
     mode: str,
@@ -82,13 +113,16 @@ def ask(
     document_names: tuple[str, ...],
     full_context: bool,
     user: str,
+    interactive: bool,
 ) -> None:
     """Ask PROMPT and stream the answer; with no PROMPT, chat interactively (Ctrl-D to quit).
 
-    PROMPT '-' reads the question from stdin. The models are fetched on first use.
+    Text piped in is the material and PROMPT the instruction, as in
+    `cat app.py | duetto ask "Add type hints"`; piped text with no PROMPT is one prompt.
+    PROMPT '-' reads the whole prompt from stdin. The models are fetched on first use.
     """
-    if prompt == "-":
-        prompt = sys.stdin.read()
+    if not interactive:
+        prompt = prompt_with_piped_input(prompt)
     if prompt is not None and not prompt.strip():
         raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
     if prompt is None and as_json:

@@ -281,6 +281,16 @@ def choose_blocks(
     return sorted(chosen, key=lambda item: (item[0].document_id, item[0].position))
 
 
+def _timed_from(started: float, reply_stats: ReplyStats) -> dict[str, float]:
+    """``seconds`` and ``ttft_seconds`` from the question's start (ranking and reading included),
+    not from the reply's: both on the same clock, so the first token never comes after the end."""
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": round(seconds, 4),
+        "ttft_seconds": round(seconds - reply_stats.seconds + reply_stats.ttft_seconds, 4),
+    }
+
+
 def answer_from_documents(
     db: sqlite_utils.Database,
     decoder: Decoder,
@@ -316,7 +326,7 @@ def answer_from_documents(
         reply_text, reply_stats = decoder.reply(prompt, settings, on_delta, should_cancel)
         stats = reply_stats.as_dict()
         stats.update(
-            ttft_seconds=round(time.perf_counter() - started - reply_stats.seconds + reply_stats.ttft_seconds, 4),
+            **_timed_from(started, reply_stats),
             prompt_tokens=len(prompt) - already_read,
             document_tokens=document_tokens,
             context_tokens=len(prompt),
@@ -337,7 +347,7 @@ def answer_from_documents(
     stats = reply_stats.as_dict()
     context_tokens = sum(len(block.tokens) for block in blocks)
     stats.update(
-        ttft_seconds=round(time.perf_counter() - started - reply_stats.seconds + reply_stats.ttft_seconds, 4),
+        **_timed_from(started, reply_stats),
         prompt_tokens=prepared.evaluated_tokens + len(suffix),
         document_tokens=document_tokens,
         context_tokens=context_tokens,

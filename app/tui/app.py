@@ -124,7 +124,8 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
         Binding("ctrl+n", "new_chat", "New chat", id="new_chat"),
         Binding("f2", "rename_chat", "Rename chat", id="rename_chat"),
         Binding("f8", "delete_chat", "Delete chat", id="delete_chat"),
-        Binding("ctrl+y", "copy_reply", "Copy reply", id="copy_reply"),
+        # priority: the prompt box (a TextArea) binds Ctrl+Y to redo, which hid this key while it had focus.
+        Binding("ctrl+y", "copy_reply", "Copy reply", id="copy_reply", priority=True),
         Binding("ctrl+b", "toggle_sidebar", "Chats", id="toggle_sidebar"),
         Binding("ctrl+t", "cycle_mode", "Mode", id="cycle_mode"),
         Binding("f3", "settings", "Settings", id="settings"),
@@ -347,9 +348,12 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
                 self.db, message.conversation_id, "assistant", text, message.stored_stats or stats.as_dict()
             )
             self.reply_spans[stored.id] = spans
-        status.tokens_per_second = stats.tokens_per_second
+        status.tokens_per_second = stats.tokens_per_second if stats.tokens > 1 else None  # no rate from one token
         status.acceptance = stats.accepted / stats.drafted if stats.drafted else None
         status.state = "stopped" if stats.finish_reason == "cancelled" else ""
+        note = cut_reply_note(stats.finish_reason, stats.tokens)
+        if note:
+            await self.query_one(ChatView).add_note(note)
         await self.refresh_sidebar()
 
     # --- conversations --------------------------------------------------------------------
@@ -539,6 +543,18 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
             modes[(modes.index(self.settings.mode) + 1) % len(modes)] if self.settings.mode in modes else "exact"
         )
         await self.save_and_apply(replace(self.chat_settings, mode=next_mode))
+
+
+def cut_reply_note(finish_reason: str, tokens: int) -> str:
+    """What to say under a reply that did not end by itself, with what to do about it."""
+    if finish_reason == "length":
+        return (
+            f"(cut at the {tokens:,}-token limit: raise Max tokens in the settings, F3, "
+            "or ask it to go on from where it stopped)"
+        )
+    if finish_reason == "context":
+        return "(cut: the conversation filled the context window; start a new chat, Ctrl+N, or raise --context)"
+    return ""
 
 
 def close_decoder(decoder: Decoder) -> None:

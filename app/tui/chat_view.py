@@ -1,4 +1,5 @@
-"""The scrolling log of a conversation: one Markdown block per message, the reply streamed in.
+"""The scrolling log of a conversation: the user's messages as written, replies as Markdown
+streamed in.
 
 A reply written in this session also knows which source wrote each piece (its spans); with
 ``show_sources`` on, such a reply is shown as a coloured SourceText in place of its Markdown.
@@ -45,7 +46,6 @@ class MessageBlock(Markdown):
 
     DEFAULT_CSS = """
     MessageBlock { margin: 0 1 1 1; padding: 0 1; }
-    MessageBlock.user { background: $boost; border-left: thick $accent; }
     MessageBlock.assistant { border-left: thick $success; }
     """
 
@@ -58,10 +58,25 @@ class MessageBlock(Markdown):
         self.source_view: SourceText | None = None
 
 
+class UserMessage(Static):
+    """One message of the user's, shown exactly as typed or pasted: pasted code keeps its lines,
+    indentation and backslashes (as Markdown they would be joined and eaten)."""
+
+    DEFAULT_CSS = """
+    UserMessage { margin: 0 1 1 1; padding: 0 1; background: $boost; border-left: thick $accent; }
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(Content(text), classes="user")
+        self.role = "user"
+        self.text = text
+
+
 class ChatView(VerticalScroll):
     DEFAULT_CSS = """
     ChatView { height: 1fr; }
     ChatView .empty { color: $text-muted; margin: 1 2; }
+    ChatView .note { color: $warning; margin: 0 2 1 2; }
     """
 
     def __init__(self, **kwargs) -> None:
@@ -78,18 +93,29 @@ class ChatView(VerticalScroll):
             await self.mount(Static("Ask anything. Enter sends, Ctrl+J adds a line, F1 shows every key.",
                                     classes="empty"))  # fmt: skip
         for role, text, spans in messages:
-            block = MessageBlock(role, text, spans)
-            await self.mount(block)
-            await self._show_block(block)
+            await self._mount_message(role, text, spans)
         self.scroll_end(animate=False)
 
-    async def add_message(self, role: str, text: str, spans: Spans | None = None) -> MessageBlock:
+    async def add_message(self, role: str, text: str, spans: Spans | None = None) -> MessageBlock | UserMessage:
         for placeholder in self.query(".empty"):
             await placeholder.remove()
+        block = await self._mount_message(role, text, spans)
+        self.scroll_end(animate=False)
+        return block
+
+    async def add_note(self, text: str) -> None:
+        """A line from duetto itself under the reply (a reply cut at the token limit, say)."""
+        await self.mount(Static(Content(text), classes="note"))
+        self.scroll_end(animate=False)
+
+    async def _mount_message(self, role: str, text: str, spans: Spans | None) -> MessageBlock | UserMessage:
+        if role == "user":
+            message = UserMessage(text)
+            await self.mount(message)
+            return message
         block = MessageBlock(role, text, spans)
         await self.mount(block)
         await self._show_block(block)
-        self.scroll_end(animate=False)
         return block
 
     async def set_show_sources(self, show: bool) -> None:
@@ -110,6 +136,7 @@ class ChatView(VerticalScroll):
 
     async def begin_reply(self) -> None:
         self._reply = await self.add_message("assistant", "", spans=[])
+        assert isinstance(self._reply, MessageBlock)
         self._reply.streaming = True
         self._stream = Markdown.get_stream(self._reply)
 
@@ -135,6 +162,10 @@ class ChatView(VerticalScroll):
                 fence.highlight_now()
         self._stream, self._reply = None, None
         return text, spans
+
+    def messages(self) -> list[MessageBlock | UserMessage]:
+        """Every message shown, oldest first (each has ``role`` and ``text``)."""
+        return [child for child in self.children if isinstance(child, MessageBlock | UserMessage)]
 
     def last_reply_text(self) -> str | None:
         replies = [block for block in self.query(MessageBlock) if block.role == "assistant"]

@@ -1,4 +1,4 @@
-"""Small modal screens: help, rename, confirm."""
+"""Small modal screens: help, rename, confirm, a long paste."""
 
 from __future__ import annotations
 
@@ -69,3 +69,35 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class PasteScreen(ModalScreen[str | None]):
+    """A long paste: keep it as a document ("document"), send it as it is ("send"), or Esc to
+    cancel (None), which puts it back in the prompt box unsent."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="PasteScreen")
+    BINDINGS = [
+        Binding("escape", "choose(None)", "Cancel", id="paste_cancel"),
+        Binding("d", "choose('document')", "Keep as a document", id="paste_document"),
+        Binding("s", "choose('send')", "Send as it is", id="paste_send"),
+    ]
+
+    def __init__(self, words: int) -> None:
+        super().__init__()
+        self.words = words
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(
+                f"This paste is long ({self.words:,} words). Keep it as a document and answer from its memory, "
+                "or send it whole in the prompt?"
+            )
+            yield Button("Keep as a document (d)", id="document", variant="primary")
+            yield Button("Send as it is (s)", id="send")
+            yield Button("Cancel (Esc)", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None if event.button.id == "cancel" else event.button.id)
+
+    def action_choose(self, choice: str | None) -> None:
+        self.dismiss(choice)

@@ -78,20 +78,19 @@ class DocumentActions:
     # --- reading documents in ---------------------------------------------------------------
 
     def offer_paste_as_document(self, text: str, send) -> None:
-        from duetto.app.tui.dialogs import ConfirmScreen
+        from duetto.app.tui.dialogs import PasteScreen
+        from duetto.app.tui.prompt_input import PromptInput
 
-        async def answer(keep: bool | None) -> None:
-            if keep:
+        async def answer(choice: str | None) -> None:
+            if choice == "document":
                 name = "paste " + dt.datetime.now().strftime("%Y-%m-%d %H.%M.%S")
                 self.start_ingest(name, text.encode("utf-8"), "paste")
-            else:
+            elif choice == "send":
                 await send(text)
+            else:  # cancelled: nothing is sent, and the paste is back where it was typed
+                self.query_one(PromptInput).text = text
 
-        words = len(text.split())
-        self.push_screen(
-            ConfirmScreen(f"This paste is long ({words} words). Keep it as a document and answer from its memory?"),
-            answer,
-        )
+        self.push_screen(PasteScreen(len(text.split())), answer)
 
     def start_ingest(self, name: str, data: bytes, source: str | None) -> None:
         try:

@@ -28,6 +28,7 @@ def test_ask_json_prints_text_and_stats(tiny_models: dict[str, Path]) -> None:
 def test_interactive_ask_keeps_the_conversation_until_end_of_input(tiny_models: dict[str, Path]) -> None:
     result = run_duetto(
         "ask",
+        "--interactive",
         "--threads",
         "1",
         "--target",
@@ -74,6 +75,7 @@ def test_a_long_interactive_chat_folds_its_oldest_exchanges_into_memory(tiny_mod
 
     result = run_duetto(
         "ask",
+        "-i",
         "--threads",
         "1",
         "--target",
@@ -89,3 +91,17 @@ def test_a_long_interactive_chat_folds_its_oldest_exchanges_into_memory(tiny_mod
     prompt_sizes = prompt_sizes_in(result.stderr)
     assert len(prompt_sizes) == 40
     assert max(prompt_sizes) + 16 <= 256
+
+
+def test_piped_text_is_the_material_and_the_argument_the_instruction(tiny_models: dict[str, Path]) -> None:
+    target = ("--threads", "1", "--target", str(tiny_models["target"]), "--max-tokens", "4", "--json")
+    instruction_alone = run_duetto("ask", "the cat sat", *target)
+    with_material = run_duetto("ask", "the cat sat", *target, input_text="on a mat\nnear the door\n")
+    several_lines = run_duetto("ask", *target, input_text="on a mat\nnear the door\n")
+
+    for result in (instruction_alone, with_material, several_lines):
+        assert result.returncode == 0, result.stderr
+    alone, both, lines = (json.loads(r.stdout)["stats"]["prompt_tokens"] for r in (instruction_alone, with_material,
+                                                                                 several_lines))  # fmt: skip
+    assert both > alone and both > lines, "the material and the instruction are both in one prompt"
+    assert several_lines.stdout.count('"text"') == 1, "several lines of input are one prompt, one answer"

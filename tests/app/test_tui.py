@@ -13,7 +13,7 @@ from textual import events
 from textual.widgets import Input, ListView, Select
 
 from duetto.app.tui.app import ChatConfig, DuettoApp
-from duetto.app.tui.chat_view import MessageBlock
+from duetto.app.tui.chat_view import ChatView
 from duetto.app.tui.dialogs import HelpScreen
 from duetto.app.tui.draft_sources import SOURCE_STYLES, DraftLegend
 from duetto.app.tui.profile_screen import ProfileScreen
@@ -71,7 +71,7 @@ async def send(pilot, app: DuettoApp, text: str) -> None:
     app.query_one(PromptInput).focus()
     app.query_one(PromptInput).text = text
     await pilot.press("enter")
-    await wait_for(pilot, lambda: not app.generating and len(app.query(MessageBlock)) >= 2)
+    await wait_for(pilot, lambda: not app.generating and len(app.query_one(ChatView).messages()) >= 2)
 
 
 async def test_a_prompt_streams_a_reply_that_is_saved_with_its_stats(make_app, tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ async def test_a_prompt_streams_a_reply_that_is_saved_with_its_stats(make_app, t
     async with app.run_test() as pilot:
         await send(pilot, app, "hello world")
 
-        blocks = list(app.query(MessageBlock))
+        blocks = list(app.query_one(ChatView).messages())
         assert [block.role for block in blocks] == ["user", "assistant"]
         assert blocks[1].text
         status = app.query_one(StatusBar)
@@ -104,14 +104,14 @@ async def test_conversations_come_back_after_a_restart(make_app) -> None:
     async with app.run_test() as pilot:
         await pilot.pause()
         assert app.query_one(Sidebar).titles() == ["second chat", "first chat"]
-        assert [block.role for block in app.query(MessageBlock)] == ["user", "assistant"]
+        assert [block.role for block in app.query_one(ChatView).messages()] == ["user", "assistant"]
         listing = app.query_one(ListView)
         listing.focus()
         listing.index = 1
         await pilot.press("enter")
         await pilot.pause()
         assert app.conversation.title == "first chat"
-        assert list(app.query(MessageBlock))[0].text == "first chat"
+        assert list(app.query_one(ChatView).messages())[0].text == "first chat"
 
 
 async def test_escape_stops_a_reply_and_keeps_what_was_written(make_app) -> None:
@@ -120,13 +120,16 @@ async def test_escape_stops_a_reply_and_keeps_what_was_written(make_app) -> None
         await wait_for(pilot, lambda: app.decoder is not None)
         app.query_one(PromptInput).text = "tell me a long story"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: len(app.query(MessageBlock)) == 2 and list(app.query(MessageBlock))[1].text)
+        await wait_for(
+            pilot,
+            lambda: len(app.query_one(ChatView).messages()) == 2 and list(app.query_one(ChatView).messages())[1].text,
+        )
         started = time.monotonic()
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.generating)
         assert time.monotonic() - started < 2.0
         assert app.query_one(StatusBar).state == "stopped"
-        partial = list(app.query(MessageBlock))[1].text
+        partial = list(app.query_one(ChatView).messages())[1].text
         assert partial
     db = open_database(app.config.database_path)
     [conversation] = list_conversations(db, ensure_user(db))
@@ -144,7 +147,7 @@ async def test_ctrl_j_adds_a_line_and_pasted_lines_are_not_sent(make_app) -> Non
         prompt.post_message(events.Paste("\nline one\nline two"))
         await pilot.pause()
         assert prompt.text.endswith("line one\nline two")
-        assert not app.query(MessageBlock)
+        assert not app.query_one(ChatView).messages()
 
 
 async def test_help_rename_delete_and_mode(make_app) -> None:
@@ -258,7 +261,7 @@ async def test_switching_profile_opens_that_users_chats_settings_and_engine(make
         await pilot.press("enter")
         await pilot.pause()
         assert app.user.name == "alice" and app.query_one(StatusBar).profile == "alice"
-        assert app.query_one(Sidebar).titles() == [] and not app.query(MessageBlock)
+        assert app.query_one(Sidebar).titles() == [] and not app.query_one(ChatView).messages()
         await pilot.press("ctrl+t")  # alice's mode: fast, saved for her only
         await send(pilot, app, "alice's chat")
         assert built_for == ["default", "alice"]
@@ -283,7 +286,7 @@ async def test_draft_colours_show_who_wrote_each_piece_of_a_reply(make_app) -> N
         await send(pilot, app, "written by the draft")
         await pilot.press("f5")
         assert app.query_one(DraftLegend).display and "draft model" in app.query_one(DraftLegend).content.plain
-        reply = list(app.query(MessageBlock))[-1]
+        reply = list(app.query_one(ChatView).messages())[-1]
         assert not reply.display and reply.source_view.display
         assert {source for source, _ in reply.spans} == {"model"}
         assert reply.source_view.content.plain == reply.text
@@ -292,18 +295,18 @@ async def test_draft_colours_show_who_wrote_each_piece_of_a_reply(make_app) -> N
         await pilot.press("ctrl+t")  # fast → target: only the target writes
         assert app.settings.mode == "target"
         await send(pilot, app, "written by the target")
-        reply = list(app.query(MessageBlock))[-1]
+        reply = list(app.query_one(ChatView).messages())[-1]
         assert reply.source_view.display and {source for source, _ in reply.spans} == {"target"}
         assert not reply.source_view.content.spans, "the target's text is not coloured"
 
         await pilot.press("ctrl+n")
         await pilot.pause()
         await app.open_conversation(app.query_one(Sidebar).query(ConversationItem).first().conversation)
-        replies = [block for block in app.query(MessageBlock) if block.role == "assistant"]
+        replies = [block for block in app.query_one(ChatView).messages() if block.role == "assistant"]
         assert [block.source_view.display for block in replies] == [True, True], "kept for this session"
 
         await pilot.press("f5")
-        assert all(block.display for block in app.query(MessageBlock))
+        assert all(block.display for block in app.query_one(ChatView).messages())
         assert not app.query_one(DraftLegend).display
 
 
@@ -326,7 +329,10 @@ async def test_keys_are_handled_while_a_reply_is_being_generated(make_app) -> No
         await wait_for(pilot, lambda: app.decoder is not None)
         app.query_one(PromptInput).text = "a slow reply"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: len(app.query(MessageBlock)) == 2 and list(app.query(MessageBlock))[1].text)
+        await wait_for(
+            pilot,
+            lambda: len(app.query_one(ChatView).messages()) == 2 and list(app.query_one(ChatView).messages())[1].text,
+        )
 
         await pilot.press("n", "e", "x", "t")  # typing the next prompt while the worker waits
         assert app.query_one(PromptInput).text == "next"
@@ -411,3 +417,28 @@ async def test_code_in_a_streamed_reply_is_highlighted_once_the_reply_ends() -> 
         await pilot.pause()
 
         assert not fence._plain and fence._highlighted_code.spans, "highlighting adds styled spans"
+
+
+async def test_a_pasted_module_is_shown_as_written_and_a_cut_reply_says_so(make_app) -> None:
+    code = 'def path(name):\n    return "C:\\\\temp\\\\" + name  # *not* markdown\n\n\nx = [1,\n     2]'
+    app = make_app(max_tokens=4)
+    async with app.run_test() as pilot:
+        await send(pilot, app, code)
+
+        user_message, reply = app.query_one(ChatView).messages()
+        assert str(user_message.render()) == code, "lines, indentation, backslashes and asterisks kept"
+        assert app.query_one(ChatView).query(".note"), "a note under the reply cut at the limit"
+        assert "4-token limit" in str(app.query_one(ChatView).query(".note").last().render())
+
+
+async def test_ctrl_y_copies_the_last_reply_while_the_prompt_box_has_focus(make_app) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        await send(pilot, app, "hello world")
+        copied: list[str] = []
+        app.copy_to_clipboard = copied.append  # the terminal's clipboard is not reachable in a test
+        app.query_one(PromptInput).focus()
+
+        await pilot.press("ctrl+y")
+
+        assert copied == [app.query_one(ChatView).last_reply_text()]

@@ -10,8 +10,8 @@ from textual.widgets import Input, SelectionList, Static
 
 from duetto.app.engine_loader import reader_for
 from duetto.app.tui.app import ChatConfig, DuettoApp
-from duetto.app.tui.chat_view import MessageBlock
-from duetto.app.tui.dialogs import ConfirmScreen
+from duetto.app.tui.chat_view import ChatView
+from duetto.app.tui.dialogs import PasteScreen
 from duetto.app.tui.documents_screen import ChunkScreen, DocumentsScreen, SourcesScreen
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.status_bar import StatusBar
@@ -64,15 +64,15 @@ async def submit(pilot, app: DuettoApp, text: str) -> None:
 async def test_a_long_paste_becomes_a_document_that_answers_with_sources(app: DuettoApp, tmp_path: Path) -> None:
     async with app.run_test() as pilot:
         await submit(pilot, app, STORY)
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, PasteScreen))
+        await pilot.press("d")
         db = open_database(tmp_path / "chat.db")
         await wait_for(pilot, lambda: any(d.complete for d in document_store.list_documents(db)))
         await wait_for(pilot, lambda: app.conversation is not None and memory_store.attached_documents(
             app.db, app.conversation.id))  # fmt: skip
 
         await submit(pilot, app, "where did the dog sleep?")
-        await wait_for(pilot, lambda: not app.generating and len(app.query(MessageBlock)) >= 2)
+        await wait_for(pilot, lambda: not app.generating and len(app.query_one(ChatView).messages()) >= 2)
 
         reply = list_messages(db, app.conversation.id)[-1]
         assert reply.role == "assistant" and "Sources:" in reply.content
@@ -89,12 +89,24 @@ async def test_a_long_paste_becomes_a_document_that_answers_with_sources(app: Du
 async def test_declining_the_offer_sends_the_paste_as_a_prompt(app: DuettoApp, tmp_path: Path) -> None:
     async with app.run_test() as pilot:
         await submit(pilot, app, STORY)
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("n")
-        await wait_for(pilot, lambda: not app.generating and len(app.query(MessageBlock)) >= 2)
+        await wait_for(pilot, lambda: isinstance(app.screen, PasteScreen))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not app.generating and len(app.query_one(ChatView).messages()) >= 2)
 
         assert document_store.list_documents(open_database(tmp_path / "chat.db")) == []
         assert list_messages(app.db, app.conversation.id)[0].content == STORY
+
+
+async def test_escape_on_the_offer_sends_nothing_and_gives_the_paste_back(app: DuettoApp, tmp_path: Path) -> None:
+    async with app.run_test() as pilot:
+        await submit(pilot, app, STORY)
+        await wait_for(pilot, lambda: isinstance(app.screen, PasteScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, PasteScreen))
+
+        assert app.query_one(PromptInput).text == STORY
+        assert not app.generating and app.conversation is None
+        assert document_store.list_documents(open_database(tmp_path / "chat.db")) == []
 
 
 async def test_the_documents_panel_reads_a_file_and_attaches_documents(app: DuettoApp, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from duetto.app.engine_loader import reader_for
 from duetto.app.tui.app import SYSTEM_PROMPT, ChatConfig, DuettoApp
-from duetto.app.tui.chat_view import MessageBlock
+from duetto.app.tui.chat_view import ChatView
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.model_session import ModelSession
@@ -37,12 +37,12 @@ async def chat(pilot, app: DuettoApp, turns: range) -> None:
         await pilot.pause(0.02)
     for turn in turns:
         deadline = time.monotonic() + 20
-        blocks = len(app.query(MessageBlock))
+        blocks = len(app.query_one(ChatView).messages())
         prompt = app.query_one(PromptInput)
         prompt.focus()
         prompt.text = " ".join(WORDS[(turn + offset) % len(WORDS)] for offset in range(12))
         await pilot.press("enter")
-        while app.generating or len(app.query(MessageBlock)) < blocks + 2:
+        while app.generating or len(app.query_one(ChatView).messages()) < blocks + 2:
             assert time.monotonic() < deadline
             await pilot.pause(0.02)
 

@@ -1,0 +1,107 @@
+"""The installed duetto on the real default pair: the shell, documents, the chat app in a real
+terminal, the README's first command in a fresh clone, and pipx."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from conftest import REPOSITORY
+from readme_commands import setup_commands
+from terminal import Terminal
+
+QUESTION = "What is 2 + 3? Answer with the number only."
+DOCUMENT = """# Field notes
+
+The survey team reached the northern ridge on a cold morning. The weather station there
+records wind, rain and temperature every ten minutes and sends them home by radio.
+
+The station's radio call sign is KESTREL-7. Its batteries were replaced in March, and the
+next visit is planned for the autumn, when the snow poles must be checked as well.
+"""
+
+
+def run(installed_env: Path, environment: dict[str, str], *arguments: str, input_text: str | None = None):
+    return subprocess.run(
+        [str(installed_env / "bin" / "duetto"), *arguments], capture_output=True, text=True, timeout=600,
+        env=environment, input=input_text, stdin=None if input_text is not None else subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_ask_json_answers_with_the_real_pair(installed_env: Path, user_environment: dict[str, str]) -> None:
+    result = run(installed_env, user_environment, "ask", QUESTION, "--json")
+
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert "5" in answer["text"]
+    assert answer["stats"]["tokens"] >= 1
+    assert answer["stats"]["mode"] == "exact"
+
+
+def test_a_document_added_then_asked_about_is_cited(
+    installed_env: Path, user_environment: dict[str, str], tmp_path: Path
+) -> None:
+    notes = tmp_path / "field-notes.md"
+    notes.write_text(DOCUMENT, encoding="utf-8")
+
+    added = run(installed_env, user_environment, "docs", "add", str(notes), "--name", "notes")
+    assert added.returncode == 0, added.stderr
+    answered = run(installed_env, user_environment, "ask", "--doc", "notes", "What is the radio call sign?", "--json")
+
+    assert answered.returncode == 0, answered.stderr
+    answer = json.loads(answered.stdout)
+    assert "KESTREL-7" in answer["text"]
+    assert answer["citations"] and answer["citations"][0]["document"] == "notes"
+
+
+def test_the_chat_app_answers_in_a_real_terminal_and_quits(
+    installed_env: Path, user_environment: dict[str, str]
+) -> None:
+    terminal = Terminal(str(installed_env / "bin" / "duetto"), user_environment)
+    try:
+        terminal.start()
+        terminal.wait_for(r"qwen2\.5-coder-1\.5b.*mode exact")
+        terminal.keys(QUESTION, "Enter")
+        terminal.wait_for(r"\d+\.\d tok/s")
+        terminal.keys("C-q")
+        assert terminal.wait_until_exited(), "Ctrl+Q quits"
+        assert "Traceback" not in terminal.screen()
+    finally:
+        terminal.close()
+
+
+def test_the_readme_first_command_opens_the_chat_app_from_a_fresh_clone(
+    user_environment: dict[str, str], tmp_path: Path
+) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(REPOSITORY), str(clone)], check=True)
+    install_and_open = setup_commands(clone / "README.md")[0]
+    terminal = Terminal(f"bash -c {json.dumps(install_and_open)}", user_environment, cwd=clone)
+    try:
+        terminal.start()
+        terminal.wait_for(r"qwen2\.5-coder-1\.5b.*mode exact", timeout=900)  # pip install ., then the app
+        terminal.keys("C-q")
+        assert terminal.wait_until_exited(), "Ctrl+Q quits"
+        assert "Traceback" not in terminal.screen()
+    finally:
+        terminal.close()
+
+
+def test_pipx_install_of_the_wheel_gives_a_working_duetto(user_environment: dict[str, str], tmp_path: Path) -> None:
+    wheel = next(Path(os.environ["DUETTO_DIST"]).glob("*.whl"))
+    tools = tmp_path / "pipx-tools"
+    subprocess.run(["python3", "-m", "venv", str(tools)], check=True)
+    subprocess.run([str(tools / "bin" / "pip"), "install", "--quiet", "pipx"], check=True)
+    pipx_environment = {**user_environment, "PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "bin")}
+    subprocess.run([str(tools / "bin" / "pipx"), "install", str(wheel)], check=True, env=pipx_environment)
+    duetto = tmp_path / "bin" / "duetto"
+
+    result = subprocess.run(
+        [str(duetto), "ask", QUESTION, "--json"], capture_output=True, text=True, timeout=600,
+        env=user_environment, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "5" in json.loads(result.stdout)["text"]
