@@ -11,7 +11,7 @@ from duetto.app.console import print_json, stderr_console
 from duetto.app.decoding_options import DecodingOptions, decoding_options
 from duetto.app.document_memory import answer_from_documents
 from duetto.app.engine_loader import lazy_compressor, load_decoder, load_reader, model_paths
-from duetto.engine.conversation_window import DEFAULT_MEMORY_TOKENS, DEFAULT_WINDOW_TOKENS, ConversationWindow
+from duetto.engine.conversation_window import ConversationWindow, reply_budget, window_sizes
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ChatMessage
@@ -26,8 +26,8 @@ SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline
 
 def stream_reply(decoder: Decoder, messages: list[ChatMessage], settings: DecodeSettings, echo: bool):
     """Stream one reply to stdout (when ``echo``); returns (text, stats)."""
-    reply_budget = min(settings.max_tokens, decoder.target.context_length // 4)
-    prompt_tokens = fit_conversation(decoder.target, messages, reply_budget)
+    budget = reply_budget(settings.max_tokens, decoder.target.context_length)
+    prompt_tokens = fit_conversation(decoder.target, messages, budget)
     return decoder.reply(prompt_tokens, settings, on_delta=_write_to_stdout if echo else None)
 
 
@@ -159,15 +159,16 @@ def ask(
         return
 
     stderr_console.print(f"[bold]duetto[/bold] chat with {target_path.name}. Ctrl-D quits, Ctrl-C stops a reply.")
+    window_tokens, memory_tokens = window_sizes(decoder.target.context_length, decoding.window_tokens)
     window = ConversationWindow(
         decoder.target,
         lazy_compressor(draft_path or target_path, threads=decoding.threads),
         SYSTEM_PROMPT,
-        window_tokens=min(DEFAULT_WINDOW_TOKENS, decoder.target.context_length * 7 // 8),
-        memory_tokens=min(DEFAULT_MEMORY_TOKENS, decoder.target.context_length // 8),
+        window_tokens=window_tokens,
+        memory_tokens=memory_tokens,
     )
     turns: list[ChatMessage] = []
-    reply_budget = min(settings.max_tokens, decoder.target.context_length // 4)
+    budget = reply_budget(settings.max_tokens, decoder.target.context_length)
     while True:
         try:
             question = input("\n> ")
@@ -178,7 +179,7 @@ def ask(
             continue
         turns.append({"role": "user", "content": question})
         try:
-            prompt_tokens = window.prompt_tokens(turns, reply_budget)
+            prompt_tokens = window.prompt_tokens(turns, budget)
             text, stats = decoder.reply(prompt_tokens, settings, on_delta=_write_to_stdout)
         except KeyboardInterrupt:
             turns.pop()
@@ -190,7 +191,7 @@ def ask(
             continue
         turns.append({"role": "assistant", "content": text})
         try:
-            window.fold_ahead(turns, reply_budget)  # while the reply is read, not in the next one's wait
+            window.fold_ahead(turns, budget)  # while the reply is read, not in the next one's wait
         except EngineError as error:
             stderr_console.print(f"\nduetto: error: {error}")
         sys.stdout.write("\n")
@@ -218,7 +219,7 @@ def ask_documents(
     reader, reader_model = load_reader(decoding.profile, decoding.draft_model, threads=decoding.threads)
     context_length = decoding.context_length
     if full_context:  # room for the whole text, the question and the answer
-        context_length = max(context_length, sum(document.tokens for document in documents) + max_tokens + 256)
+        context_length = max(context_length or 0, sum(document.tokens for document in documents) + max_tokens + 256)
     decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=decoding.threads, user=user)
     settings = decoding.settings(
         mode, has_draft=draft_path is not None, max_tokens=max_tokens, temperature=temperature, seed=seed

@@ -77,5 +77,6 @@ def chat(
         engine_per_user=True,
         missing_models=tuple(missing),
         reader_factory=load_reader,
+        window_tokens=decoding.window_tokens,
     )
     DuettoApp(config).run()

@@ -26,7 +26,10 @@ class DecodingOptions:
     rollback_threshold: float
     max_draft_run: int
     threads: int | None
-    context_length: int
+    context_length: int | None
+    """None: the target's trained length, as far as memory affords (engine/model_session.py)."""
+    window_tokens: int | None
+    """None: the whole context (a conversation folds only when the context is full)."""
 
     def settings(self, mode: Mode, *, has_draft: bool, **overrides) -> DecodeSettings:
         """DecodeSettings for ``mode``; without a draft model, exact mode drafts by lookup only."""
@@ -93,10 +96,18 @@ def decoding_options(command):
         click.option(
             "--context",
             "context_length",
-            type=click.IntRange(256, 131072),
-            default=4096,
-            show_default=True,
-            help="Context window in tokens.",
+            type=click.IntRange(256, 1048576),
+            default=None,
+            help="Context window in tokens (default: what the target was trained for, up to what 1/8 of "
+            "this machine's memory holds: 32,768 for the default pair on 8 GB or more).",
+        ),
+        click.option(
+            "--window",
+            "window_tokens",
+            type=click.IntRange(256),
+            default=None,
+            help="Tokens of a conversation kept whole before its oldest turns are folded into memory "
+            "(default: the whole context).",
         ),
     ]
     for option in reversed(options):

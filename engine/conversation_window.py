@@ -1,13 +1,16 @@
 """A conversation whose cost per turn stays bounded however long it runs.
 
 The prompt is the system turn (with the conversation's memory in it), then the recent
-turns. When the prompt outgrows ``window_tokens``, the oldest turns are folded: the
-small model compresses them (as it compresses document chunks) into a memory block,
-and the target's KV cache is edited in place rather than re-read: the folded turns'
-cells are removed, the later ones moved back, and the block evaluated where it goes.
-When the memory itself outgrows ``memory_tokens``, its two oldest blocks are compressed
-again into one. So the KV cache never holds more than about window + memory tokens
-and a turn costs its own tokens plus, on the turns that fold, one short block.
+turns. By default the window is the whole context, so nothing is folded until it is
+full. When the prompt outgrows ``window_tokens``, the oldest turns are folded into a
+memory block: their prose compressed by the small model (as it compresses document
+chunks), their code kept verbatim (engine/code_blocks.py), and the target's KV cache is
+edited in place rather than re-read: the folded turns' cells are removed, the later ones
+moved back, and the block evaluated where it goes. When the memory itself outgrows
+``memory_tokens``, its oldest block shrinks step by step (code to its outline, prose
+compressed again) and is dropped whole when it cannot shrink; code is never cut mid-block
+nor pruned word by word. So the KV cache never holds more than about window + memory
+tokens and a turn costs its own tokens plus, on the turns that fold, one block.
 (MCSD's O(1)-memory argument applied to a chat: the state carried forward has a fixed size.)
 """
 
@@ -17,12 +20,25 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from duetto.engine.code_blocks import remembered_turns, shrunk_memory, without_oldest_part
 from duetto.engine.model_session import ChatMessage, ModelSession
 
 MEMORY_MARKER = "\x00duetto-conversation-memory\x00"
-MEMORY_HEADING = "\n\nNotes on earlier turns of this conversation (compressed):\n"
-DEFAULT_WINDOW_TOKENS = 1536
-DEFAULT_MEMORY_TOKENS = 384
+MEMORY_HEADING = "\n\nNotes on earlier turns of this conversation (prose compressed, code as it was):\n"
+MEMORY_SHARE = 8
+"""The memory of folded turns may hold up to this fraction (1/8) of the window."""
+
+
+def window_sizes(context_length: int, window_tokens: int | None = None) -> tuple[int, int]:
+    """(window tokens, memory tokens) for a target with ``context_length``: the window is the whole
+    context unless a smaller one is asked for, so folding starts only when the context is full."""
+    window = min(window_tokens or context_length, context_length)
+    return window, window // MEMORY_SHARE
+
+
+def reply_budget(max_tokens: int, context_length: int) -> int:
+    """Tokens kept free for the reply: ``max_tokens``, but never more than a quarter of the context."""
+    return min(max_tokens, context_length // 4)
 
 
 @dataclass
@@ -38,12 +54,14 @@ class ConversationWindow:
     compress_text: Callable[[str], str]
     """Shortens text (the small model's compression); called only when turns are folded."""
     system_prompt: str
-    window_tokens: int = DEFAULT_WINDOW_TOKENS
-    memory_tokens: int = DEFAULT_MEMORY_TOKENS
+    window_tokens: int
+    memory_tokens: int
     memory_texts: list[str] = field(default_factory=list)
     folded_messages: int = 0
     """How many of the conversation's messages (system excluded) live only in the memory now."""
     last_fold: FoldReport | None = None
+    on_fold: Callable[[], None] | None = None
+    """Called as a fold begins (a front-end says so: the small model reads the folded prose)."""
 
     def __post_init__(self) -> None:
         self._memory_blocks = [self._block_tokens(text) for text in self.memory_texts]
@@ -85,10 +103,11 @@ class ConversationWindow:
 
     def _fold(self, messages: Sequence[ChatMessage], reply_budget: int) -> None:
         started = time.perf_counter()
+        if self.on_fold is not None:
+            self.on_fold()
         recent = list(messages[self.folded_messages :])
         count = self._messages_to_fold(recent, reply_budget)
-        folded_text = "\n".join(f"{message['role']}: {message['content']}" for message in recent[:count])
-        block_text = self.compress_text(folded_text)
+        block_text = remembered_turns(recent[:count], self.compress_text)
         block = self._block_tokens(block_text)
         prefix, after_before = self._pieces(recent)
         _, after_now = self._pieces(recent[count:])
@@ -106,10 +125,7 @@ class ConversationWindow:
         self.memory_texts.append(block_text)
         self.folded_messages += count
         while self.memory_length > self.memory_tokens:
-            if len(self._memory_blocks) > 1:
-                self._merge_oldest_blocks(len(prefix), holds_window)
-            else:
-                self._trim_only_block(len(prefix), holds_window)
+            self._shrink_memory(len(prefix), holds_window)
         self.last_fold = FoldReport(count, len(block), time.perf_counter() - started)
 
     def _messages_to_fold(self, recent: list[ChatMessage], reply_budget: int) -> int:
@@ -123,31 +139,29 @@ class ConversationWindow:
                 break
         return count
 
-    def _merge_oldest_blocks(self, prefix_length: int, edit_cache: bool) -> None:
-        merged_text = self.compress_text(self.memory_texts[0] + "\n" + self.memory_texts[1])
-        self._replace_oldest_blocks(2, merged_text, prefix_length, edit_cache)
+    def _shrink_memory(self, prefix_length: int, edit_cache: bool) -> None:
+        """One step toward fitting ``memory_tokens``, oldest first: shrink the oldest block (code to
+        its outline, prose compressed again); else drop it whole; the last block left loses its
+        oldest line of prose or code block, so the bound holds whatever the text."""
+        oldest = self.memory_texts[0]
+        smaller = shrunk_memory(oldest, self.compress_text)
+        if smaller is not None and len(self._block_tokens(smaller)) < len(self._memory_blocks[0]):
+            self._replace_oldest_blocks(1, [smaller], prefix_length, edit_cache)
+        elif len(self._memory_blocks) > 1:
+            self._replace_oldest_blocks(1, [], prefix_length, edit_cache)
+        else:
+            rest = without_oldest_part(oldest)
+            self._replace_oldest_blocks(1, [rest] if rest.strip() else [], prefix_length, edit_cache)
 
-    def _trim_only_block(self, prefix_length: int, edit_cache: bool) -> None:
-        """What compression cannot shrink further (names and numbers are kept) loses its oldest
-        words instead: the bound on memory holds whatever the text."""
-        keep_fraction = 0.9 * self.memory_tokens / max(1, self.memory_length)
-        self._replace_oldest_blocks(
-            1, _drop_oldest_words(self.memory_texts[0], keep_fraction), prefix_length, edit_cache
-        )
-
-    def _replace_oldest_blocks(self, count: int, text: str, prefix_length: int, edit_cache: bool) -> None:
-        block = self._block_tokens(text)
+    def _replace_oldest_blocks(self, count: int, texts: list[str], prefix_length: int, edit_cache: bool) -> None:
+        """The ``count`` oldest memory blocks become ``texts`` (none: they are dropped)."""
+        blocks = [self._block_tokens(text) for text in texts]
         if edit_cache:
             old_length = sum(len(old) for old in self._memory_blocks[:count])
             self.session.remove_span(prefix_length, prefix_length + old_length)
-            self.session.insert_tokens(block, at=prefix_length)
-        self._memory_blocks[:count] = [block]
-        self.memory_texts[:count] = [text]
-
-
-def _drop_oldest_words(text: str, keep_fraction: float) -> str:
-    words = text.split()
-    return " ".join(words[len(words) - max(1, int(len(words) * keep_fraction)) :])
+            self.session.insert_tokens([token for block in blocks for token in block], at=prefix_length)
+        self._memory_blocks[:count] = blocks
+        self.memory_texts[:count] = list(texts)
 
 
 def _folded_span(before: list[int], after: list[int]) -> tuple[int, int] | None:

@@ -111,15 +111,18 @@ class Decoder:
         prompt_tokens: list[int],
         settings: DecodeSettings,
         should_cancel: Callable[[], bool] | None = None,
+        on_prompt_progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[str | ReplyStats]:
-        """Yield text deltas, then one ReplyStats; ``should_cancel`` is checked between steps."""
+        """Yield text deltas, then one ReplyStats; ``should_cancel`` is checked between steps and
+        between the pieces a long prompt is read in, after each of which ``on_prompt_progress(read,
+        total)`` is called (tokens of the prompt not already in the cache)."""
         if settings.mode == "fast" and self.model_drafter is None:
             raise EngineError("fast mode needs a draft model; use a profile with one, or --mode exact")
         if settings.drafter == "model" and self.model_drafter is None:
             raise EngineError("--draft model needs a draft model; use a profile with one")
         if not prompt_tokens:
             raise EngineError("the prompt is empty")
-        run = _Run(self, prompt_tokens, settings, should_cancel)
+        run = _Run(self, prompt_tokens, settings, should_cancel, on_prompt_progress)
         self.last_generation = run.generation  # updated live: a UI may read its token count
         yield from run.execute()
 
@@ -150,8 +153,10 @@ class _Run:
         prompt_tokens: list[int],
         settings: DecodeSettings,
         should_cancel: Callable[[], bool] | None,
+        on_prompt_progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.decoder = decoder
+        self.on_prompt_progress = on_prompt_progress
         self.target = decoder.target
         self.settings = settings
         self.sampling = settings.sampling
@@ -229,11 +234,14 @@ class _Run:
         prompt's last token (whose logits the next evaluation must produce)."""
         self.target.truncate(min(self.target.common_prefix_length(self.prompt), len(self.prompt) - 1))
 
-    def prefill(self) -> np.ndarray:
-        """Evaluate the prompt, reusing the KV prefix it shares with the last generation."""
+    def prefill(self) -> np.ndarray | None:
+        """Evaluate the prompt, reusing the KV prefix it shares with the last generation; None when
+        cancelled while reading it."""
         self.keep_prompt_prefix()
         remainder = self.prompt[len(self.target.tokens) :]
-        return self.target.evaluate(remainder, [len(remainder) - 1])[0]
+        return self.target.evaluate_prompt(
+            remainder, should_stop=self.should_cancel, on_progress=self.on_prompt_progress
+        )
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -241,13 +249,18 @@ class _Run:
         started = time.perf_counter()
         self.decoder.lookup.begin(self.prompt)
         record_gaps = self.settings.record_top_two_gaps
+        steps: Iterator[None]
         if self.settings.mode == "fast":
             steps = self.fast_steps()
         else:
             logits = self.prefill()
             self.target_calls += 1
-            first = choose(logits, self.sampling, self.rng)
-            steps = self.exact_steps(first, top_two_gap(logits) if record_gaps else None)
+            if logits is None:
+                self.finish_reason = "cancelled"
+                steps = iter(())
+            else:
+                first = choose(logits, self.sampling, self.rng)
+                steps = self.exact_steps(first, top_two_gap(logits) if record_gaps else None)
         first_token_at: float | None = None
         for _ in steps:
             if first_token_at is None:
@@ -427,7 +440,14 @@ class _Run:
         # The target reads the prompt now (all but its last token, whose logits a check will need),
         # so that its later checks only evaluate new tokens.
         self.keep_prompt_prefix()
-        self.target.evaluate(self.prompt[len(self.target.tokens) : -1], [])
+        unread = self.prompt[len(self.target.tokens) : -1]
+        if unread:
+            logits = self.target.evaluate_prompt(
+                unread, should_stop=self.should_cancel, on_progress=self.on_prompt_progress
+            )
+            if logits is None:
+                self.finish_reason = "cancelled"
+                return
         self.target_calls += 1
         run_limit = settings.max_draft_run if settings.max_draft_run > 0 else math.inf
         while True:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypedDict
 
@@ -23,11 +24,18 @@ import numpy as np
 from duetto.engine.errors import EngineError, InvalidModelFile
 from duetto.engine.hidden_state_reader import HiddenStateReader
 
-DEFAULT_CONTEXT_LENGTH = 4096
+MEMORY_SHARE_FOR_CONTEXT = 8
+"""A context chosen automatically may give its KV cache up to this fraction (1/8) of the
+machine's memory: a 32k context of the default 1.5B target takes 0.9 GB, fine on an 8 GB laptop."""
+SMALLEST_AUTOMATIC_CONTEXT = 4096
 BATCH_SIZE = 512
 READING_BATCH_SIZE = 256
 """read_hidden_states' batch: a chunk fits, and llama.cpp's output buffer, sized for a batch of
 full-vocabulary rows even though they are never computed, stays at 156 MB instead of 311."""
+PROMPT_PIECE_SECONDS = 0.5
+"""A long prompt is read in pieces of about this long, so that a stop request is seen between them."""
+FIRST_PROMPT_PIECE = 64
+"""Tokens in the first piece, before this host's reading speed is known."""
 LLAMA_OWN_CONTEXT = 64
 """llama-cpp-python's Llama makes a context of its own, which duetto never evaluates in."""
 SCRATCH_SEQUENCE = 1
@@ -43,6 +51,31 @@ class ContextFull(EngineError):
     """The conversation does not fit in the model's context window."""
 
 
+def physical_memory_bytes() -> int:
+    """This machine's memory (Linux and macOS both answer these sysconf names)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30  # a laptop's, where the platform will not say
+
+
+def kv_bytes_per_token(llama_cpp, model) -> int:
+    """Bytes the KV cache (16-bit keys and values, as duetto's contexts use) takes per token."""
+    layers = int(llama_cpp.llama_model_n_layer(model))
+    heads = max(1, int(llama_cpp.llama_model_n_head(model)))
+    kv_heads = int(llama_cpp.llama_model_n_head_kv(model)) or heads
+    head_size = int(llama_cpp.llama_model_n_embd(model)) // heads
+    return 2 * layers * kv_heads * head_size * 2
+
+
+def affordable_context_length(trained_length: int, bytes_per_token: int, memory_bytes: int | None = None) -> int:
+    """The model's trained context, cut (to a multiple of 1,024) to what 1/8 of memory holds; at
+    least 4,096 tokens, or the trained length when that is shorter."""
+    memory = physical_memory_bytes() if memory_bytes is None else memory_bytes
+    affordable = memory // MEMORY_SHARE_FOR_CONTEXT // max(1, bytes_per_token) // 1024 * 1024
+    return max(min(trained_length, SMALLEST_AUTOMATIC_CONTEXT), min(trained_length, affordable))
+
+
 def default_thread_count() -> int:
     """All cores on small machines; half (roughly the physical cores) on larger ones."""
     logical = os.cpu_count() or 1
@@ -54,9 +87,11 @@ class ModelSession:
         self,
         path: Path,
         *,
-        context_length: int = DEFAULT_CONTEXT_LENGTH,
+        context_length: int | None = None,
         threads: int | None = None,
     ) -> None:
+        """``context_length`` None: as long as the model was trained for, as far as memory
+        affords (``affordable_context_length``)."""
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -78,6 +113,10 @@ class ModelSession:
         # duetto's own context: two sequences in one unified KV cache (save_span/append_span and
         # insert_tokens work on a scratch sequence), which llama-cpp-python's Llama only offers
         # with embedding=True, whose 512 sequences cost ~10% of prompt speed (measured).
+        if context_length is None:
+            context_length = affordable_context_length(
+                int(llama_cpp.llama_model_n_ctx_train(self.llm.model)), kv_bytes_per_token(llama_cpp, self.llm.model)
+            )
         parameters = llama_cpp.llama_context_params.from_buffer_copy(self.llm.context_params)
         parameters.n_ctx = context_length
         parameters.n_batch = BATCH_SIZE
@@ -275,6 +314,40 @@ class ModelSession:
             return np.empty((0, self.vocabulary_size), dtype=np.float32)
         current = self._output_view(len(last_chunk_rows))
         return np.concatenate([*copies, current]) if copies else current
+
+    def evaluate_prompt(
+        self,
+        tokens: Sequence[int],
+        *,
+        should_stop: Callable[[], bool] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray | None:
+        """``evaluate(tokens, [last row])[0]``, read in pieces of about PROMPT_PIECE_SECONDS each
+        (sized from the speed measured on the piece before: hosts differ several-fold), with
+        ``should_stop`` checked and ``on_progress(read, total)`` called between them.
+
+        Returns None when stopped; the pieces read so far stay in the cache (a later prompt with
+        the same start reuses them).
+        """
+        if not tokens:
+            raise ValueError("a prompt needs at least one token")
+        read = 0
+        piece = FIRST_PROMPT_PIECE
+        while len(tokens) - read > piece:
+            started = time.perf_counter()
+            self.evaluate(tokens[read : read + piece], [])
+            seconds = time.perf_counter() - started
+            read += piece
+            if on_progress is not None:
+                on_progress(read, len(tokens))
+            if should_stop is not None and should_stop():
+                return None
+            affordable = int(piece * PROMPT_PIECE_SECONDS / max(seconds, 1e-6))
+            piece = max(FIRST_PROMPT_PIECE // 2, min(BATCH_SIZE, affordable))
+        logits = self.evaluate(tokens[read:], [len(tokens) - read - 1])[0]
+        if on_progress is not None:
+            on_progress(len(tokens), len(tokens))
+        return logits
 
     def evaluate_with_hidden_states(
         self, tokens: Sequence[int], rows: Sequence[int], *, views: bool = False

@@ -32,6 +32,7 @@ from duetto.app.tui.settings_screen import SettingsScreen
 from duetto.app.tui.sidebar import Sidebar
 from duetto.app.tui.status_bar import StatusBar
 from duetto.app.tui.windowed_chats import WindowedChats
+from duetto.engine.conversation_window import reply_budget
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
@@ -77,6 +78,8 @@ class ChatConfig:
     """Manifest models to fetch (in a screen with progress bars) before the engine can load."""
     reader_factory: Callable[[], tuple[DocumentReader, str]] | None = None
     """The small model as a document reader, with its model id; called in a thread worker."""
+    window_tokens: int | None = None
+    """Tokens of a conversation kept whole before folding (None: the whole context)."""
 
 
 class EngineReady(Message):
@@ -95,6 +98,14 @@ class ReplyDelta(Message):
     def __init__(self, text: str, spans: Spans, tokens: int, seconds: float) -> None:
         super().__init__()
         self.text, self.spans, self.tokens, self.seconds = text, spans, tokens, seconds
+
+
+class ReplyProgress(Message):
+    """What the reply's worker is doing before the first token (a fold, reading a long prompt)."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__()
+        self.state = state
 
 
 class ReplyFinished(Message):
@@ -251,15 +262,22 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
         started = time.perf_counter()
         spans_sent = 0
         try:
-            reply_budget = min(settings.max_tokens, decoder.target.context_length // 4)
+            budget = reply_budget(settings.max_tokens, decoder.target.context_length)
             window = self.conversation_window(decoder, conversation_id, SYSTEM_PROMPT, memory, message_ids)
-            prompt_tokens = window.prompt_tokens(turns, reply_budget)
+            window.on_fold = lambda: self.post_message(ReplyProgress("remembering earlier turns…"))
+            prompt_tokens = window.prompt_tokens(turns, budget)
             self.report_fold(window, conversation_id, message_ids)
             pieces: list[str] = []
-            for item in decoder.generate(prompt_tokens, settings, should_cancel=lambda: worker.is_cancelled):
+
+            def reading(read: int, total: int) -> None:
+                self.post_message(ReplyProgress(f"reading the prompt {read:,}/{total:,} tokens…"))
+
+            for item in decoder.generate(
+                prompt_tokens, settings, should_cancel=lambda: worker.is_cancelled, on_prompt_progress=reading
+            ):
                 if isinstance(item, ReplyStats):
                     if item.finish_reason != "cancelled":  # fold now, not in the next reply's first token
-                        window.fold_ahead([*turns, {"role": "assistant", "content": "".join(pieces)}], reply_budget)
+                        window.fold_ahead([*turns, {"role": "assistant", "content": "".join(pieces)}], budget)
                         self.report_fold(window, conversation_id, message_ids)
                     self.post_message(ReplyFinished(conversation_id, item))
                 else:
@@ -329,7 +347,12 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
             settings = replace(settings, drafter="lookup")
         return settings
 
+    def on_reply_progress(self, message: ReplyProgress) -> None:
+        if self.generating:
+            self.query_one(StatusBar).state = message.state
+
     async def on_reply_delta(self, message: ReplyDelta) -> None:
+        self.query_one(StatusBar).state = "writing…"
         await self.query_one(ChatView).append_reply(message.text, message.spans)
         if message.tokens > 1 and message.seconds > 0:
             self.query_one(StatusBar).tokens_per_second = message.tokens / message.seconds

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from duetto.engine.conversation_window import DEFAULT_MEMORY_TOKENS, DEFAULT_WINDOW_TOKENS, ConversationWindow
+from duetto.engine.conversation_window import ConversationWindow, window_sizes
 from duetto.engine.decoder import Decoder
 from duetto.store.conversation_memory import ConversationMemory, save_memory
 
@@ -38,13 +38,13 @@ class WindowedChats:
             folded = 0
             if memory is not None and memory.through_message_id in message_ids:
                 folded = message_ids.index(memory.through_message_id) + 1
-            context = decoder.target.context_length
+            window_tokens, memory_tokens = window_sizes(decoder.target.context_length, self.config.window_tokens)
             windows[key] = ConversationWindow(
                 decoder.target,
                 lambda text: self.reader()[0].compress_text(text),
                 system_prompt,
-                window_tokens=min(DEFAULT_WINDOW_TOKENS, context * 7 // 8),
-                memory_tokens=min(DEFAULT_MEMORY_TOKENS, context // 8),
+                window_tokens=window_tokens,
+                memory_tokens=memory_tokens,
                 memory_texts=list(memory.texts) if folded else [],
                 folded_messages=folded,
             )

@@ -64,17 +64,21 @@ def test_the_sdist_holds_every_file_of_the_three_packages() -> None:
 
 def test_every_installed_module_imports(installed_env: Path) -> None:
     script = """
-import importlib, json, pkgutil, traceback
+import importlib, json, traceback
+from pathlib import Path
 import duetto
 failures, imported = {}, []
-for module in pkgutil.walk_packages(duetto.__path__, "duetto."):
-    if module.name.rsplit(".", 1)[-1] == "__main__":
-        continue  # running them is the command itself, checked below
-    try:
-        importlib.import_module(module.name)
-        imported.append(module.name)
-    except Exception:
-        failures[module.name] = traceback.format_exc(limit=2)
+for root in duetto.__path__:  # every .py file installed, namespace folders included
+    for path in sorted(Path(root).rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[-1] == "__main__":
+            continue  # running them is the command itself, checked below
+        name = ".".join(("duetto", *(parts[:-1] if parts[-1] == "__init__" else parts)))
+        try:
+            importlib.import_module(name)
+            imported.append(name)
+        except Exception:
+            failures[name] = traceback.format_exc(limit=2)
 print(json.dumps({"imported": imported, "failures": failures}))
 """
     result = run_installed(installed_env, str(installed_env / "bin" / "python"), "-c", script, cwd="/")

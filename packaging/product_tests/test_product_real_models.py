@@ -12,7 +12,7 @@ from conftest import REPOSITORY
 from readme_commands import setup_commands
 from terminal import Terminal
 
-QUESTION = "What is 2 + 3? Answer with the number only."
+QUESTION = "What is 2 + 3? Reply with a full sentence."
 DOCUMENT = """# Field notes
 
 The survey team reached the northern ridge on a cold morning. The weather station there

@@ -219,3 +219,39 @@ def test_only_the_longest_matches_count_as_continuing_a_copy() -> None:
     starting = ["lookup:8:unique", "lookup:1:ambiguous", "lookup:text12:unique", "model", ""]
     assert all(map(LookupDrafter.continues_a_copy, continuing))
     assert not any(map(LookupDrafter.continues_a_copy, starting))
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_a_stop_while_the_prompt_is_read_ends_the_reply_between_pieces(decoder: Decoder, mode: str) -> None:
+    prompt = decoder.target.chat_prompt_tokens([{"role": "user", "content": " ".join(WORDS * 8)}])
+    assert 200 < len(prompt) < 400
+    decoder.target.truncate(0)
+    progress: list[tuple[int, int]] = []
+
+    items = list(
+        decoder.generate(
+            prompt, DecodeSettings(mode=mode, max_tokens=8), should_cancel=lambda: bool(progress),
+            on_prompt_progress=lambda read, total: progress.append((read, total)),
+        )
+    )  # fmt: skip
+
+    stats = items[-1]
+    assert isinstance(stats, ReplyStats) and stats.finish_reason == "cancelled" and stats.tokens == 0
+    assert len(progress) == 1 and progress[0][0] < progress[0][1], "stopped after the first piece"
+    assert len(decoder.target.tokens) == progress[0][0], "what was read stays in the cache, nothing more"
+
+
+def test_a_prompt_read_in_pieces_gives_the_same_reply(decoder: Decoder) -> None:
+    prompt = decoder.target.chat_prompt_tokens([{"role": "user", "content": " ".join(WORDS * 8)}])
+    decoder.target.truncate(0)
+    progress: list[tuple[int, int]] = []
+
+    items = list(decoder.generate(prompt, DecodeSettings(mode="target", max_tokens=12),
+                                  on_prompt_progress=lambda read, total: progress.append((read, total))))  # fmt: skip
+    decoder.target.truncate(0)
+    logits = decoder.target.evaluate(prompt, [len(prompt) - 1])[0]
+
+    assert progress[-1] == (len(prompt), len(prompt)) and len(progress) >= 2
+    assert [read for read, _ in progress] == sorted(read for read, _ in progress)
+    assert decoder.last_generation.tokens[0] == int(np.argmax(logits)), "the same first token as one big batch"
+    assert isinstance(items[-1], ReplyStats) and items[-1].finish_reason in ("stop", "length")
