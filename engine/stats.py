@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -25,3 +26,20 @@ class ReplyStats:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class LiveRate:
+    """The decoding rate while a reply is written, counted as ``ReplyStats.tokens_per_second`` is:
+    from the first token on, so that reading the prompt or folding old turns does not count."""
+
+    def __init__(self) -> None:
+        self._first: tuple[float, int] | None = None
+
+    def update(self, tokens: int) -> float | None:
+        """Tokens per second now that the reply has ``tokens``; None until two moments are known."""
+        now = time.perf_counter()
+        if self._first is None:
+            self._first = (now, tokens)
+            return None
+        first_at, first_tokens = self._first
+        return (tokens - first_tokens) / (now - first_at) if tokens > first_tokens and now > first_at else None

@@ -8,7 +8,6 @@ back, so a key press is handled at once even while a reply is being written.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,7 +36,7 @@ from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
 from duetto.engine.manifest import ModelSpec
-from duetto.engine.stats import ReplyStats
+from duetto.engine.stats import LiveRate, ReplyStats
 from duetto.store.conversation_memory import ConversationMemory, attached_documents, load_memory
 from duetto.store.conversations import (
     Conversation,
@@ -95,9 +94,9 @@ class EngineFailed(Message):
 
 
 class ReplyDelta(Message):
-    def __init__(self, text: str, spans: Spans, tokens: int, seconds: float) -> None:
+    def __init__(self, text: str, spans: Spans, tokens_per_second: float | None) -> None:
         super().__init__()
-        self.text, self.spans, self.tokens, self.seconds = text, spans, tokens, seconds
+        self.text, self.spans, self.tokens_per_second = text, spans, tokens_per_second
 
 
 class ReplyProgress(Message):
@@ -259,7 +258,7 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
         worker = get_current_worker()
         decoder = self.decoder
         assert decoder is not None
-        started = time.perf_counter()
+        rate = LiveRate()
         spans_sent = 0
         try:
             budget = reply_budget(settings.max_tokens, decoder.target.context_length)
@@ -285,8 +284,7 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
                     generation = decoder.last_generation  # this reply's, and only this thread writes it
                     spans = generation.text_spans[spans_sent:]
                     spans_sent += len(spans)
-                    seconds = time.perf_counter() - started
-                    self.post_message(ReplyDelta(item, spans, len(generation.tokens), seconds))
+                    self.post_message(ReplyDelta(item, spans, rate.update(len(generation.tokens))))
         except EngineError as error:
             self.post_message(ReplyFinished(conversation_id, None, str(error)))
 
@@ -354,8 +352,8 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
     async def on_reply_delta(self, message: ReplyDelta) -> None:
         self.query_one(StatusBar).state = "writing…"
         await self.query_one(ChatView).append_reply(message.text, message.spans)
-        if message.tokens > 1 and message.seconds > 0:
-            self.query_one(StatusBar).tokens_per_second = message.tokens / message.seconds
+        if message.tokens_per_second is not None:
+            self.query_one(StatusBar).tokens_per_second = message.tokens_per_second
 
     async def on_reply_finished(self, message: ReplyFinished) -> None:
         text, spans = await self.query_one(ChatView).end_reply()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from pathlib import Path
 
 from textual import work
@@ -29,6 +28,7 @@ from duetto.app.tui.status_bar import StatusBar
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
+from duetto.engine.stats import LiveRate
 from duetto.store import conversation_memory as memory_store
 from duetto.store import documents as document_store
 from duetto.store.database import open_database
@@ -190,7 +190,7 @@ class DocumentActions:
 
         worker = get_current_worker()
         decoder = self.decoder
-        started = time.perf_counter()
+        rate = LiveRate()
         try:
             reader, model_id = self.reader()
             db = open_database(self.config.database_path)
@@ -202,7 +202,7 @@ class DocumentActions:
                 generation = decoder.last_generation
                 spans = generation.text_spans[sent:]
                 sent += len(spans)
-                self.post_message(ReplyDelta(text, spans, len(generation.tokens), time.perf_counter() - started))
+                self.post_message(ReplyDelta(text, spans, rate.update(len(generation.tokens))))
 
             answer = answer_from_documents(
                 db, decoder, reader, model_id, documents, question, settings, on_delta=on_delta,

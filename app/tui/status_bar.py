@@ -26,11 +26,10 @@ class StatusBar(Static):
     def render(self) -> str:
         speed = f"{self.tokens_per_second:.1f} tok/s" if self.tokens_per_second is not None else "– tok/s"
         accepted = f"accepted {self.acceptance:.0%}" if self.acceptance is not None else "accepted –"
-        parts = [self.models, f"mode {self.mode}", speed, accepted]
+        # What the engine is doing comes first after the models: on a narrow terminal the end is cut.
+        parts = [self.models, *([self.state] if self.state else []), f"mode {self.mode}", speed, accepted]
         if self.compression:
             parts.append(self.compression)
         if self.profile:
             parts.append(f"profile {self.profile}")
-        if self.state:
-            parts.append(self.state)
         return " │ ".join(parts)
