@@ -69,11 +69,12 @@ def kv_bytes_per_token(llama_cpp, model) -> int:
 
 
 def affordable_context_length(trained_length: int, bytes_per_token: int, memory_bytes: int | None = None) -> int:
-    """The model's trained context, cut (to a multiple of 1,024) to what 1/8 of memory holds; at
-    least 4,096 tokens, or the trained length when that is shorter."""
+    """The model's trained context, cut (to a multiple of 1,024) to what 1/8 of memory holds, and
+    never under 4,096 tokens (duetto's fixed context before it was chosen, even for models trained
+    on less: a document answer and a chat turn need that room)."""
     memory = physical_memory_bytes() if memory_bytes is None else memory_bytes
     affordable = memory // MEMORY_SHARE_FOR_CONTEXT // max(1, bytes_per_token) // 1024 * 1024
-    return max(min(trained_length, SMALLEST_AUTOMATIC_CONTEXT), min(trained_length, affordable))
+    return max(SMALLEST_AUTOMATIC_CONTEXT, min(trained_length, affordable))
 
 
 def default_thread_count() -> int:

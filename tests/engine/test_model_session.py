@@ -141,3 +141,22 @@ def test_surprisal_over_part_of_the_vocabulary_normalises_over_that_part_and_the
 
     assert max(following) >= 40, "some scored tokens lie outside the common rows"
     np.testing.assert_allclose(surprisals, expected, rtol=1e-3, atol=2e-3)
+
+
+def test_the_automatic_context_is_the_trained_length_as_far_as_memory_affords() -> None:
+    from duetto.engine.model_session import affordable_context_length
+
+    gib = 2**30
+    per_token = 28_672  # the default 1.5B target: 28 layers x 2 KV heads x 128 x 2 (K and V) x 2 bytes
+    assert affordable_context_length(32_768, per_token, memory_bytes=24 * gib) == 32_768
+    assert affordable_context_length(32_768, per_token, memory_bytes=4 * gib) == 18_432
+    assert affordable_context_length(32_768, per_token, memory_bytes=1 * gib) == 4_096
+    assert affordable_context_length(512, per_token, memory_bytes=24 * gib) == 4_096
+
+
+def test_a_session_without_a_context_length_chooses_one(tiny_models) -> None:
+    session = ModelSession(tiny_models["target"], threads=1)
+    try:
+        assert session.context_length == 4_096
+    finally:
+        session.close()
