@@ -12,7 +12,10 @@ Invariant: ``self.tokens`` is exactly what the KV cache of sequence 0 holds.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import io
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -98,19 +101,7 @@ class ModelSession:
 
         self._llama_cpp = llama_cpp
         self.path = path
-        try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=LLAMA_OWN_CONTEXT,
-                n_batch=LLAMA_OWN_CONTEXT,
-                n_gpu_layers=-1 if llama_cpp.llama_supports_gpu_offload() else 0,
-                n_threads=threads or default_thread_count(),
-                n_threads_batch=threads or default_thread_count(),
-                logits_all=False,
-                verbose=False,
-            )
-        except ValueError as error:
-            raise InvalidModelFile(f"{path}: llama.cpp cannot load this model: {error}") from error
+        self.llm = _load_quietly(llama_cpp, path, threads or default_thread_count())
         # duetto's own context: two sequences in one unified KV cache (save_span/append_span and
         # insert_tokens work on a scratch sequence), which llama-cpp-python's Llama only offers
         # with embedding=True, whose 512 sequences cost ~10% of prompt speed (measured).
@@ -461,6 +452,39 @@ class ModelSession:
         return np.ctypeslib.as_array(
             ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(row_count, self.vocabulary_size)
         )
+
+
+def _load_quietly(llama_cpp, path: Path, threads: int):
+    """llama-cpp-python's Llama for ``path``, its load-time chatter kept off the terminal.
+
+    ``Llama(verbose=False)`` silences loading by pointing file descriptors 1 and 2 at /dev/null
+    for the whole process. A chat app drawing its screen on descriptor 2 from another thread
+    then loses whatever it draws meanwhile: the screen stayed stale through a fold (the small
+    model is loaded on the first one) until a key press made Textual redraw it. So the model is
+    loaded verbose, with Python's sys.stdout and sys.stderr (where llama-cpp-python prints, its
+    llama.cpp log callback included) caught in a buffer instead, and quiet afterwards.
+    """
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=LLAMA_OWN_CONTEXT,
+                n_batch=LLAMA_OWN_CONTEXT,
+                n_gpu_layers=-1 if llama_cpp.llama_supports_gpu_offload() else 0,
+                n_threads=threads,
+                n_threads_batch=threads,
+                logits_all=False,
+                verbose=True,
+            )
+    except ValueError as error:
+        said = [line for line in chatter.getvalue().splitlines() if "error" in line.lower()]
+        detail = f" ({said[-1].strip()})" if said else ""
+        raise InvalidModelFile(f"{path}: llama.cpp cannot load this model: {error}{detail}") from error
+    finally:
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # what verbose=False sets
+    llm.verbose = False
+    return llm
 
 
 def _as_slice(rows: list[int]) -> slice | list[int]:

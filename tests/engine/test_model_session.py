@@ -160,3 +160,22 @@ def test_a_session_without_a_context_length_chooses_one(tiny_models) -> None:
         assert session.context_length == 4_096
     finally:
         session.close()
+
+
+def test_loading_a_model_never_redirects_the_terminal(tiny_models, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chat app draws on file descriptor 2 from its own thread while a worker loads a model."""
+    import os
+
+    redirected: list[int] = []
+    real_dup2 = os.dup2
+
+    def watching_dup2(source: int, target: int, *arguments, **options):
+        if target in (1, 2):
+            redirected.append(target)
+        return real_dup2(source, target, *arguments, **options)
+
+    monkeypatch.setattr(os, "dup2", watching_dup2)
+    session = ModelSession(tiny_models["draft"], context_length=256, threads=1)
+    session.close()
+
+    assert redirected == []
