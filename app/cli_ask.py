@@ -36,6 +36,18 @@ def _write_to_stdout(text: str) -> None:
     sys.stdout.flush()
 
 
+ONE_SHOT_CONTEXT_LENGTH = 4096
+
+
+def one_shot_context_length(prompt: str, max_tokens: int) -> int | None:
+    """The context for one question and its answer: 4,096 tokens when they surely fit (at most a
+    token per two bytes of UTF-8, generously), else None (the automatic size, up to 32k). Setting up
+    a 32k context costs about 2 s more than a 4k one (measured: first token 4.6 s against 2.6 s),
+    which a chat pays once but a one-shot ``ask`` would pay on every question."""
+    needed = len(prompt.encode("utf-8")) // 2 + max_tokens + 512  # + the system prompt and template
+    return ONE_SHOT_CONTEXT_LENGTH if needed <= ONE_SHOT_CONTEXT_LENGTH else None
+
+
 def prompt_with_piped_input(prompt: str | None) -> str | None:
     """The prompt to ask, from the argument and whatever is piped into standard input.
 
@@ -140,9 +152,10 @@ def ask(
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     if mode == "fast" and draft_path is None:
         raise click.UsageError("--mode fast needs a draft model: use a profile with one or --draft-model")
-    decoder = load_decoder(
-        target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads, user=user
-    )
+    context_length = decoding.context_length
+    if context_length is None and prompt is not None:
+        context_length = one_shot_context_length(prompt, max_tokens)
+    decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=decoding.threads, user=user)
     settings = decoding.settings(
         mode, has_draft=draft_path is not None, max_tokens=max_tokens, temperature=temperature, seed=seed
     )
@@ -217,7 +230,7 @@ def ask_documents(
     use_draft = mode == "fast" or decoding.drafter == "model"
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     reader, reader_model = load_reader(decoding.profile, decoding.draft_model, threads=decoding.threads)
-    context_length = decoding.context_length
+    context_length = decoding.context_length or one_shot_context_length(question, max_tokens)
     if full_context:  # room for the whole text, the question and the answer
         context_length = max(context_length or 0, sum(document.tokens for document in documents) + max_tokens + 256)
     decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=decoding.threads, user=user)

@@ -23,6 +23,7 @@ from duetto.engine.plugin_session import PersonalisedSession, personalise
 from duetto.store import locations
 from duetto.store.conversations import DEFAULT_USER, ensure_user, get_user, validate_user_name
 from duetto.store.database import open_database
+from duetto.store.pair_checks import load_pair_check, save_pair_check
 
 READER_CONTEXT_LENGTH = 1024
 """Enough for one chunk or one question: the reader never holds more."""
@@ -103,6 +104,18 @@ def open_target(
     return target
 
 
+def checked_pair(draft_path: Path, target_path: Path) -> tuple[bool, list[str]]:
+    """(compatible, problems) for the pair, from the database when these very files were checked
+    before (check_pair reads both vocabularies: about 1 s, measured); checked and kept otherwise."""
+    db = open_database()
+    known = load_pair_check(db, draft_path, target_path)
+    if known is not None:
+        return known
+    pair = check_pair(draft_path, target_path)
+    save_pair_check(db, draft_path, target_path, pair.compatible, pair.problems)
+    return pair.compatible, pair.problems
+
+
 def build_decoder(
     target_path: Path,
     draft_path: Path | None,
@@ -117,9 +130,9 @@ def build_decoder(
     verifies drafts against the personalised target. Switching users means building a new decoder.
     """
     if draft_path is not None:
-        pair = check_pair(draft_path, target_path)
-        if not pair.compatible:
-            raise EngineError(f"{draft_path.name} cannot draft for {target_path.name}: {pair.problems[0]}")
+        compatible, problems = checked_pair(draft_path, target_path)
+        if not compatible:
+            raise EngineError(f"{draft_path.name} cannot draft for {target_path.name}: {problems[0]}")
     target = open_target(target_path, context_length=context_length, threads=threads, user=user)
     draft = ModelSession(draft_path, context_length=context_length, threads=threads) if draft_path else None
     return Decoder(target, draft)

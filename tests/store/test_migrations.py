@@ -76,3 +76,19 @@ def test_the_chunk_index_follows_inserts_and_cascading_deletes() -> None:
     assert db.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'lighthouse'").fetchall() == [(1,)]
     db.execute("DELETE FROM documents")
     assert db.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'lighthouse'").fetchall() == []
+
+
+def test_pair_checks_are_kept_per_file_and_forgotten_when_a_file_changes(tmp_path: Path) -> None:
+    from duetto.store.pair_checks import load_pair_check, save_pair_check
+
+    db = sqlite_utils.Database(memory=True)
+    migrate(db)
+    draft, target = tmp_path / "draft.gguf", tmp_path / "target.gguf"
+    draft.write_bytes(b"a")
+    target.write_bytes(b"b")
+
+    assert load_pair_check(db, draft, target) is None
+    save_pair_check(db, draft, target, False, ["vocabulary sizes differ"])
+    assert load_pair_check(db, draft, target) == (False, ["vocabulary sizes differ"])
+    target.write_bytes(b"bigger")
+    assert load_pair_check(db, draft, target) is None
