@@ -72,7 +72,7 @@ def test_the_chat_app_answers_in_a_real_terminal_and_quits(
         terminal.close()
 
 
-def test_the_readme_first_command_opens_the_chat_app_from_a_fresh_clone(
+def test_the_readme_first_command_opens_a_chat_app_that_answers_from_a_fresh_clone(
     user_environment: dict[str, str], tmp_path: Path
 ) -> None:
     clone = tmp_path / "clone"
@@ -82,6 +82,8 @@ def test_the_readme_first_command_opens_the_chat_app_from_a_fresh_clone(
     try:
         terminal.start()
         terminal.wait_for(r"qwen2\.5-coder-1\.5b.*mode exact", timeout=900)  # pip install ., then the app
+        terminal.keys(QUESTION, "Enter")
+        terminal.wait_for(r"\d+\.\d tok/s")
         terminal.keys("C-q")
         assert terminal.wait_until_exited(), "Ctrl+Q quits"
         assert "Traceback" not in terminal.screen()
