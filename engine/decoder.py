@@ -401,8 +401,10 @@ class _Run:
             sampling=self.sampling,
             rng=self.rng,
             keep_going=lambda probability, drafted: cost_model.worth_extending(probability, "model", drafted),
+            should_stop=self.should_cancel,
         )
-        cost_model.observe_draft("model", len(draft.tokens), draft.seconds)
+        if draft.seconds > 0:  # a draft stopped while reading the prompt measured nothing
+            cost_model.observe_draft("model", len(draft.tokens), draft.seconds)
         self.spent_seconds += draft.seconds
         return draft
 
@@ -428,7 +430,9 @@ class _Run:
         if length <= 0:
             return Draft()
         if self.settings.drafter == "model" or (self.settings.drafter == "auto" and self.decoder.model_drafter):
-            return self.decoder.model_drafter.draft(self.history, length, sampling=self.sampling, rng=self.rng)
+            return self.decoder.model_drafter.draft(
+                self.history, length, sampling=self.sampling, rng=self.rng, should_stop=self.should_cancel
+            )
         return self.decoder.lookup.draft(self.history, length)
 
     # --- fast mode (BiLD) ----------------------------------------------------------------
@@ -458,6 +462,7 @@ class _Run:
                 sampling=self.sampling,
                 rng=self.rng,
                 min_confidence=settings.fallback_threshold,
+                should_stop=self.should_cancel,
             )
             self.drafted += len(draft.tokens)
             reached_end = len(draft.tokens) >= remaining or (

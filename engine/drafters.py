@@ -205,15 +205,15 @@ class ModelDrafter:
     def begin(self, prompt: list[int]) -> None:
         pass  # the KV cache is brought in step lazily, reusing whatever prefix it shares
 
-    def next_logits(self, history: list[int]) -> np.ndarray:
-        """Bring the KV cache in step with ``history`` and return the logits that follow it."""
+    def next_logits(self, history: list[int], should_stop: Callable[[], bool] | None = None) -> np.ndarray | None:
+        """Bring the KV cache in step with ``history`` and return the logits that follow it; None
+        when ``should_stop`` said so between the pieces of a long read (a whole prompt, at first)."""
         session = self.session
         common = session.common_prefix_length(history)
         if common == len(history):
             common -= 1  # the last token must be evaluated again for its logits
         session.truncate(common)
-        pending = history[common:]
-        return session.evaluate(pending, [len(pending) - 1])[0]
+        return session.evaluate_prompt(history[common:], should_stop=should_stop)
 
     def draft(
         self,
@@ -224,12 +224,16 @@ class ModelDrafter:
         rng: np.random.Generator,
         keep_going: Callable[[float, int], bool] | None = None,
         min_confidence: float = 0.0,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Draft:
+        """Up to ``max_tokens`` tokens; none when ``should_stop`` ended the read of the history."""
         started = time.perf_counter()
         draft = Draft(acceptance_key=self.name)
         if max_tokens <= 0:
             return draft
-        logits = self.next_logits(history)
+        logits = self.next_logits(history, should_stop)
+        if logits is None:
+            return draft
         probability_all_accepted = 1.0
         while True:
             probabilities = softmax(logits)

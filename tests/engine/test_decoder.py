@@ -255,3 +255,27 @@ def test_a_prompt_read_in_pieces_gives_the_same_reply(decoder: Decoder) -> None:
     assert [read for read, _ in progress] == sorted(read for read, _ in progress)
     assert decoder.last_generation.tokens[0] == int(np.argmax(logits)), "the same first token as one big batch"
     assert isinstance(items[-1], ReplyStats) and items[-1].finish_reason in ("stop", "length")
+
+
+def test_a_stop_while_the_draft_model_reads_the_prompt_ends_the_reply(decoder: Decoder) -> None:
+    prompt = decoder.target.chat_prompt_tokens([{"role": "user", "content": " ".join(WORDS * 8)}])
+    decoder.target.truncate(0)
+    assert decoder.draft is not None
+    decoder.draft.truncate(0)
+    reads: list[int] = []
+    real_evaluate = decoder.draft.evaluate
+
+    def counting_evaluate(tokens, rows=()):
+        reads.append(len(tokens))
+        return real_evaluate(tokens, rows)
+
+    decoder.draft.evaluate = counting_evaluate
+    try:
+        stop_after_first_piece = lambda: len(reads) >= 1  # noqa: E731 - stop once the draft model started reading
+        items = list(decoder.generate(prompt, DecodeSettings(mode="exact", drafter="model", max_tokens=8, fixed_draft_length=4),
+                                      should_cancel=stop_after_first_piece))  # fmt: skip
+    finally:
+        del decoder.draft.evaluate
+
+    assert isinstance(items[-1], ReplyStats) and items[-1].finish_reason == "cancelled"
+    assert len(decoder.draft.tokens) < len(prompt) - 1, "the draft model stopped reading between pieces"
