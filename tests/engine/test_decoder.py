@@ -271,9 +271,8 @@ def test_a_stop_while_the_draft_model_reads_the_prompt_ends_the_reply(decoder: D
 
     decoder.draft.evaluate = counting_evaluate
     try:
-        stop_after_first_piece = lambda: len(reads) >= 1  # noqa: E731 - stop once the draft model started reading
-        items = list(decoder.generate(prompt, DecodeSettings(mode="exact", drafter="model", max_tokens=8, fixed_draft_length=4),
-                                      should_cancel=stop_after_first_piece))  # fmt: skip
+        settings = DecodeSettings(mode="exact", drafter="model", max_tokens=8, fixed_draft_length=4)
+        items = list(decoder.generate(prompt, settings, should_cancel=lambda: len(reads) >= 1))
     finally:
         del decoder.draft.evaluate
 
