@@ -82,7 +82,7 @@ def _split_unfenced(text: str) -> list[Segment]:
 def _merged(segments: list[Segment]) -> list[Segment]:
     merged: list[Segment] = []
     for segment in segments:
-        if merged and merged[-1].is_code == segment.is_code and not segment.is_code:
+        if merged and not merged[-1].is_code and not segment.is_code:
             merged[-1] = Segment(merged[-1].text + segment.text, False)
         else:
             merged.append(segment)
@@ -92,7 +92,7 @@ def _merged(segments: list[Segment]) -> list[Segment]:
 def fenced(code: str) -> str:
     """``code`` inside a Markdown fence (as it is, if it is fenced already)."""
     stripped = code.strip("\n")
-    if FENCE.fullmatch(stripped + "\n") or stripped.lstrip().startswith(("```", "~~~")):
+    if stripped.lstrip().startswith(("```", "~~~")):
         return stripped
     return f"```\n{stripped}\n```"
 
@@ -167,7 +167,8 @@ def shrunk_memory(text: str, compress_prose: Callable[[str], str]) -> str | None
         if segment.is_code:
             shorter = outline(segment.text)
             if len(shorter) < len(segment.text.strip("\n")):
-                segments[index] = Segment(("\n" if segment.text.startswith("\n") else "") + shorter + "\n", True)
+                leading = segment.text[: len(segment.text) - len(segment.text.lstrip("\n"))]
+                segments[index] = Segment(leading + shorter, True)
                 return "".join(part.text for part in segments)
     shorter_text = "".join(
         part.text if part.is_code else _compressed_lines(part.text, compress_prose) for part in segments

@@ -180,7 +180,6 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
         self.user = None
         self.conversation: Conversation | None = None
         self.generating = False
-        self._reply_started = 0.0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):

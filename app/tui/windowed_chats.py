@@ -21,7 +21,8 @@ class ConversationFolded(Message):
 
 
 class WindowedChats:
-    """Needs from the app: ``db``, ``reader()`` (the document reader) and ``post_message``."""
+    """Needs from the app: ``db``, ``config`` (its ``window_tokens``), ``reader()`` (the document
+    reader) and ``post_message``."""
 
     def conversation_window(
         self,

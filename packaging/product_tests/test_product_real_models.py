@@ -23,6 +23,21 @@ next visit is planned for the autumn, when the snow poles must be checked as wel
 """
 
 
+def answer_in_the_chat_app_then_quit(terminal: Terminal, load_timeout: float = 180.0) -> None:
+    """Start the chat app, ask QUESTION once the models are loaded, see a speed, quit with Ctrl+Q,
+    and find no traceback left on the screen."""
+    try:
+        terminal.start()
+        terminal.wait_for(r"qwen2\.5-coder-1\.5b.*mode exact", timeout=load_timeout)
+        terminal.keys(QUESTION, "Enter")
+        terminal.wait_for(r"\d+\.\d tok/s")
+        terminal.keys("C-q")
+        assert terminal.wait_until_exited(), "Ctrl+Q quits"
+        assert "Traceback" not in terminal.screen()
+    finally:
+        terminal.close()
+
+
 def run(installed_env: Path, environment: dict[str, str], *arguments: str, input_text: str | None = None):
     return subprocess.run(
         [str(installed_env / "bin" / "duetto"), *arguments], capture_output=True, text=True, timeout=600,
@@ -59,17 +74,7 @@ def test_a_document_added_then_asked_about_is_cited(
 def test_the_chat_app_answers_in_a_real_terminal_and_quits(
     installed_env: Path, user_environment: dict[str, str]
 ) -> None:
-    terminal = Terminal(str(installed_env / "bin" / "duetto"), user_environment)
-    try:
-        terminal.start()
-        terminal.wait_for(r"qwen2\.5-coder-1\.5b.*mode exact")
-        terminal.keys(QUESTION, "Enter")
-        terminal.wait_for(r"\d+\.\d tok/s")
-        terminal.keys("C-q")
-        assert terminal.wait_until_exited(), "Ctrl+Q quits"
-        assert "Traceback" not in terminal.screen()
-    finally:
-        terminal.close()
+    answer_in_the_chat_app_then_quit(Terminal(str(installed_env / "bin" / "duetto"), user_environment))
 
 
 def test_the_readme_first_command_opens_a_chat_app_that_answers_from_a_fresh_clone(
@@ -79,16 +84,7 @@ def test_the_readme_first_command_opens_a_chat_app_that_answers_from_a_fresh_clo
     subprocess.run(["git", "clone", "--quiet", str(REPOSITORY), str(clone)], check=True)
     install_and_open = setup_commands(clone / "README.md")[0]
     terminal = Terminal(f"bash -c {json.dumps(install_and_open)}", user_environment, cwd=clone)
-    try:
-        terminal.start()
-        terminal.wait_for(r"qwen2\.5-coder-1\.5b.*mode exact", timeout=900)  # pip install ., then the app
-        terminal.keys(QUESTION, "Enter")
-        terminal.wait_for(r"\d+\.\d tok/s")
-        terminal.keys("C-q")
-        assert terminal.wait_until_exited(), "Ctrl+Q quits"
-        assert "Traceback" not in terminal.screen()
-    finally:
-        terminal.close()
+    answer_in_the_chat_app_then_quit(terminal, load_timeout=900)  # pip install . first, then the app
 
 
 def test_pipx_install_of_the_wheel_gives_a_working_duetto(user_environment: dict[str, str], tmp_path: Path) -> None:

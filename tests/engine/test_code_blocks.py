@@ -102,33 +102,29 @@ def session(tiny_models: dict[str, Path]) -> ModelSession:
     return ModelSession(tiny_models["target"], context_length=4096, threads=1)
 
 
-def test_a_folded_coding_turn_keeps_its_code_verbatim(session: ModelSession) -> None:
+def folded_coding_session(session: ModelSession, memory_tokens: int) -> ConversationWindow:
+    """A window that has just folded a pasted module and the reply to it (a long follow-up came)."""
     session.truncate(0)
     window = ConversationWindow(session, lambda text: "compressed", "You help with code.", window_tokens=1000,
-                                memory_tokens=1200)  # fmt: skip
+                                memory_tokens=memory_tokens)  # fmt: skip
     messages = [
         {"role": "user", "content": REQUEST + MODULE},
         {"role": "assistant", "content": "OK. " * 40},
         {"role": "user", "content": "And what is the default timeout? " * 20},
     ]
-
     window.prompt_tokens(messages, reply_budget=64)
+    return window
+
+
+def test_a_folded_coding_turn_keeps_its_code_verbatim(session: ModelSession) -> None:
+    window = folded_coding_session(session, memory_tokens=1200)
 
     assert window.folded_messages == 2
     assert MODULE.strip().split("\n", 1)[1] in window.memory_texts[0]
 
 
 def test_a_small_memory_keeps_the_head_of_the_file_as_an_outline(session: ModelSession) -> None:
-    session.truncate(0)
-    window = ConversationWindow(session, lambda text: "compressed", "You help with code.", window_tokens=1000,
-                                memory_tokens=320)  # fmt: skip
-    messages = [
-        {"role": "user", "content": REQUEST + MODULE},
-        {"role": "assistant", "content": "OK. " * 40},
-        {"role": "user", "content": "And what is the default timeout? " * 20},
-    ]
-
-    window.prompt_tokens(messages, reply_budget=64)
+    window = folded_coding_session(session, memory_tokens=320)
 
     assert window.memory_length <= 320
     remembered = "\n".join(window.memory_texts)
