@@ -28,7 +28,8 @@ def stream_reply(decoder: Decoder, messages: list[ChatMessage], settings: Decode
     """Stream one reply to stdout (when ``echo``); returns (text, stats)."""
     budget = reply_budget(settings.max_tokens, decoder.target.context_length)
     prompt_tokens = fit_conversation(decoder.target, messages, budget)
-    return decoder.reply(prompt_tokens, settings, on_delta=_write_to_stdout if echo else None)
+    reply = decoder.reply(prompt_tokens, settings, on_delta=_write_to_stdout if echo else None)
+    return reply.text, reply.stats
 
 
 def _write_to_stdout(text: str) -> None:
@@ -193,7 +194,8 @@ def ask(
         turns.append({"role": "user", "content": question})
         try:
             prompt_tokens = window.prompt_tokens(turns, budget)
-            text, stats = decoder.reply(prompt_tokens, settings, on_delta=_write_to_stdout)
+            reply = decoder.reply(prompt_tokens, settings, on_delta=_write_to_stdout)
+            text, stats = reply.text, reply.stats
         except KeyboardInterrupt:
             turns.pop()
             stderr_console.print("\n[dim](reply stopped)[/dim]")

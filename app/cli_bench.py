@@ -31,6 +31,7 @@ from duetto.app.decoding_options import DecodingOptions, decoding_options
 from duetto.app.engine_loader import load_decoder, model_paths
 from duetto.engine.cost_model import CostModel
 from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.reply_stream import Reply
 from duetto.engine.stats import ReplyStats
 
 NEAR_TIE_GAP = 0.1  # the engine issue's definition of a near-tie
@@ -69,7 +70,7 @@ def read_prompts(path: Path | None) -> list[dict[str, Any]]:
     return prompts
 
 
-def run_once(decoder: Decoder, prompt_tokens: list[int], settings: DecodeSettings) -> tuple[str, ReplyStats]:
+def run_once(decoder: Decoder, prompt_tokens: list[int], settings: DecodeSettings) -> Reply:
     """One reply from an empty KV cache, so that every mode pays its own prompt processing."""
     decoder.target.truncate(0)
     if decoder.draft is not None:
@@ -284,9 +285,8 @@ def bench(
                 )
                 if cold:
                     decoder.cost_model = CostModel()
-                text, stats = run_once(decoder, prompt_tokens, settings)
-                generation = decoder.last_generation
-                runs[mode].append((text, stats, list(generation.tokens), list(generation.top_two_gaps)))
+                reply = run_once(decoder, prompt_tokens, settings)
+                runs[mode].append((reply.text, reply.stats, reply.token_ids, reply.top_two_gaps))
         shift = None
         if "exact" in chosen_modes:
             _, _, target_tokens, target_gaps = runs["target"][0]

@@ -115,7 +115,7 @@ def bench_chat(
                 stats = item
             else:
                 first_token_at = first_token_at or time.perf_counter()
-                pieces.append(item)
+                pieces.append(item.text)
         assert stats is not None
         messages.append({"role": "assistant", "content": "".join(pieces)})
         if window is not None:  # as the chat app does while the user reads the reply

@@ -25,6 +25,7 @@ from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.memory_prompt import MemoryBlock, prefix_digest, prepare_memory, save_block_states
 from duetto.engine.model_session import ChatMessage, ModelSession
+from duetto.engine.reply_stream import Written
 from duetto.engine.stats import ReplyStats
 from duetto.store import documents as document_store
 from duetto.store.documents import Chunk, Document
@@ -303,6 +304,7 @@ def answer_from_documents(
     full_context: bool = False,
     reuse_full_context: bool = False,
     should_cancel: Callable[[], bool] | None = None,
+    on_written: Callable[[Written], None] | None = None,
 ) -> DocumentAnswer:
     """Answer ``question`` from stored memory (or, with ``full_context``, from the whole text).
 
@@ -323,7 +325,8 @@ def answer_from_documents(
         prompt = target.chat_prompt_tokens(messages)
         target.truncate(target.common_prefix_length(prompt) if reuse_full_context else 0)
         already_read = len(target.tokens)
-        reply_text, reply_stats = decoder.reply(prompt, settings, on_delta, should_cancel)
+        reply = decoder.reply(prompt, settings, on_delta, should_cancel, on_written)
+        reply_text, reply_stats = reply.text, reply.stats
         stats = reply_stats.as_dict()
         stats.update(
             **_timed_from(started, reply_stats),
@@ -343,7 +346,8 @@ def answer_from_documents(
     chosen = choose_blocks(ranked, read_before)
     blocks = [_memory_block(target, names[chunk.document_id], chunk, variant) for chunk, variant in chosen]
     prepared = prepare_memory(target, prefix, blocks, suffix, _StoredStates(db, target_id))
-    reply_text, reply_stats = decoder.reply(prepared.prompt_tokens, settings, on_delta, should_cancel)
+    reply = decoder.reply(prepared.prompt_tokens, settings, on_delta, should_cancel, on_written)
+    reply_text, reply_stats = reply.text, reply.stats
     stats = reply_stats.as_dict()
     context_tokens = sum(len(block.tokens) for block in blocks)
     stats.update(

@@ -22,25 +22,51 @@ SMOOTHING = 0.15  # weight of a new observation in the running averages of costs
 # then one inserted comma): a memory of ~25 tokens, so one rejection does not outweigh a long run.
 ACCEPTANCE_SMOOTHING = 0.04
 PRIOR_ACCEPTANCE = 0.5
+
+
+@dataclass(frozen=True)
+class AcceptanceKey:
+    """Which acceptance statistics a draft counts toward: its drafter, and for lookup what backs the
+    match (how long it is, in tokens or characters of text, and whether it occurs once)."""
+
+    drafter: str
+    match: str = ""
+    """Lookup only: "tokens" (an n-gram match) or "text" (the prompt's text, engine/text_lookup.py)."""
+    bucket: int = 0
+    """Lookup only: the match length's bucket (the largest bucket not above the length)."""
+    unique: bool = False
+    """Lookup only: whether the matched tokens or text occur once before."""
+
+    def __str__(self) -> str:
+        if not self.match:
+            return self.drafter
+        kind = "text" if self.match == "text" else ""
+        return f"{self.drafter}:{kind}{self.bucket}:{'unique' if self.unique else 'ambiguous'}"
+
+
+def _lookup(match: str, bucket: int, unique: bool) -> AcceptanceKey:
+    return AcceptanceKey("lookup", match, bucket, unique)
+
+
 # Lookup drafts that continue a long match are usually copied text and accepted whole; short matches
-# are guesses. Priors per match-length bucket (see drafters.LookupDrafter.acceptance_key).
+# are guesses. Priors per match-length bucket (engine/lookup_drafter.py).
 PRIOR_ACCEPTANCE_BY_KEY = {
-    "lookup:1:ambiguous": 0.2,
-    "lookup:2:ambiguous": 0.4,
-    "lookup:4:ambiguous": 0.7,
-    "lookup:8:ambiguous": 0.85,
-    "lookup:16:ambiguous": 0.95,
-    "lookup:1:unique": 0.8,
-    "lookup:2:unique": 0.85,
-    "lookup:4:unique": 0.9,
-    "lookup:8:unique": 0.95,
-    "lookup:16:unique": 0.97,
-    # Text matches (drafters.TEXT_MATCH_BUCKETS: characters matched): a dozen characters of a
-    # sentence found once in the prompt is usually a quote.
-    "lookup:text12:ambiguous": 0.6,
-    "lookup:text48:ambiguous": 0.85,
-    "lookup:text12:unique": 0.85,
-    "lookup:text48:unique": 0.95,
+    _lookup("tokens", 1, False): 0.2,
+    _lookup("tokens", 2, False): 0.4,
+    _lookup("tokens", 4, False): 0.7,
+    _lookup("tokens", 8, False): 0.85,
+    _lookup("tokens", 16, False): 0.95,
+    _lookup("tokens", 1, True): 0.8,
+    _lookup("tokens", 2, True): 0.85,
+    _lookup("tokens", 4, True): 0.9,
+    _lookup("tokens", 8, True): 0.95,
+    _lookup("tokens", 16, True): 0.97,
+    # Text matches (characters matched): a dozen characters of a sentence found once in the prompt
+    # is usually a quote.
+    _lookup("text", 12, False): 0.6,
+    _lookup("text", 48, False): 0.85,
+    _lookup("text", 12, True): 0.85,
+    _lookup("text", 48, True): 0.95,
 }
 EXPLORATION = 0.3  # optimism for rarely tried drafters: + EXPLORATION / sqrt(observations + 1)
 # Before anything is measured: the cost of evaluating n tokens in one batch relative to one token,
@@ -73,7 +99,7 @@ def expected_tokens(acceptance: float, draft_length: int) -> float:
     return total
 
 
-def _prior_acceptance(key: str) -> float:
+def _prior_acceptance(key: AcceptanceKey) -> float:
     return PRIOR_ACCEPTANCE_BY_KEY.get(key, PRIOR_ACCEPTANCE)
 
 
@@ -95,7 +121,7 @@ def _interpolate(points: dict[int, float], x: int) -> float:
 class CostModel:
     verify_seconds: dict[int, RunningAverage] = field(default_factory=dict)
     draft_seconds_per_token: dict[str, RunningAverage] = field(default_factory=dict)
-    acceptance: dict[str, RunningAverage] = field(default_factory=dict)
+    acceptance: dict[AcceptanceKey, RunningAverage] = field(default_factory=dict)
 
     # --- observations -----------------------------------------------------------------
 
@@ -107,7 +133,7 @@ class CostModel:
             per_token = seconds / tokens
             self.draft_seconds_per_token.setdefault(drafter, RunningAverage(per_token, 0)).add(per_token)
 
-    def observe_acceptance(self, key: str, drafted: int, accepted: int) -> None:
+    def observe_acceptance(self, key: AcceptanceKey, drafted: int, accepted: int) -> None:
         """``accepted`` of ``drafted`` tokens passed, in order; each is an observation of the rate."""
         average = self.acceptance.setdefault(
             key, RunningAverage(_prior_acceptance(key), PRIOR_WEIGHT, ACCEPTANCE_SMOOTHING)
@@ -117,7 +143,7 @@ class CostModel:
             if index >= accepted:
                 break  # tokens after the first rejection say nothing about the conditional rate
 
-    def relax(self, key: str) -> None:
+    def relax(self, key: AcceptanceKey) -> None:
         """Drift an unused key's acceptance back toward the prior, so it gets tried again one day."""
         average = self.acceptance.get(key)
         if average is not None:
@@ -125,7 +151,7 @@ class CostModel:
 
     # --- estimates --------------------------------------------------------------------
 
-    def acceptance_rate(self, key: str) -> float:
+    def acceptance_rate(self, key: AcceptanceKey) -> float:
         """The running acceptance rate, optimistic while there are few observations (so that a
         drafter gets tried at all), and never quite 1."""
         average = self.acceptance.get(key) or RunningAverage(_prior_acceptance(key), PRIOR_WEIGHT)

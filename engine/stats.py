@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Mode = Literal["target", "exact", "fast"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+"""Every decoding mode (engine/decoder.py says what each does); choices everywhere derive from it."""
 FinishReason = Literal["stop", "length", "context", "cancelled"]
 
 

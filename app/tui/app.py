@@ -258,7 +258,6 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
         decoder = self.decoder
         assert decoder is not None
         rate = LiveRate()
-        spans_sent = 0
         try:
             budget = reply_budget(settings.max_tokens, decoder.target.context_length)
             window = self.conversation_window(decoder, conversation_id, SYSTEM_PROMPT, memory, message_ids)
@@ -278,12 +277,10 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
                         window.fold_ahead([*turns, {"role": "assistant", "content": "".join(pieces)}], budget)
                         self.report_fold(window, conversation_id, message_ids)
                     self.post_message(ReplyFinished(conversation_id, item))
-                else:
-                    pieces.append(item)
-                    generation = decoder.last_generation  # this reply's, and only this thread writes it
-                    spans = generation.text_spans[spans_sent:]
-                    spans_sent += len(spans)
-                    self.post_message(ReplyDelta(item, spans, rate.update(len(generation.tokens))))
+                elif item.text:
+                    pieces.append(item.text)
+                    spans = [(piece.source, piece.text) for piece in item.pieces]
+                    self.post_message(ReplyDelta(item.text, spans, rate.update(item.reply_tokens)))
         except EngineError as error:
             self.post_message(ReplyFinished(conversation_id, None, str(error)))
 

@@ -28,6 +28,7 @@ from duetto.app.tui.status_bar import StatusBar
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
+from duetto.engine.reply_stream import Written
 from duetto.engine.stats import LiveRate
 from duetto.store import conversation_memory as memory_store
 from duetto.store import documents as document_store
@@ -195,17 +196,14 @@ class DocumentActions:
             reader, model_id = self.reader()
             db = open_database(self.config.database_path)
             documents = memory_store.attached_documents(db, conversation_id)
-            sent = 0
 
-            def on_delta(text: str) -> None:
-                nonlocal sent
-                generation = decoder.last_generation
-                spans = generation.text_spans[sent:]
-                sent += len(spans)
-                self.post_message(ReplyDelta(text, spans, rate.update(len(generation.tokens))))
+            def on_written(written: Written) -> None:
+                if written.text:
+                    spans = [(piece.source, piece.text) for piece in written.pieces]
+                    self.post_message(ReplyDelta(written.text, spans, rate.update(written.reply_tokens)))
 
             answer = answer_from_documents(
-                db, decoder, reader, model_id, documents, question, settings, on_delta=on_delta,
+                db, decoder, reader, model_id, documents, question, settings, on_written=on_written,
                 should_cancel=lambda: worker.is_cancelled,
             )  # fmt: skip
         except (EngineError, StoreError) as error:

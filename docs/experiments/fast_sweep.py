@@ -40,8 +40,8 @@ def main() -> None:
     for entry in entries:
         prompt = decoder.target.chat_prompt_tokens([{"role": "user", "content": entry["prompt"]}])
         target = DecodeSettings(mode="target", max_tokens=MAX_TOKENS)
-        text, before = run_once(decoder, prompt, target)
-        reference = list(decoder.last_generation.tokens)
+        reply = run_once(decoder, prompt, target)
+        text, before, reference = reply.text, reply.stats, reply.token_ids
         target_correct += not failed_checks(text, checks.get(entry["id"], {}))
         results = {}
         for fallback, rollback, run in settings_grid:
@@ -49,12 +49,13 @@ def main() -> None:
                 mode="fast", max_tokens=MAX_TOKENS, fallback_threshold=fallback,
                 rollback_threshold=rollback, max_draft_run=run,
             )  # fmt: skip
-            text, stats = run_once(decoder, prompt, settings)
-            divergence = first_difference(reference, list(decoder.last_generation.tokens))
+            reply = run_once(decoder, prompt, settings)
+            text, stats = reply.text, reply.stats
+            divergence = first_difference(reference, reply.token_ids)
             agreement = (len(reference) if divergence is None else divergence) / len(reference)
             correct = not failed_checks(text, checks.get(entry["id"], {}))
             results[(fallback, rollback, run)] = (stats, agreement, correct)
-        _, after = run_once(decoder, prompt, target)
+        after = run_once(decoder, prompt, target).stats
         # Decoding rates after the first token, as `duetto bench` compares them.
         target_seconds_per_token = (1 / before.tokens_per_second + 1 / after.tokens_per_second) / 2
         for key, (stats, agreement, correct) in results.items():

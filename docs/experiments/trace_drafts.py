@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from duetto.engine.decoder import Decoder, DecodeSettings, _Run
+from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.model_session import ModelSession
+from duetto.engine.reply_stream import StepTrace
 
 
 def main() -> None:
@@ -21,29 +22,27 @@ def main() -> None:
     entries = [entry for entry in entries if entry["id"] in sys.argv[3:]] or entries
     decoder = Decoder(target)
 
-    def text(tokens: list[int]) -> str:
+    def text(tokens) -> str:
         return b"".join(target.token_bytes(token) for token in tokens).decode(errors="replace")
 
-    judge = _Run.judge
-
-    def traced_judge(run: _Run, draft, logits):
-        accepted, next_token = judge(run, draft, logits)
-        if draft.tokens:
+    def show(step: StepTrace) -> None:
+        if step.drafted:
+            accepted = step.accepted
             print(
-                f"  {draft.acceptance_key:24} k={len(draft.tokens):2} accepted={accepted:2} "
-                f"{text(draft.tokens[:accepted])!r} | drafted {text(draft.tokens[accepted : accepted + 3])!r}"
-                f" | target {text([next_token])!r}"
+                f"  {step.key!s:24} k={len(step.drafted):2} accepted={accepted:2} "
+                f"{text(step.drafted[:accepted])!r} | drafted {text(step.drafted[accepted : accepted + 3])!r}"
+                f" | target {text([step.next_token])!r}"
             )
-        return accepted, next_token
 
-    _Run.judge = traced_judge
     for entry in entries:
         prompt = target.chat_prompt_tokens([{"role": "user", "content": entry["prompt"]}])
         print(entry["id"])
         target.truncate(0)
-        _, alone = decoder.reply(prompt, DecodeSettings(mode="target", max_tokens=200))
+        alone = decoder.reply(prompt, DecodeSettings(mode="target", max_tokens=200)).stats
         target.truncate(0)
-        _, exact = decoder.reply(prompt, DecodeSettings(mode="exact", max_tokens=200))
+        exact = None
+        for item in decoder.generate(prompt, DecodeSettings(mode="exact", max_tokens=200), on_step=show):
+            exact = item
         print(
             f"  target {alone.tokens_per_second} tok/s, exact {exact.tokens_per_second} tok/s "
             f"({exact.tokens_per_second / alone.tokens_per_second:.2f}x), accepted {exact.accepted}/{exact.drafted}"

@@ -32,8 +32,8 @@ from duetto.store.settings import ChatSettings, load_chat_settings, save_chat_se
 class SlowDecoder(Decoder):
     """The tiny models write in microseconds; this one waits between deltas so a test can press Esc."""
 
-    def generate(self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None):
-        for item in super().generate(prompt_tokens, settings, should_cancel, on_prompt_progress):
+    def generate(self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None):
+        for item in super().generate(prompt_tokens, settings, should_cancel, on_prompt_progress, on_step):
             time.sleep(0.02)
             yield item
 
@@ -315,8 +315,10 @@ class GatedDecoder(Decoder):
 
     gate = threading.Event()
 
-    def generate(self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None):
-        for index, item in enumerate(super().generate(prompt_tokens, settings, should_cancel, on_prompt_progress)):
+    def generate(self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None):
+        for index, item in enumerate(
+            super().generate(prompt_tokens, settings, should_cancel, on_prompt_progress, on_step)
+        ):
             if index == 1:
                 assert self.gate.wait(30), "the test never opened the gate"
             yield item

@@ -37,7 +37,7 @@ def test_a_hundred_turns_keep_the_prompt_and_the_cache_bounded(decoder: Decoder)
         prompt = window.prompt_tokens(messages, reply_budget=16)
         folds += window.last_fold is not None
         newly_read.append(len(prompt) - session.common_prefix_length(prompt))
-        reply, _ = decoder.reply(prompt, DecodeSettings(mode="target", max_tokens=12))
+        reply = decoder.reply(prompt, DecodeSettings(mode="target", max_tokens=12)).text
         messages.append({"role": "assistant", "content": reply})
 
         assert len(prompt) + 16 <= 400 + 60

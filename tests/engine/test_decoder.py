@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from duetto.engine.decoder import Decoder, DecodeSettings, _Run
-from duetto.engine.drafters import LookupDrafter
+from duetto.engine.cost_model import AcceptanceKey, CostModel
+from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.draft_policy import affordable_draft_length
 from duetto.engine.errors import EngineError
+from duetto.engine.lookup_drafter import continues_a_copy
 from duetto.engine.model_session import ContextFull, ModelSession
+from duetto.engine.reply_stream import StepTrace
 from duetto.engine.stats import ReplyStats
 
 SENTENCE = "the cat sat on a mat and then it ran to the door while a dog slept near the warm fire"
@@ -41,10 +44,9 @@ def random_prompt(session: ModelSession, rng: random.Random) -> list[int]:
 
 
 def generate(decoder: Decoder, prompt: list[int], **settings) -> tuple[list[int], str, ReplyStats]:
-    items = list(decoder.generate(prompt, DecodeSettings(**settings)))
-    stats = items[-1]
-    assert isinstance(stats, ReplyStats)
-    return list(decoder.last_generation.tokens), "".join(items[:-1]), stats
+    reply = decoder.reply(prompt, DecodeSettings(**settings))
+    assert isinstance(reply.stats, ReplyStats)
+    return reply.token_ids, reply.text, reply.stats
 
 
 def test_greedy_exact_equals_target_only_for_every_drafter_and_length(decoder: Decoder) -> None:
@@ -103,11 +105,11 @@ def test_fast_mode_with_rollback_zero_is_the_target_alone(decoder: Decoder) -> N
 
 def test_fast_mode_with_defaults_mixes_both_models(decoder: Decoder) -> None:
     prompt = random_prompt(decoder.target, random.Random(5))
-    tokens, _, stats = generate(decoder, prompt, mode="fast", max_tokens=40, fallback_threshold=0.2)
+    reply = decoder.reply(prompt, DecodeSettings(mode="fast", max_tokens=40, fallback_threshold=0.2))
 
-    assert len(tokens) == 40
-    assert stats.drafted > 0 and stats.target_calls > 1
-    assert set(decoder.last_generation.drafted_by) <= {"model", "target"}
+    assert len(reply.token_ids) == 40
+    assert reply.stats.drafted > 0 and reply.stats.target_calls > 1
+    assert set(reply.sources) == {"model", "target"}
 
 
 def test_after_many_rollbacks_the_kv_caches_match_a_fresh_evaluation(
@@ -195,30 +197,64 @@ def test_fast_mode_needs_a_draft_model(sessions: tuple[ModelSession, ModelSessio
         list(Decoder(sessions[0]).generate([1, 2, 3], DecodeSettings(mode="fast")))
 
 
-def test_the_loss_budget_bounds_how_long_a_draft_may_be(decoder: Decoder) -> None:
+def test_the_loss_budget_bounds_how_long_a_draft_may_be() -> None:
     """A draft's worst case (all rejected) must fit 3 plain tokens' time (8 right after a draft was
     accepted whole) plus 5% of the reply plus what drafting saved: with verification costing n units
     for n tokens, a fresh reply may draft 3 tokens, one 100 tokens in that saved 20.5 units may
     draft 3 + 5 + 20, or 8 + 5 + 20 in the middle of a copy."""
+    cost_model = CostModel()
     for size in range(1, 80):
-        decoder.cost_model.observe_verify(size, size * 0.01)
-    run = _Run(decoder, [1, 2, 3], DecodeSettings(mode="exact"), None)
-    assert run.affordable_draft_length(64) == 3
+        cost_model.observe_verify(size, size * 0.01)
 
-    run.generation.tokens.extend([5] * 100)
-    run.spent_seconds = 0.795  # 100 plain tokens would have taken 1.0 s: 0.205 s saved
-    assert run.affordable_draft_length(64) == 28
-    assert run.affordable_draft_length(64, in_copy=True) == 33  # a draft continuing a long match
-    run.mid_copy = True
-    assert run.affordable_draft_length(64) == 33
-    assert run.affordable_draft_length(10) == 10
+    def affordable(limit: int, *, reply_tokens: int = 0, spent_seconds: float = 0.0, mid_copy: bool = False) -> int:
+        return affordable_draft_length(
+            cost_model, limit, reply_tokens=reply_tokens, spent_seconds=spent_seconds, mid_copy=mid_copy
+        )
+
+    assert affordable(64) == 3
+    # 100 plain tokens would have taken 1.0 s: 0.205 s saved
+    assert affordable(64, reply_tokens=100, spent_seconds=0.795) == 28
+    assert affordable(64, reply_tokens=100, spent_seconds=0.795, mid_copy=True) == 33
+    assert affordable(10, reply_tokens=100, spent_seconds=0.795, mid_copy=True) == 10
 
 
 def test_only_the_longest_matches_count_as_continuing_a_copy() -> None:
-    continuing = ["lookup:16:unique", "lookup:16:ambiguous", "lookup:text48:unique"]
-    starting = ["lookup:8:unique", "lookup:1:ambiguous", "lookup:text12:unique", "model", ""]
-    assert all(map(LookupDrafter.continues_a_copy, continuing))
-    assert not any(map(LookupDrafter.continues_a_copy, starting))
+    continuing = [
+        AcceptanceKey("lookup", "tokens", 16, True),
+        AcceptanceKey("lookup", "tokens", 16, False),
+        AcceptanceKey("lookup", "text", 48, True),
+    ]
+    starting = [
+        AcceptanceKey("lookup", "tokens", 8, True), AcceptanceKey("lookup", "tokens", 1, False),
+        AcceptanceKey("lookup", "text", 12, True), AcceptanceKey("model"), None,
+    ]  # fmt: skip
+    assert all(map(continues_a_copy, continuing))
+    assert not any(map(continues_a_copy, starting))
+    assert str(continuing[2]) == "lookup:text48:unique" and str(starting[1]) == "lookup:1:ambiguous"
+
+
+def test_every_verification_reaches_the_step_hook_in_both_modes(decoder: Decoder) -> None:
+    prompt = random_prompt(decoder.target, random.Random(2))
+    for settings in (
+        DecodeSettings(mode="exact", drafter="model", max_tokens=30, fixed_draft_length=4),
+        DecodeSettings(mode="fast", max_tokens=30, fallback_threshold=0.2),
+    ):
+        steps: list[StepTrace] = []
+        items = list(decoder.generate(prompt, settings, on_step=steps.append))
+        stats = items[-1]
+        assert isinstance(stats, ReplyStats)
+        assert sum(len(step.drafted) for step in steps) == stats.drafted > 0
+        assert sum(step.accepted for step in steps) == stats.accepted
+        assert all(step.drafter == "model" and step.verify_seconds > 0 for step in steps if step.drafted)
+
+
+def test_fast_mode_teaches_the_cost_model_what_verification_costs(sessions) -> None:
+    decoder = Decoder(*sessions)
+    prompt = random_prompt(decoder.target, random.Random(6))
+    decoder.reply(prompt, DecodeSettings(mode="fast", max_tokens=30, fallback_threshold=0.2))
+    assert decoder.cost_model.verify_seconds, "fast mode's verifications are timed for the cost model"
+    assert decoder.cost_model.draft_seconds_per_token["model"].observations > 0
+    assert decoder.drafters["model"].stats.drafted > 0
 
 
 @pytest.mark.parametrize("mode", ["exact", "fast"])
@@ -253,7 +289,7 @@ def test_a_prompt_read_in_pieces_gives_the_same_reply(decoder: Decoder) -> None:
 
     assert progress[-1] == (len(prompt), len(prompt)) and len(progress) >= 2
     assert [read for read, _ in progress] == sorted(read for read, _ in progress)
-    assert decoder.last_generation.tokens[0] == int(np.argmax(logits)), "the same first token as one big batch"
+    assert items[0].token_ids[0] == int(np.argmax(logits)), "the same first token as one big batch"
     assert isinstance(items[-1], ReplyStats) and items[-1].finish_reason in ("stop", "length")
 
 

@@ -1,4 +1,4 @@
-"""Generation.text_spans: the reply's text split by the source of the tokens that wrote it."""
+"""Written.pieces: the reply's text split by the source of the tokens that wrote it."""
 
 from __future__ import annotations
 
@@ -22,16 +22,20 @@ def decoder(tiny_models: dict[str, Path]) -> Decoder:
     )
 
 
-def deltas_and_spans(decoder: Decoder, **settings) -> tuple[list[str], list[list[tuple[str, str]]]]:
-    """Each delta with the spans that arrived since the one before."""
+def deltas_and_spans(decoder: Decoder, token_sources: list[str] | None = None, **settings):
+    """Each step's text, with its pieces as (source, text); the source of every token written
+    goes to ``token_sources``."""
     prompt = decoder.target.chat_prompt_tokens([{"role": "user", "content": PROMPT}])
-    deltas, spans_per_delta, seen = [], [], 0
+    deltas: list[str] = []
+    spans_per_delta: list[list[tuple[str, str]]] = []
+    token_sources = [] if token_sources is None else token_sources
     for item in decoder.generate(prompt, DecodeSettings(**settings)):
         if isinstance(item, ReplyStats):
             break
-        deltas.append(item)
-        spans_per_delta.append(decoder.last_generation.text_spans[seen:])
-        seen = len(decoder.last_generation.text_spans)
+        if item.text:
+            deltas.append(item.text)
+            spans_per_delta.append([(piece.source, piece.text) for piece in item.pieces])
+        token_sources.extend(item.sources)
     return deltas, spans_per_delta
 
 
@@ -51,12 +55,13 @@ DRAFT_ALONE = {"mode": "fast", "fallback_threshold": 0.0, "rollback_threshold": 
 def test_spans_arrive_with_each_delta_and_name_the_tokens_sources(
     decoder: Decoder, settings: dict, expected_sources: set[str] | None
 ) -> None:
-    deltas, spans_per_delta = deltas_and_spans(decoder, max_tokens=40, **settings)
+    token_sources: list[str] = []
+    deltas, spans_per_delta = deltas_and_spans(decoder, token_sources, max_tokens=40, **settings)
     assert deltas
     for delta, spans in zip(deltas, spans_per_delta, strict=True):
         assert "".join(text for _, text in spans) == delta
     sources = {source for spans in spans_per_delta for source, _ in spans}
-    assert sources <= set(decoder.last_generation.drafted_by)
+    assert sources <= set(token_sources)
     assert sources == (expected_sources or sources)
 
 

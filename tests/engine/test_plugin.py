@@ -157,8 +157,7 @@ def test_personalise_without_a_plugin_is_the_session_itself(target: ModelSession
 
 
 def generate(decoder: Decoder, prompt: list[int], **settings) -> list[int]:
-    list(decoder.generate(prompt, DecodeSettings(max_tokens=40, **settings)))
-    return list(decoder.last_generation.tokens)
+    return decoder.reply(prompt, DecodeSettings(max_tokens=40, **settings)).token_ids
 
 
 def test_exact_mode_is_lossless_for_the_personalised_target(target: ModelSession, draft: ModelSession) -> None:
@@ -175,9 +174,10 @@ def test_exact_mode_is_lossless_for_the_personalised_target(target: ModelSession
         reference = generate(personalised, prompt, mode="target")
         differing += reference != without_plugin
         for drafter, length in (("model", 3), ("lookup", 4), ("auto", None)):
-            tokens = generate(personalised, prompt, mode="exact", drafter=drafter, fixed_draft_length=length)
-            assert tokens == reference, (drafter, length)
-            drafted += personalised.last_generation.stats.drafted
+            settings = DecodeSettings(mode="exact", drafter=drafter, fixed_draft_length=length, max_tokens=40)
+            reply = personalised.reply(prompt, settings)
+            assert reply.token_ids == reference, (drafter, length)
+            drafted += reply.stats.drafted
     assert differing == 5, "the plugin must change what the target writes"
     assert drafted > 0, "verification must have run on drafted tokens"
     target.truncate(0)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from duetto.engine.drafters import LookupDrafter
+from duetto.engine.lookup_drafter import LookupDrafter
 from duetto.engine.model_session import ModelSession
 from duetto.engine.text_lookup import TextLookup, normalize
 
@@ -82,7 +82,7 @@ def test_the_lookup_drafter_proposes_the_source_tokens_where_token_matching_brea
 
     tokens, key = drafter.find_text([*prompt, *reply], 6)
 
-    assert key.startswith("lookup:text") and key.endswith(":unique")
+    assert key.match == "text" and key.unique
     assert tokens == session.tokenize(" the reading room opens at nine.")[: len(tokens)] and len(tokens) >= 4
     assert drafter.candidates([*prompt, *reply], 6)[-1] == (tokens, key)
 
@@ -99,7 +99,7 @@ def test_lookup_drafts_stop_where_the_copied_turn_ends(session: ModelSession) ->
     tokens, key = drafter.find(history, 40)
     text_tokens, text_key = drafter.find_text(history, 40)
 
-    assert key and text_key.startswith("lookup:text")
+    assert key.match == "tokens" and text_key.match == "text"
     assert session.is_end_of_generation(tokens[-1]) and not any(map(session.is_end_of_generation, tokens[:-1]))
     text = b"".join(map(session.token_bytes, tokens)).decode()
     assert text == b"".join(map(session.token_bytes, text_tokens)).decode() == " up to eight books.\n"
