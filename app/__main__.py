@@ -1,5 +1,5 @@
 """``python -m duetto.app``: the same as the ``duetto`` command."""
 
-from duetto.app.cli import main
+from duetto.app.cli.main import main
 
 main(prog_name="duetto")

@@ -1,8 +1,9 @@
 """The duetto chat app: conversations on the left, the chat in the middle, stats at the bottom.
 
-State lives here and in SQLite: the database connection belongs to the UI thread;
-generation runs in a thread worker that only reads the engine and posts messages
-back, so a key press is handled at once even while a reply is being written.
+A thin front-end over the core (app/core): a chat turn is ``StoredChat.ask``, run in a thread
+worker that posts what it reports back as messages, so a key press is handled at once even while
+a reply is being written. The UI thread has its own database connection for what it shows;
+documents are the DocumentDesk's (app/tui/document_desk.py).
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from textual.highlight import highlight
 from textual.message import Message
 from textual.worker import get_current_worker
 
+from duetto.app.core.chat import StoredChat, Turn, runnable_settings
+from duetto.app.core.models import Engine
+from duetto.app.core.settings import ChatSettings, load_chat_settings, save_chat_settings
 from duetto.app.tui.chat_view import ChatView
 from duetto.app.tui.dialogs import ConfirmScreen, HelpScreen, RenameScreen
-from duetto.app.tui.document_actions import PASTE_DOCUMENT_CHARACTERS, DocumentActions
+from duetto.app.tui.document_desk import PASTE_DOCUMENT_CHARACTERS, DocumentDesk
 from duetto.app.tui.draft_sources import DraftLegend, Spans
 from duetto.app.tui.fetch_screen import FetchScreen
 from duetto.app.tui.profile_screen import ProfileScreen
@@ -30,17 +34,13 @@ from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.settings_screen import SettingsScreen
 from duetto.app.tui.sidebar import Sidebar
 from duetto.app.tui.status_bar import StatusBar
-from duetto.app.tui.windowed_chats import WindowedChats
-from duetto.engine.conversation_window import reply_budget
-from duetto.engine.decoder import Decoder, DecodeSettings
-from duetto.engine.document_reader import DocumentReader
+from duetto.engine.decoder import DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.manifest import ModelSpec
-from duetto.engine.stats import LiveRate, ReplyStats
-from duetto.store.conversation_memory import ConversationMemory, attached_documents, load_memory
+from duetto.engine.reply_stream import Written
+from duetto.engine.stats import MODES, LiveRate
 from duetto.store.conversations import (
     Conversation,
-    add_message,
     create_conversation,
     delete_conversation,
     ensure_user,
@@ -52,9 +52,7 @@ from duetto.store.conversations import (
 )
 from duetto.store.database import open_database
 from duetto.store.errors import StoreError
-from duetto.store.settings import ChatSettings, load_chat_settings, save_chat_settings
 
-SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline on the user's computer."
 TITLE_LENGTH = 40
 
 
@@ -62,7 +60,7 @@ TITLE_LENGTH = 40
 class ChatConfig:
     """Everything the app needs from its caller; tests build one with tiny models."""
 
-    engine_factory: Callable[[str], Decoder]
+    engine_factory: Callable[[str], Engine]
     """Builds the engine for the profile (user) named; called in a thread worker."""
     models_label: str
     settings: DecodeSettings = DecodeSettings()
@@ -75,16 +73,14 @@ class ChatConfig:
     database_path: Path | None = None
     missing_models: tuple[ModelSpec, ...] = ()
     """Manifest models to fetch (in a screen with progress bars) before the engine can load."""
-    reader_factory: Callable[[], tuple[DocumentReader, str]] | None = None
-    """The small model as a document reader, with its model id; called in a thread worker."""
     window_tokens: int | None = None
     """Tokens of a conversation kept whole before folding (None: the whole context)."""
 
 
 class EngineReady(Message):
-    def __init__(self, decoder: Decoder, user_name: str) -> None:
+    def __init__(self, engine: Engine, user_name: str) -> None:
         super().__init__()
-        self.decoder, self.user_name = decoder, user_name
+        self.engine, self.user_name = engine, user_name
 
 
 class EngineFailed(Message):
@@ -108,20 +104,12 @@ class ReplyProgress(Message):
 
 
 class ReplyFinished(Message):
-    def __init__(
-        self,
-        conversation_id: int,
-        stats: ReplyStats | None,
-        error: str | None = None,
-        stored_stats: dict | None = None,
-    ) -> None:
+    def __init__(self, conversation_id: int, turn: Turn | None, error: str | None = None) -> None:
         super().__init__()
-        self.conversation_id, self.stats, self.error = conversation_id, stats, error
-        self.stored_stats = stored_stats
-        """What to keep with the message when it is more than ``stats`` (a document answer's numbers)."""
+        self.conversation_id, self.turn, self.error = conversation_id, turn, error
 
 
-class DuettoApp(DocumentActions, WindowedChats, App[None]):
+class DuettoApp(App[None]):
     TITLE = "duetto"
     CSS = """
     #main { height: 1fr; }
@@ -174,7 +162,9 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
         self.chat_settings = ChatSettings()
         self.reply_spans: dict[int, Spans] = {}
         """Message id → its text by source, for replies written in this session (the draft-colour view)."""
-        self.decoder: Decoder | None = None
+        self.engine: Engine | None = None
+        self.chats: dict[int, StoredChat] = {}
+        """The open conversations on the current engine (their windows hold its KV cache's state)."""
         self.models_on_disk = not config.missing_models
         self.db = None
         self.user = None
@@ -189,6 +179,7 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
                 yield ChatView()
                 yield PromptInput(id="prompt")
         yield StatusBar()
+        yield DocumentDesk()
 
     async def on_mount(self) -> None:
         try:
@@ -228,66 +219,65 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
     @work(thread=True, exclusive=True, group="engine")
     def load_engine(self, user_name: str) -> None:
         try:
-            decoder = self.config.engine_factory(user_name)
+            engine = self.config.engine_factory(user_name)
         except (EngineError, StoreError) as error:  # a per-user engine may read the store
             self.post_message(EngineFailed(str(error)))
             return
-        self.post_message(EngineReady(decoder, user_name))
+        self.post_message(EngineReady(engine, user_name))
 
     def on_engine_ready(self, message: EngineReady) -> None:
         if self.config.engine_per_user and message.user_name != self.user.name:
-            close_decoder(message.decoder)  # built for a profile the user has since left
+            message.engine.close()  # built for a profile the user has since left
             return
-        self.decoder = message.decoder
+        self.use_engine(message.engine)
         self.query_one(StatusBar).models = self.config.models_label
+
+    def use_engine(self, engine: Engine | None) -> None:
+        """Replies use ``engine`` from now on; the last one's chats go with it and its memory is freed."""
+        old, self.engine = self.engine, engine
+        self.chats.clear()
+        if old is not None:
+            old.close()
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         self.query_one(StatusBar).models = "no models"
         self.notify(message.error, title="Cannot load the models", severity="error", timeout=60)
 
     @work(thread=True, exclusive=True, group="generate")
-    def generate_reply(
-        self,
-        conversation_id: int,
-        turns: list[dict],
-        message_ids: list[int],
-        memory: ConversationMemory | None,
-        settings: DecodeSettings,
-    ) -> None:
+    def generate_reply(self, conversation_id: int, text: str, settings: DecodeSettings) -> None:
+        """One chat turn, in a thread: the core saves the question, writes the reply (from the
+        attached documents when there are any) and saves it; this passes on what it reports."""
         worker = get_current_worker()
-        decoder = self.decoder
-        assert decoder is not None
+        engine = self.engine
+        assert engine is not None
         rate = LiveRate()
+
+        def written(step: Written) -> None:
+            if step.text:
+                spans = [(piece.source, piece.text) for piece in step.pieces]
+                self.post_message(ReplyDelta(step.text, spans, rate.update(step.reply_tokens)))
+
         try:
-            budget = reply_budget(settings.max_tokens, decoder.target.context_length)
-            window = self.conversation_window(decoder, conversation_id, SYSTEM_PROMPT, memory, message_ids)
-            window.on_fold = lambda: self.post_message(ReplyProgress("remembering earlier turns…"))
-            prompt_tokens = window.prompt_tokens(turns, budget)
-            self.report_fold(window, conversation_id, message_ids)
-            pieces: list[str] = []
-
-            def reading(read: int, total: int) -> None:
-                self.post_message(ReplyProgress(f"reading the prompt {read:,}/{total:,} tokens…"))
-
-            for item in decoder.generate(
-                prompt_tokens, settings, should_cancel=lambda: worker.is_cancelled, on_prompt_progress=reading
-            ):
-                if isinstance(item, ReplyStats):
-                    if item.finish_reason != "cancelled":  # fold now, not in the next reply's first token
-                        window.fold_ahead([*turns, {"role": "assistant", "content": "".join(pieces)}], budget)
-                        self.report_fold(window, conversation_id, message_ids)
-                    self.post_message(ReplyFinished(conversation_id, item))
-                elif item.text:
-                    pieces.append(item.text)
-                    spans = [(piece.source, piece.text) for piece in item.pieces]
-                    self.post_message(ReplyDelta(item.text, spans, rate.update(item.reply_tokens)))
-        except EngineError as error:
+            chat = self.chats.get(conversation_id)
+            if chat is None:
+                chat = StoredChat(
+                    engine, conversation_id, database_path=self.config.database_path,
+                    window_tokens=self.config.window_tokens,
+                )  # fmt: skip
+                self.chats[conversation_id] = chat
+            turn = chat.ask(
+                text, settings, should_cancel=lambda: worker.is_cancelled,
+                on_progress=lambda state: self.post_message(ReplyProgress(state)), on_written=written,
+            )  # fmt: skip
+        except (EngineError, StoreError) as error:
             self.post_message(ReplyFinished(conversation_id, None, str(error)))
+            return
+        self.post_message(ReplyFinished(conversation_id, turn))
 
     # --- sending and receiving -------------------------------------------------------------
 
     async def on_prompt_input_submitted(self, message: PromptInput.Submitted) -> None:
-        if self.decoder is None:
+        if self.engine is None:
             self.notify("The models are still loading; your prompt is kept in the box.", severity="warning")
             self.query_one(PromptInput).text = message.text
             return
@@ -295,8 +285,8 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
             self.notify("A reply is being written; Esc stops it.", severity="warning")
             self.query_one(PromptInput).text = message.text
             return
-        if len(message.text) > PASTE_DOCUMENT_CHARACTERS and self.config.reader_factory is not None:
-            self.offer_paste_as_document(message.text, self.send_prompt)
+        if len(message.text) > PASTE_DOCUMENT_CHARACTERS and self.engine.can_read_documents:
+            self.query_one(DocumentDesk).offer_paste_as_document(message.text, self.send_prompt)
             return
         await self.send_prompt(message.text)
 
@@ -305,7 +295,6 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
             title = " ".join(text.split())[:TITLE_LENGTH] or "New chat"
             self.conversation = create_conversation(self.db, self.user, title)
             await self.refresh_sidebar()
-        add_message(self.db, self.conversation.id, "user", text)
         chat = self.query_one(ChatView)
         await chat.add_message("user", text)
         await chat.begin_reply()
@@ -313,33 +302,10 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
         status = self.query_one(StatusBar)
         status.state = "writing…"
         status.compression = ""
-        if attached_documents(self.db, self.conversation.id):
-            status.state = "answering from documents…"
-            settings = self.settings_for(self.decoder)
-            if settings.drafter == "auto":  # the draft model would have to read the excerpts first
-                settings = replace(settings, drafter="lookup")
-            self.generate_document_reply(self.conversation.id, text, settings)
-            return
-        stored_messages = list_messages(self.db, self.conversation.id)
-        self.generate_reply(
-            self.conversation.id,
-            [{"role": stored.role, "content": stored.content} for stored in stored_messages],
-            [stored.id for stored in stored_messages],
-            load_memory(self.db, self.conversation.id),
-            self.settings_for(self.decoder),
-        )
-
-    def settings_for(self, decoder: Decoder) -> DecodeSettings:
-        """The settings, with what needs a draft model replaced when the engine has none."""
-        if decoder.draft is not None:
-            return self.settings
-        settings = self.settings
-        if settings.mode == "fast":
-            self.notify("fast mode needs a draft model; this reply uses exact mode.", severity="warning")
-            settings = replace(settings, mode="exact")
-        if settings.drafter in ("auto", "model"):
-            settings = replace(settings, drafter="lookup")
-        return settings
+        settings, note = runnable_settings(self.engine, self.settings)
+        if note:
+            self.notify(note, severity="warning")
+        self.generate_reply(self.conversation.id, text, settings)
 
     def on_reply_progress(self, message: ReplyProgress) -> None:
         if self.generating:
@@ -352,25 +318,31 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
             self.query_one(StatusBar).tokens_per_second = message.tokens_per_second
 
     async def on_reply_finished(self, message: ReplyFinished) -> None:
-        text, spans = await self.query_one(ChatView).end_reply()
+        chat_view = self.query_one(ChatView)
+        turn = message.turn
+        if turn is not None and turn.citations:
+            await chat_view.append_reply(sources_line([citation.label for citation in turn.citations]))
+        _, spans = await chat_view.end_reply()
         self.generating = False
         status = self.query_one(StatusBar)
-        if message.error:
+        if turn is None:
             status.state = "error"
-            self.notify(message.error, title="The reply failed", severity="error", timeout=30)
+            self.notify(message.error or "", title="The reply failed", severity="error", timeout=30)
             return
-        stats = message.stats
-        if text or stats.finish_reason != "cancelled":
-            stored = add_message(
-                self.db, message.conversation_id, "assistant", text, message.stored_stats or stats.as_dict()
-            )
-            self.reply_spans[stored.id] = spans
+        stats = turn.stats
+        if turn.message_id is not None:
+            self.reply_spans[turn.message_id] = spans
+        if turn.citations:
+            self.query_one(DocumentDesk).show_sources(turn.citations)
+        if turn.stored_stats and "document_tokens" in turn.stored_stats:
+            numbers = turn.stored_stats
+            status.compression = f"doc {numbers['document_tokens']} → read {numbers['prompt_tokens']} tokens"
         status.tokens_per_second = stats.tokens_per_second if stats.tokens > 1 else None  # no rate from one token
         status.acceptance = stats.accepted / stats.drafted if stats.drafted else None
         status.state = "stopped" if stats.finish_reason == "cancelled" else ""
         note = cut_reply_note(stats.finish_reason, stats.tokens)
         if note:
-            await self.query_one(ChatView).add_note(note)
+            await chat_view.add_note(note)
         await self.refresh_sidebar()
 
     # --- conversations --------------------------------------------------------------------
@@ -383,8 +355,9 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
         self.conversation = conversation
         messages = list_messages(self.db, conversation.id)
         await self.query_one(ChatView).show_messages(
-            [(stored.role, stored.content, self.reply_spans.get(stored.id)) for stored in messages]
-        )
+            [(stored.role, stored.content + sources_line((stored.stats or {}).get("citations")),
+              self.reply_spans.get(stored.id)) for stored in messages]
+        )  # fmt: skip
         await self.refresh_sidebar()
 
     # --- profiles and settings ----------------------------------------------------------------
@@ -405,7 +378,7 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
     def saved_chat_settings(self) -> ChatSettings:
         """The profile's saved settings over the config's defaults; command-line choices win."""
         defaults = self.config.settings
-        base = ChatSettings(**{name: getattr(defaults, name) for name in ChatSettings().decoding()})
+        base = ChatSettings.of(defaults)
         try:
             saved = load_chat_settings(self.db, self.user, base)
         except StoreError as error:
@@ -417,7 +390,7 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
     async def apply_chat_settings(self, chat_settings: ChatSettings) -> None:
         """Use ``chat_settings`` from the next reply on (the one being written keeps its own)."""
         self.chat_settings = chat_settings
-        self.settings = replace(self.config.settings, **chat_settings.decoding())
+        self.settings = chat_settings.applied_to(self.config.settings)
         self.query_one(StatusBar).mode = self.settings.mode
         self.query_one(DraftLegend).display = chat_settings.show_draft_sources
         await self.query_one(ChatView).set_show_sources(chat_settings.show_draft_sources)
@@ -446,9 +419,7 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
         status = self.query_one(StatusBar)
         status.tokens_per_second, status.acceptance = None, None  # they were the last profile's
         if self.config.engine_per_user and self.models_on_disk:
-            old_decoder, self.decoder = self.decoder, None
-            if old_decoder is not None:
-                close_decoder(old_decoder)  # free its memory before the next one loads
+            self.use_engine(None)  # free the last one's memory before the next one loads
             self.query_one(StatusBar).models = "loading models…"
             self.load_engine(name)
         self.query_one(PromptInput).focus()
@@ -552,14 +523,25 @@ class DuettoApp(DocumentActions, WindowedChats, App[None]):
         sidebar = self.query_one(Sidebar)
         sidebar.display = not sidebar.display
 
+    def action_documents(self) -> None:
+        self.query_one(DocumentDesk).open_panel()
+
+    def action_sources(self) -> None:
+        self.query_one(DocumentDesk).open_sources()
+
     async def action_cycle_mode(self) -> None:
-        modes = ["exact", "fast", "target"]
-        if self.decoder is not None and self.decoder.draft is None:
+        modes = list(MODES)
+        if self.engine is not None and not self.engine.has_draft_model:
             modes.remove("fast")
         next_mode = (
             modes[(modes.index(self.settings.mode) + 1) % len(modes)] if self.settings.mode in modes else "exact"
         )
         await self.save_and_apply(replace(self.chat_settings, mode=next_mode))
+
+
+def sources_line(labels: list[str] | None) -> str:
+    """What follows a document answer in the chat: the chunks it cited (none: nothing)."""
+    return f"\n\n*Sources: {', '.join(labels)} (F7 opens them)*" if labels else ""
 
 
 def cut_reply_note(finish_reason: str, tokens: int) -> str:
@@ -572,10 +554,3 @@ def cut_reply_note(finish_reason: str, tokens: int) -> str:
     if finish_reason == "context":
         return "(cut: the conversation filled the context window; start a new chat, Ctrl+N, or raise --context)"
     return ""
-
-
-def close_decoder(decoder: Decoder) -> None:
-    """Free the models' memory now rather than when the garbage collector gets to it."""
-    for session in (decoder.target, decoder.draft):
-        if session is not None:
-            session.close()

@@ -15,8 +15,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
+from duetto.app.core.settings import ChatSettings
 from duetto.app.tui.dialogs import DIALOG_CSS
-from duetto.store.settings import DRAFTERS, MODES, ChatSettings, InvalidSetting
+from duetto.engine.drafters import DRAFTER_CHOICES
+from duetto.engine.stats import MODES
+from duetto.store.settings import InvalidSetting
 
 MODE_LABELS = {
     "exact": "exact: draft-verify, lossless",
@@ -70,7 +73,7 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
                              allow_blank=False, compact=True, id="mode")  # fmt: skip
             with Horizontal(classes="row"):
                 yield Label("exact: drafter")
-                yield Select([(DRAFTER_LABELS[name], name) for name in DRAFTERS], value=self.settings.drafter,
+                yield Select([(DRAFTER_LABELS[name], name) for name in DRAFTER_CHOICES], value=self.settings.drafter,
                              allow_blank=False, compact=True, id="drafter")  # fmt: skip
             for name, label, _ in NUMBER_FIELDS:
                 with Horizontal(classes="row"):

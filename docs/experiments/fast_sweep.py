@@ -17,9 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-from duetto.app.bench_checks import failed_checks, read_checks_file
-from duetto.app.cli_bench import first_difference, run_once
-from duetto.app.engine_loader import build_decoder
+from duetto.app.bench.bench import first_difference, run_once
+from duetto.app.bench.checks import failed_checks, read_checks_file
+from duetto.app.core.models import build_decoder
 from duetto.engine.decoder import DecodeSettings
 
 FALLBACKS = (0.4, 0.6, 0.8)

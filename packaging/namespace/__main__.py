@@ -4,6 +4,6 @@ This folder is the ``duetto`` namespace itself (setup.py maps it); the three pac
 repository, app/, engine/ and store/, install beneath it as duetto.app, duetto.engine, duetto.store.
 """
 
-from duetto.app.cli import main
+from duetto.app.cli.main import main
 
 main(prog_name="duetto")

@@ -108,7 +108,7 @@ def command_paths(installed_env: Path) -> list[list[str]]:
     script = """
 import json
 import click
-from duetto.app.cli import main
+from duetto.app.cli.main import main
 def walk(command, path):
     yield path
     if isinstance(command, click.Group):

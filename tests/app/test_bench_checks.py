@@ -1,6 +1,6 @@
 import pytest
 
-from duetto.app.bench_checks import ChecksError, failed_checks, read_checks_file, validate
+from duetto.app.bench.checks import ChecksError, failed_checks, read_checks_file, validate
 
 LRU = '''Here it is:
 

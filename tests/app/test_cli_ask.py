@@ -108,7 +108,7 @@ def test_piped_text_is_the_material_and_the_argument_the_instruction(tiny_models
 
 
 def test_a_one_shot_question_gets_a_small_context_unless_it_needs_more() -> None:
-    from duetto.app.cli_ask import one_shot_context_length
+    from duetto.app.cli.ask import one_shot_context_length
 
     assert one_shot_context_length("Explain Python's GIL in two sentences", 512) == 4096
     assert one_shot_context_length("def f(): pass\n" * 600, 512) is None, "8,400 bytes may be 4,200 tokens"

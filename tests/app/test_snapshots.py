@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from chat_app import tiny_chat_app
 
-from duetto.app.tui.app import ChatConfig, DuettoApp
-from duetto.engine.decoder import Decoder, DecodeSettings
-from duetto.engine.model_session import ModelSession
+from duetto.app.tui.app import DuettoApp
+from duetto.engine.decoder import DecodeSettings
 from duetto.store.conversations import add_message, create_conversation, ensure_user
 from duetto.store.database import open_database
 
@@ -32,23 +32,13 @@ def chat_app(tiny_models: dict[str, Path], tmp_path: Path):
                     db, chat.id, "assistant", "Use `sorted(d.items(), key=lambda item: item[1])`.\n\n- one\n- two"
                 )
 
-        def engine(user_name: str) -> Decoder:
-            return Decoder(ModelSession(tiny_models["target"], context_length=256, threads=1))
-
-        return DuettoApp(
-            ChatConfig(
-                engine_factory=engine,
-                models_label="draft → target",
-                settings=DecodeSettings(),
-                database_path=database_path,
-            )  # fmt: skip
-        )
+        return tiny_chat_app(tiny_models, database_path, DecodeSettings(), context_length=256)
 
     return factory
 
 
 async def engine_loaded(pilot) -> None:
-    while pilot.app.decoder is None:
+    while pilot.app.engine is None:
         await pilot.pause(0.05)
     await pilot.pause()
 

@@ -9,10 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from chat_app import tiny_chat_app, wait_for
 from textual import events
 from textual.widgets import Input, ListView, Select
 
-from duetto.app.tui.app import ChatConfig, DuettoApp
+from duetto.app.core.models import Engine
+from duetto.app.core.settings import ChatSettings, load_chat_settings, save_chat_settings
+from duetto.app.tui.app import DuettoApp
 from duetto.app.tui.chat_view import ChatView
 from duetto.app.tui.dialogs import HelpScreen
 from duetto.app.tui.draft_sources import SOURCE_STYLES, DraftLegend
@@ -26,7 +29,6 @@ from duetto.engine.model_session import ModelSession
 from duetto.store.conversations import ensure_user, list_conversations, list_messages, list_users
 from duetto.store.database import open_database
 from duetto.store.errors import StoreError
-from duetto.store.settings import ChatSettings, load_chat_settings, save_chat_settings
 
 
 class SlowDecoder(Decoder):
@@ -41,33 +43,14 @@ class SlowDecoder(Decoder):
 @pytest.fixture
 def make_app(tiny_models: dict[str, Path], tmp_path: Path):
     def factory(decoder_class=Decoder, **settings) -> DuettoApp:
-        def engine(user_name: str) -> Decoder:
-            return decoder_class(
-                ModelSession(tiny_models["target"], context_length=512, threads=1),
-                ModelSession(tiny_models["draft"], context_length=512, threads=1),
-            )
-
-        return DuettoApp(
-            ChatConfig(
-                engine_factory=engine,
-                models_label="draft → target",
-                settings=DecodeSettings(max_tokens=settings.pop("max_tokens", 16), **settings),
-                database_path=tmp_path / "chat.db",
-            )
-        )
+        settings = DecodeSettings(max_tokens=settings.pop("max_tokens", 16), **settings)
+        return tiny_chat_app(tiny_models, tmp_path / "chat.db", settings, decoder_class=decoder_class)
 
     return factory
 
 
-async def wait_for(pilot, condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
-
-
 async def send(pilot, app: DuettoApp, text: str) -> None:
-    await wait_for(pilot, lambda: app.decoder is not None)
+    await wait_for(pilot, lambda: app.engine is not None)
     app.query_one(PromptInput).focus()
     app.query_one(PromptInput).text = text
     await pilot.press("enter")
@@ -117,17 +100,15 @@ async def test_conversations_come_back_after_a_restart(make_app) -> None:
 async def test_escape_stops_a_reply_and_keeps_what_was_written(make_app) -> None:
     app = make_app(SlowDecoder, max_tokens=400)
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.decoder is not None)
+        await wait_for(pilot, lambda: app.engine is not None)
         app.query_one(PromptInput).text = "tell me a long story"
         await pilot.press("enter")
         await wait_for(
             pilot,
             lambda: len(app.query_one(ChatView).messages()) == 2 and list(app.query_one(ChatView).messages())[1].text,
         )
-        started = time.monotonic()
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.generating)
-        assert time.monotonic() - started < 2.0
         assert app.query_one(StatusBar).state == "stopped"
         partial = list(app.query_one(ChatView).messages())[1].text
         assert partial
@@ -135,6 +116,7 @@ async def test_escape_stops_a_reply_and_keeps_what_was_written(make_app) -> None
     [conversation] = list_conversations(db, ensure_user(db))
     stored = list_messages(db, conversation.id)
     assert stored[-1].content == partial and stored[-1].stats["finish_reason"] == "cancelled"
+    assert stored[-1].stats["tokens"] < 400, "stopped long before the reply's end"
 
 
 async def test_ctrl_j_adds_a_line_and_pasted_lines_are_not_sent(make_app) -> None:
@@ -192,7 +174,7 @@ async def test_every_action_is_in_the_command_palette(make_app) -> None:
 async def test_settings_are_checked_saved_applied_to_the_next_reply_and_restored(make_app) -> None:
     app = make_app()
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.decoder is not None)
+        await wait_for(pilot, lambda: app.engine is not None)
         await pilot.press("f3")
         assert isinstance(app.screen, SettingsScreen)
         app.screen.query_one("#temperature", Input).value = "hot"
@@ -241,7 +223,7 @@ async def test_switching_profile_opens_that_users_chats_settings_and_engine(make
     app = make_app()
     factory = app.config.engine_factory
 
-    def engine(user_name: str) -> Decoder:
+    def engine(user_name: str) -> Engine:
         built_for.append(user_name)
         return factory(user_name)
 
@@ -271,7 +253,7 @@ async def test_switching_profile_opens_that_users_chats_settings_and_engine(make
         await wait_for(pilot, lambda: app.user.name == "default")
         assert app.query_one(Sidebar).titles() == ["the default user's chat"]
         assert app.settings.mode == "exact"
-        await wait_for(pilot, lambda: app.decoder is not None)
+        await wait_for(pilot, lambda: app.engine is not None)
         assert built_for == ["default", "alice", "default"]
 
     db = open_database(app.config.database_path)
@@ -328,7 +310,7 @@ async def test_keys_are_handled_while_a_reply_is_being_generated(make_app) -> No
     GatedDecoder.gate.clear()
     app = make_app(GatedDecoder, max_tokens=40)
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.decoder is not None)
+        await wait_for(pilot, lambda: app.engine is not None)
         app.query_one(PromptInput).text = "a slow reply"
         await pilot.press("enter")
         await wait_for(
@@ -358,7 +340,7 @@ def test_every_key_binding_is_in_the_help() -> None:
 def test_duetto_chat_passes_the_options_given_on_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from duetto.app.cli_chat import chat
+    from duetto.app.cli.chat import chat
 
     configs = []
     monkeypatch.setattr(DuettoApp, "run", lambda app: configs.append(app.config))
@@ -371,25 +353,25 @@ def test_duetto_chat_passes_the_options_given_on_the_command_line(monkeypatch: p
 
 
 async def test_an_engine_that_cannot_be_built_for_a_profile_is_a_notification(make_app) -> None:
-    def engine(user_name: str) -> Decoder:
+    def engine(user_name: str) -> Engine:
         raise StoreError(f"the plugin of {user_name} is damaged")
 
     app = make_app()
     app.config = replace(app.config, engine_factory=engine)
     async with app.run_test() as pilot:
         await wait_for(pilot, lambda: app.query_one(StatusBar).models == "no models")
-        assert any("plugin of default is damaged" in notice.message for notice in app._notifications)
+        assert any("plugin of default is damaged" in notice for notice in app.notices)
 
 
 async def test_without_a_draft_model_fast_mode_and_the_model_drafter_give_way(make_app, tiny_models) -> None:
-    def target_only(user_name: str) -> Decoder:
-        return Decoder(ModelSession(tiny_models["target"], context_length=512, threads=1))
+    def target_only(user_name: str) -> Engine:
+        return Engine(Decoder(ModelSession(tiny_models["target"], context_length=512, threads=1)))
 
     app = make_app(mode="fast", drafter="model")
     app.config = replace(app.config, engine_factory=target_only)
     async with app.run_test() as pilot:
         await send(pilot, app, "no draft model here")
-        assert any("fast mode needs a draft model" in notice.message for notice in app._notifications)
+        assert any("fast mode needs a draft model" in notice for notice in app.notices)
     db = open_database(app.config.database_path)
     [conversation] = list_conversations(db, ensure_user(db))
     reply_stats = list_messages(db, conversation.id)[-1].stats

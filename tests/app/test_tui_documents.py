@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
+from chat_app import tiny_chat_app, wait_for
 from textual.widgets import Input, SelectionList, Static
 
-from duetto.app.engine_loader import reader_for
-from duetto.app.tui.app import ChatConfig, DuettoApp
+from duetto.app.tui.app import DuettoApp
 from duetto.app.tui.chat_view import ChatView
 from duetto.app.tui.dialogs import PasteScreen
 from duetto.app.tui.documents_screen import ChunkScreen, DocumentsScreen, SourcesScreen
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.status_bar import StatusBar
-from duetto.engine.decoder import Decoder, DecodeSettings
-from duetto.engine.model_session import ModelSession
+from duetto.engine.decoder import DecodeSettings
 from duetto.store import conversation_memory as memory_store
 from duetto.store import documents as document_store
 from duetto.store.conversations import list_messages
@@ -29,32 +27,11 @@ STORY = " ".join(
 
 @pytest.fixture
 def app(tiny_models: dict[str, Path], tmp_path: Path) -> DuettoApp:
-    def engine(user_name: str) -> Decoder:
-        return Decoder(
-            ModelSession(tiny_models["target"], context_length=2048, threads=1),
-            ModelSession(tiny_models["draft"], context_length=2048, threads=1),
-        )
-
-    return DuettoApp(
-        ChatConfig(
-            engine_factory=engine,
-            models_label="draft → target",
-            settings=DecodeSettings(max_tokens=8),
-            database_path=tmp_path / "chat.db",
-            reader_factory=lambda: reader_for(tiny_models["draft"], threads=1),
-        )
-    )
-
-
-async def wait_for(pilot, condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
+    return tiny_chat_app(tiny_models, tmp_path / "chat.db", DecodeSettings(max_tokens=8), context_length=2048)
 
 
 async def submit(pilot, app: DuettoApp, text: str) -> None:
-    await wait_for(pilot, lambda: app.decoder is not None)
+    await wait_for(pilot, lambda: app.engine is not None)
     prompt = app.query_one(PromptInput)
     prompt.focus()
     prompt.text = text
@@ -75,7 +52,8 @@ async def test_a_long_paste_becomes_a_document_that_answers_with_sources(app: Du
         await wait_for(pilot, lambda: not app.generating and len(app.query_one(ChatView).messages()) >= 2)
 
         reply = list_messages(db, app.conversation.id)[-1]
-        assert reply.role == "assistant" and "Sources:" in reply.content
+        assert reply.role == "assistant" and reply.stats["citations"]
+        assert "Sources:" in list(app.query_one(ChatView).messages())[-1].text
         assert reply.stats["document_tokens"] > reply.stats["prompt_tokens"] > 0
         assert "doc " in app.query_one(StatusBar).compression
         await pilot.press("f7")
@@ -113,7 +91,7 @@ async def test_the_documents_panel_reads_a_file_and_attaches_documents(app: Duet
     notes = tmp_path / "notes.txt"
     notes.write_text(STORY[:2000], encoding="utf-8")
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.decoder is not None)
+        await wait_for(pilot, lambda: app.engine is not None)
         await pilot.press("f6")
         await wait_for(pilot, lambda: isinstance(app.screen, DocumentsScreen))
         app.screen.query_one("#add-path", Input).value = str(notes)
@@ -137,7 +115,7 @@ async def test_a_file_that_is_not_text_is_a_notification(app: DuettoApp, tmp_pat
     binary = tmp_path / "image.png"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.decoder is not None)
+        await wait_for(pilot, lambda: app.engine is not None)
         await pilot.press("f6")
         await wait_for(pilot, lambda: isinstance(app.screen, DocumentsScreen))
         app.screen.query_one("#add-path", Input).value = str(binary)
@@ -145,5 +123,5 @@ async def test_a_file_that_is_not_text_is_a_notification(app: DuettoApp, tmp_pat
         await pilot.press("enter")
         await pilot.pause(0.2)
 
-        assert any("binary" in notification.message for notification in app._notifications)
+        assert any("binary" in notification for notification in app.notices)
         assert document_store.list_documents(app.db) == []

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
 
 import pytest
+from chat_app import wait_for
 from fake_index import split_into_wheels
 
+from duetto.app.core.models import Engine
 from duetto.app.tui.app import ChatConfig, DuettoApp
 from duetto.app.tui.fetch_screen import FetchScreen
 from duetto.app.tui.status_bar import StatusBar
@@ -34,8 +35,10 @@ def missing_tiny_model(tiny_models: dict[str, Path], tmp_path: Path, monkeypatch
 
 
 def app_for(spec: ModelSpec, tmp_path: Path) -> DuettoApp:
-    def engine(user_name: str) -> Decoder:
-        return Decoder(ModelSession(Path(os.environ["DUETTO_MODELS"]) / spec.file, context_length=256, threads=1))
+    def engine(user_name: str) -> Engine:
+        return Engine(
+            Decoder(ModelSession(Path(os.environ["DUETTO_MODELS"]) / spec.file, context_length=256, threads=1))
+        )
 
     return DuettoApp(
         ChatConfig(
@@ -47,19 +50,12 @@ def app_for(spec: ModelSpec, tmp_path: Path) -> DuettoApp:
     )
 
 
-async def wait_for(pilot, condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
-
-
 async def test_missing_models_are_fetched_then_loaded(missing_tiny_model: ModelSpec, tmp_path: Path) -> None:
     app = app_for(missing_tiny_model, tmp_path)
     async with app.run_test() as pilot:
         await pilot.pause()
         assert isinstance(app.screen, FetchScreen)
-        await wait_for(pilot, lambda: app.decoder is not None)
+        await wait_for(pilot, lambda: app.engine is not None)
         assert not isinstance(app.screen, FetchScreen)
         assert app.query_one(StatusBar).models == "tiny-target"
     fetched = Path(os.environ["DUETTO_MODELS"]) / "tiny-target.gguf"
@@ -77,6 +73,6 @@ async def test_the_fetch_can_be_cancelled_and_says_how_to_resume(missing_tiny_mo
         assert "cancelled" in str(screen.query_one("#fetch-error").render())
         await pilot.press("escape")
         await pilot.pause()
-        assert app.decoder is None
+        assert app.engine is None
         assert app.query_one(StatusBar).models == "models missing"
     assert not (Path(os.environ["DUETTO_MODELS"]) / "tiny-target.gguf").exists()

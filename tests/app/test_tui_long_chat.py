@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from duetto.app.engine_loader import reader_for
-from duetto.app.tui.app import SYSTEM_PROMPT, ChatConfig, DuettoApp
+from chat_app import tiny_chat_app
+
+from duetto.app.core.chat import StoredChat
+from duetto.app.tui.app import DuettoApp
 from duetto.app.tui.chat_view import ChatView
 from duetto.app.tui.prompt_input import PromptInput
-from duetto.engine.decoder import Decoder, DecodeSettings
-from duetto.engine.model_session import ModelSession
+from duetto.engine.decoder import DecodeSettings
 from duetto.store.conversation_memory import load_memory
 from duetto.store.conversations import list_messages
 
@@ -19,20 +20,12 @@ WORDS = SENTENCE.split(" ")
 
 
 def make_app(tiny_models: dict[str, Path], database: Path) -> DuettoApp:
-    return DuettoApp(
-        ChatConfig(
-            engine_factory=lambda user: Decoder(ModelSession(tiny_models["target"], context_length=512, threads=1)),
-            models_label="target",
-            settings=DecodeSettings(max_tokens=16, drafter="lookup"),
-            database_path=database,
-            reader_factory=lambda: reader_for(tiny_models["draft"], threads=1),
-        )
-    )
+    return tiny_chat_app(tiny_models, database, DecodeSettings(max_tokens=16, drafter="lookup"))
 
 
 async def chat(pilot, app: DuettoApp, turns: range) -> None:
     deadline = time.monotonic() + 20
-    while app.decoder is None:
+    while app.engine is None:
         assert time.monotonic() < deadline
         await pilot.pause(0.02)
     for turn in turns:
@@ -56,7 +49,7 @@ async def test_a_long_chat_keeps_its_memory_across_a_restart(tiny_models: dict[s
         conversation_id = first.conversation.id
         messages = list_messages(first.db, conversation_id)
         memory = load_memory(first.db, conversation_id)
-        (window,) = first.__dict__["_windows"].values()
+        window = first.chats[conversation_id].session.window
         prompt = window.prompt_tokens([{"role": m.role, "content": m.content} for m in messages], 16)
 
     assert memory is not None and memory.texts == window.memory_texts
@@ -66,10 +59,7 @@ async def test_a_long_chat_keeps_its_memory_across_a_restart(tiny_models: dict[s
     second = make_app(tiny_models, database)
     async with second.run_test() as pilot:
         await chat(pilot, second, range(0))  # waits for the engine
-        restored = second.conversation_window(
-            second.decoder, conversation_id, SYSTEM_PROMPT, load_memory(second.db, conversation_id),
-            [m.id for m in messages],
-        )  # fmt: skip
+        restored = StoredChat(second.engine, conversation_id, database_path=database).session.window
         assert (restored.folded_messages, restored.memory_texts) == (window.folded_messages, window.memory_texts)
         restored_prompt = restored.prompt_tokens([{"role": m.role, "content": m.content} for m in messages], 16)
         assert restored_prompt == prompt

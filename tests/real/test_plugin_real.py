@@ -13,7 +13,7 @@ from duetto_cli import run_duetto
 
 pytestmark = pytest.mark.real_models
 
-RUTH = Path(__file__).resolve().parents[2] / "app" / "plugin_bench" / "kjv-ruth.txt"
+RUTH = Path(__file__).resolve().parents[1] / "fixtures" / "kjv-ruth.txt"
 
 
 def test_a_plugin_trained_on_ruth_lowers_perplexity_on_its_last_chapter(real_models: Path, tmp_path: Path) -> None:

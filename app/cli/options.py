@@ -12,8 +12,10 @@ from dataclasses import dataclass, fields
 
 import click
 
+from duetto.app.core.settings import MAX_REPLY_TOKENS, MAX_TEMPERATURE
 from duetto.engine.decoder import DecodeSettings
-from duetto.engine.stats import Mode
+from duetto.engine.drafters import DRAFTER_CHOICES
+from duetto.engine.stats import MODES, Mode
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,11 @@ class DecodingOptions:
     window_tokens: int | None
     """None: the whole context (a conversation folds only when the context is full)."""
 
-    def settings(self, mode: Mode, *, has_draft: bool, **overrides) -> DecodeSettings:
-        """DecodeSettings for ``mode``; without a draft model, exact mode drafts by lookup only."""
+    def settings(self, mode: Mode, **overrides) -> DecodeSettings:
+        """DecodeSettings for ``mode`` (``auto`` drafts with whatever the engine has)."""
         return DecodeSettings(
             mode=mode,
-            drafter=self.drafter if has_draft or self.drafter != "auto" else "lookup",
+            drafter=self.drafter,
             fallback_threshold=self.fallback_threshold,
             rollback_threshold=self.rollback_threshold,
             max_draft_run=self.max_draft_run,
@@ -58,8 +60,8 @@ def decoding_options(command):
         click.option(
             "--draft",
             "drafter",
-            type=click.Choice(["auto", "model", "lookup", "none"]),
-            default="auto",
+            type=click.Choice(DRAFTER_CHOICES),
+            default=DecodeSettings.drafter,
             show_default=True,
             help="Who drafts in exact mode: auto picks per step by expected gain.",
         ),
@@ -113,6 +115,37 @@ def decoding_options(command):
     for option in reversed(options):
         with_decoding = option(with_decoding)
     return with_decoding
+
+
+def mode_option(default: Mode = DecodeSettings.mode):
+    """--mode, its choices the engine's modes."""
+    return click.option(
+        "--mode",
+        type=click.Choice(MODES),
+        default=default,
+        show_default=True,
+        help="target: the large model alone; exact: draft-verify, same output; fast: BiLD, approximate.",
+    )
+
+
+def reply_options(command=None, *, max_tokens: int = DecodeSettings.max_tokens):
+    """--max-tokens and --temperature, within the limits the chat settings accept; used bare
+    (``@reply_options``) or with another default reply length (``@reply_options(max_tokens=...)``)."""
+    if command is None:
+        return lambda command: reply_options(command, max_tokens=max_tokens)
+    options = [
+        click.option("--max-tokens", type=click.IntRange(1, MAX_REPLY_TOKENS), default=max_tokens, show_default=True),
+        click.option(
+            "--temperature",
+            type=click.FloatRange(0.0, MAX_TEMPERATURE),
+            default=DecodeSettings.temperature,
+            show_default=True,
+            help="0 is greedy.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def reader_and_target_options(command):

@@ -1,21 +1,22 @@
-"""Building a Decoder from what the user named: a profile, or explicit model files.
+"""Loading models for a user: which files a profile names, and the engine built from them.
 
-Missing manifest models are fetched first (with progress on the terminal), and a
-draft/target pair is checked for compatibility before either is loaded, so an
-incompatible pair fails at once with the reason.
+A draft/target pair is checked for compatibility before either is loaded, so an incompatible
+pair fails at once with the reason. Nothing here prints: the CLI adds progress bars and
+spinners (app/cli/loading.py), the chat app its own screens.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from duetto.app.console import RichByteProgress, stderr_console
-from duetto.app.model_catalog import resolve_model_path
+from duetto.app.core.fingerprints import model_fingerprint
+from duetto.app.core.model_catalog import resolve_model_path
 from duetto.engine.decoder import Decoder
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
-from duetto.engine.fetch import fetch_model, is_present
+from duetto.engine.fetch import is_present
 from duetto.engine.manifest import ModelSpec, load_manifest
 from duetto.engine.model_session import ModelSession
 from duetto.engine.pairing import check_pair
@@ -52,16 +53,6 @@ def missing_models(names: list[str | None]) -> list[ModelSpec]:
     return [spec for spec in specs if not is_present(spec, models_dir)]
 
 
-def fetch_with_progress_bars(specs: list[ModelSpec]) -> None:
-    if not specs:
-        return
-    models_dir = locations.models_dir()
-    stderr_console.print(f"first use: fetching {', '.join(spec.name for spec in specs)} into {models_dir}")
-    with RichByteProgress() as progress:
-        for spec in specs:
-            fetch_model(spec, models_dir, progress)
-
-
 def resolve_paths(target_name: str, draft_name: str | None) -> tuple[Path, Path | None]:
     manifest = load_manifest()
     db = open_database()
@@ -70,30 +61,26 @@ def resolve_paths(target_name: str, draft_name: str | None) -> tuple[Path, Path 
     return target_path, draft_path
 
 
-def model_paths(
-    profile: str | None, target: str | None, draft: str | None, use_draft: bool
-) -> tuple[Path, Path | None]:
-    """(target path, draft path or None), fetching missing manifest models with progress bars first."""
-    target_name, draft_name = chosen_model_names(profile, target, draft, use_draft)
-    fetch_with_progress_bars(missing_models([target_name, draft_name]))
-    return resolve_paths(target_name, draft_name)
-
-
-def user_plugin_dir(user: str) -> Path:
+def user_plugin_dir(user: str, database_path: Path | None = None) -> Path:
     """The directory of a known user's plugin; the default user is created on first use.
 
-    Raises NotFound (a StoreError) for a user nobody added.
+    Raises NotFound (a StoreError) for a user nobody added (to the database at ``database_path``).
     """
-    db = open_database()
+    db = open_database(database_path)
     found = ensure_user(db, DEFAULT_USER) if user == DEFAULT_USER else get_user(db, validate_user_name(user))
     return locations.user_dir(found.name)
 
 
 def open_target(
-    target_path: Path, *, context_length: int, threads: int | None = None, user: str | None = None
+    target_path: Path,
+    *,
+    context_length: int | None,
+    threads: int | None = None,
+    user: str | None = None,
+    database_path: Path | None = None,
 ) -> ModelSession | PersonalisedSession:
     """The target model, carrying ``user``'s plugin when they have one (an unknown user fails first)."""
-    plugin_dir = user_plugin_dir(user) if user is not None else None
+    plugin_dir = user_plugin_dir(user, database_path) if user is not None else None
     target = ModelSession(target_path, context_length=context_length, threads=threads)
     if plugin_dir is not None:
         try:
@@ -120,9 +107,11 @@ def build_decoder(
     target_path: Path,
     draft_path: Path | None,
     *,
-    context_length: int,
+    context_length: int | None,
     threads: int | None = None,
     user: str | None = None,
+    database_path: Path | None = None,
+    decoder_class: type[Decoder] = Decoder,
 ) -> Decoder:
     """Check the pair, then load both models; prints nothing (the TUI calls it from a thread).
 
@@ -133,55 +122,76 @@ def build_decoder(
         compatible, problems = checked_pair(draft_path, target_path)
         if not compatible:
             raise EngineError(f"{draft_path.name} cannot draft for {target_path.name}: {problems[0]}")
-    target = open_target(target_path, context_length=context_length, threads=threads, user=user)
+    target = open_target(
+        target_path, context_length=context_length, threads=threads, user=user, database_path=database_path
+    )
     draft = ModelSession(draft_path, context_length=context_length, threads=threads) if draft_path else None
-    return Decoder(target, draft)
-
-
-def load_decoder(
-    target_path: Path,
-    draft_path: Path | None,
-    *,
-    context_length: int,
-    threads: int | None = None,
-    user: str | None = None,
-) -> Decoder:
-    """``build_decoder`` with a spinner on the terminal."""
-    with stderr_console.status(f"loading {target_path.name}" + (f" and {draft_path.name}" if draft_path else "")):
-        return build_decoder(target_path, draft_path, context_length=context_length, threads=threads, user=user)
-
-
-def load_reader(
-    profile: str | None, model: str | None = None, *, threads: int | None = None
-) -> tuple[DocumentReader, str]:
-    """The small model (``model``, else the profile's draft) as a document reader, and its identity."""
-    name = model or chosen_model_names(profile, None, None, True)[1]
-    if name is None:
-        raise EngineError("reading documents needs a small model: use a profile with a draft model, or --model")
-    fetch_with_progress_bars(missing_models([name]))
-    path, _ = resolve_paths(name, None)
-    with stderr_console.status(f"loading {path.name}"):
-        return reader_for(path, threads=threads)
+    return decoder_class(target, draft)
 
 
 def reader_for(path: Path, *, threads: int | None = None) -> tuple[DocumentReader, str]:
     """``path`` loaded as a document reader, and the model identity its memory is stored under."""
-    from duetto.app.document_memory import model_fingerprint
-
     return DocumentReader(ModelSession(path, context_length=READER_CONTEXT_LENGTH, threads=threads)), model_fingerprint(
         path
     )
 
 
-def lazy_compressor(model_path: Path, *, threads: int | None = None) -> Callable[[str], str]:
-    """Text compression by ``model_path`` (the small model when there is one), loaded on first
-    use: most chats never fold, and those that do should not wait for it at start."""
-    reader: DocumentReader | None = None
+class Engine:
+    """A user's models as a front-end holds them: the decoder, and the small model as a document
+    reader and compressor, loaded on first use (most chats never read a document or fold, and
+    should not wait for it at start). Safe to share between a front-end's threads."""
 
-    def compress(text: str) -> str:
-        nonlocal reader
-        if reader is None:
-            reader, _ = reader_for(model_path, threads=threads)
-        return reader.compress_text(text)
+    def __init__(
+        self,
+        decoder: Decoder,
+        reader_factory: Callable[[], tuple[DocumentReader, str]] | None = None,
+    ) -> None:
+        self.decoder = decoder
+        self._reader_factory = reader_factory
+        self._reader: tuple[DocumentReader, str] | None = None
+        self._reader_lock = threading.Lock()
 
-    return compress
+    @property
+    def has_draft_model(self) -> bool:
+        return self.decoder.draft is not None
+
+    @property
+    def can_read_documents(self) -> bool:
+        return self._reader_factory is not None
+
+    def reader(self) -> tuple[DocumentReader, str]:
+        """The document reader and the model id its memory is stored under; loaded once."""
+        with self._reader_lock:
+            if self._reader is None:
+                if self._reader_factory is None:
+                    raise EngineError("no small model to read documents with")
+                self._reader = self._reader_factory()
+            return self._reader
+
+    def compress_text(self, text: str) -> str:
+        """The small model's compression of ``text`` (folding old turns of a chat)."""
+        return self.reader()[0].compress_text(text)
+
+    def close(self) -> None:
+        """Free the models' memory now rather than when the garbage collector gets to it."""
+        for session in (self.decoder.target, self.decoder.draft):
+            if session is not None:
+                session.close()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader[0].session.close()
+                self._reader = None
+
+
+def load_engine(
+    target_path: Path,
+    draft_path: Path | None,
+    *,
+    context_length: int | None,
+    threads: int | None = None,
+    user: str | None = None,
+) -> Engine:
+    """The engine for these files: the decoder (the target carrying ``user``'s plugin) now, the
+    reader (the small model, else the target's file) when first asked for."""
+    decoder = build_decoder(target_path, draft_path, context_length=context_length, threads=threads, user=user)
+    return Engine(decoder, lambda: reader_for(draft_path or target_path, threads=threads))

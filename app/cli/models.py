@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from duetto.app.console import RichByteProgress, human_bytes, print_json, stderr_console, stdout_console
-from duetto.app.model_catalog import list_catalog, resolve_model_path
+from duetto.app.cli.console import RichByteProgress, human_bytes, print_json, stderr_console, stdout_console
+from duetto.app.core.model_catalog import list_catalog, resolve_model_path
 from duetto.engine.errors import ChecksumMismatch, UnknownModel
 from duetto.engine.fetch import SOURCE_KINDS, fetch_model, file_sha256, is_present, model_path, verify_file
 from duetto.engine.gguf_file import open_gguf, summarize

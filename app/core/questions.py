@@ -1,39 +1,32 @@
-"""Document memory for the CLI and the TUI: reading a document in, and answering from it.
+"""Questions over stored documents: rank the chunks, build the prompt from memory, answer with citations.
 
-Ingest: the small model reads each chunk once (embedding + compressed text) and every
-chunk is committed on its own, so an interrupted ingest resumes where it stopped.
-Questions: chunks are ranked by embedding similarity and BM25 together; the best two
-chunks go in whole and the next ones compressed, each from its saved KV state when the large
-model has read it before (see engine/memory_prompt.py).
+Chunks are ranked by embedding similarity and BM25 together; the best two chunks go in whole
+and the next ones compressed, each from its saved KV state when the large model has read it
+before (engine/memory_prompt.py), so a question reads a fraction of the document's tokens.
+``prepare_documents`` has the large model read every chunk ahead of the questions.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sqlite_utils
 
-from duetto.engine.chunking import split_into_chunks
+from duetto.app.core.fingerprints import target_fingerprint
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.memory_prompt import MemoryBlock, prefix_digest, prepare_memory, save_block_states
 from duetto.engine.model_session import ChatMessage, ModelSession
-from duetto.engine.reply_stream import Written
+from duetto.engine.reply_stream import TextPiece, Written
 from duetto.engine.stats import ReplyStats
 from duetto.store import documents as document_store
 from duetto.store.documents import Chunk, Document
 from duetto.store.errors import StoreError
 
-MAX_DOCUMENT_BYTES = 2_000_000
-"""About 500k tokens, which the small model reads in roughly an hour on a laptop CPU."""
-MAX_PDF_BYTES = 50_000_000
 MEMORY_BUDGET_TOKENS = 480
 """Tokens of excerpts a question gets: the best chunks whole, then compressed ones."""
 FULL_TEXT_CHUNKS = 2
@@ -51,144 +44,6 @@ ANSWER_SYSTEM_PROMPT = (
     "answer in a few words, and say so when the excerpts do not contain the answer."
 )
 BLOCKS_MARKER = "\x00duetto-excerpts\x00"
-
-
-class InvalidDocument(StoreError):
-    """The text cannot be stored as a document (empty, binary, not UTF-8, too large)."""
-
-
-def model_fingerprint(path: Path) -> str:
-    """A cheap identity for a model file (name, size, first and last MiB), for stored memory.
-
-    Hashing the whole file would cost seconds per command; this changes whenever the file does
-    in practice, and memory made by another model is refused rather than misread.
-    """
-    size = path.stat().st_size
-    digest = hashlib.sha256(f"{path.name}:{size}".encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(1 << 20))
-        handle.seek(max(0, size - (1 << 20)))
-        digest.update(handle.read(1 << 20))
-    return "fp:" + digest.hexdigest()[:32]
-
-
-def decode_document(data: bytes, label: str) -> str:
-    """The document's text (plain text, Markdown or a PDF's text), or a one-line reason it cannot be one."""
-    if data[:5] == b"%PDF-":
-        return _pdf_text(data, label)
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise InvalidDocument(
-            f"{label} is {len(data) / 1e6:.1f} MB; documents are limited to {MAX_DOCUMENT_BYTES / 1e6:.0f} MB "
-            "of text (split it into parts)"
-        )
-    if b"\x00" in data[:65536]:
-        raise InvalidDocument(f"{label} looks like a binary file; give plain text or Markdown")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InvalidDocument(f"{label} is not UTF-8 text (bad byte at offset {error.start})") from error
-    text = text.replace("\r\n", "\n")
-    if not text.strip():
-        raise InvalidDocument(f"{label} is empty")
-    return text
-
-
-def _pdf_text(data: bytes, label: str) -> str:
-    if len(data) > MAX_PDF_BYTES:
-        raise InvalidDocument(f"{label} is {len(data) / 1e6:.0f} MB; PDFs are limited to {MAX_PDF_BYTES // 10**6} MB")
-    import pypdf
-
-    try:
-        pages = [page.extract_text() or "" for page in pypdf.PdfReader(io.BytesIO(data)).pages]
-    except Exception as error:  # pypdf raises many types for damaged files
-        raise InvalidDocument(f"{label}: cannot read this PDF ({type(error).__name__}: {error})") from error
-    text = "\n\n".join(page.strip() for page in pages if page.strip())
-    if not text:
-        raise InvalidDocument(f"{label} has no extractable text (a scanned PDF needs OCR first)")
-    return decode_document(text.encode("utf-8"), label)
-
-
-# --- ingest -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    name: str
-    tokens: int
-    chunks: int
-    memory_tokens: int
-    seconds: float
-    resumed_chunks: int = 0
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "tokens": self.tokens,
-            "chunks": self.chunks,
-            "memory_tokens": self.memory_tokens,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def ingest_document(
-    db: sqlite_utils.Database,
-    reader: DocumentReader,
-    model_id: str,
-    name: str,
-    text: str,
-    source: str | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-    should_cancel: Callable[[], bool] | None = None,
-) -> IngestResult:
-    """Read ``text`` into memory under ``name``; ``on_progress(done, total)`` after each chunk.
-
-    Rerunning after an interruption continues with the chunks not yet stored.
-    """
-    started = time.perf_counter()
-    document_store.validate_document_name(name)
-    chunks = split_into_chunks(text, reader.count_tokens)
-    total_tokens = chunks[-1].token_end if chunks else 0
-    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    document = document_store.begin_document(db, name, source, sha256, total_tokens)
-    stored = document_store.chunk_positions(db, document.id)
-    if stored:
-        first = document_store.list_chunks(db, [document.id])[0]
-        if first.model_sha256 != model_id:
-            raise StoreError(f"document {name!r} was partly read by another model; `duetto docs rm {name}` first")
-    if on_progress:
-        on_progress(len(stored), len(chunks))
-    for position, chunk in enumerate(chunks):
-        if position in stored:
-            continue
-        if should_cancel and should_cancel():
-            raise InterruptedError(f"reading {name!r} was cancelled; run it again to continue")
-        reading = reader.read(chunk.text)
-        document_store.add_chunk(
-            db,
-            document.id,
-            position,
-            chunk.text,
-            (chunk.token_start, chunk.token_end),
-            reading.compressed_text,
-            reading.compressed_tokens,
-            reading.embedding,
-            model_id,
-        )
-        if on_progress:
-            on_progress(position + 1, len(chunks))
-    document_store.mark_complete(db, document.id)
-    finished = document_store.get_document(db, name)
-    return IngestResult(
-        name=name,
-        tokens=finished.tokens,
-        chunks=finished.chunk_count,
-        memory_tokens=finished.memory_tokens,
-        seconds=time.perf_counter() - started,
-        resumed_chunks=len(stored),
-    )
-
-
-# --- questions ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -210,6 +65,8 @@ class DocumentAnswer:
     """The reply's stats with the document numbers added (what ``--json`` prints)."""
     reply_stats: ReplyStats
     citations: list[Citation] = field(default_factory=list)
+    pieces: list[TextPiece] = field(default_factory=list)
+    """The reply's text by source, for the draft-colour view."""
 
 
 class _StoredStates:
@@ -335,7 +192,7 @@ def answer_from_documents(
             context_tokens=len(prompt),
             memory="full-context",
         )
-        return DocumentAnswer(reply_text, stats, reply_stats)
+        return DocumentAnswer(reply_text, stats, reply_stats, pieces=reply.pieces)
 
     ranked = rank_chunks(db, reader, documents, question)
     if ranked and ranked[0].model_sha256 != model_id:
@@ -359,7 +216,8 @@ def answer_from_documents(
         memory="chunks",
     )
     citations = [Citation(names[chunk.document_id], chunk.position, chunk.id, variant) for chunk, variant in chosen]
-    return DocumentAnswer(reply_text, stats, reply_stats, citations)
+    stats["citations"] = [citation.label for citation in citations]
+    return DocumentAnswer(reply_text, stats, reply_stats, citations, reply.pieces)
 
 
 def _answer_prompt_around_blocks(target: ModelSession, question: str) -> tuple[list[int], list[int]]:
@@ -448,19 +306,3 @@ def prepare_documents(
         seconds=time.perf_counter() - started,
         state_bytes=sum(document_store.chunk_state_bytes(db, document.id) for document in documents),
     )
-
-
-_fingerprints: dict[Path, str] = {}
-
-
-def target_fingerprint(session: ModelSession) -> str:
-    """The identity saved KV states are stored under: the model file, and a LoRA adapter when
-    one is applied (it changes the KV cache; a side plugin only changes the logits)."""
-    paths = [session.path]
-    lora_path = getattr(session, "lora_path", None)
-    if lora_path is not None:
-        paths.append(lora_path)
-    for path in paths:
-        if path not in _fingerprints:
-            _fingerprints[path] = model_fingerprint(path)
-    return "+".join(_fingerprints[path] for path in paths)

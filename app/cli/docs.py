@@ -12,9 +12,11 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from duetto.app.console import human_bytes, print_json, stderr_console, stdout_console
-from duetto.app.document_memory import InvalidDocument, decode_document, ingest_document, prepare_documents
-from duetto.app.engine_loader import load_reader, model_paths, open_target
+from duetto.app.cli.console import human_bytes, print_json, stderr_console, stdout_console
+from duetto.app.cli.loading import load_reader, model_paths
+from duetto.app.core.documents import InvalidDocument, decode_document, ingest_document
+from duetto.app.core.models import open_target
+from duetto.app.core.questions import prepare_documents
 from duetto.store import documents as document_store
 from duetto.store.database import open_database
 from duetto.store.errors import NotFound

@@ -19,10 +19,10 @@ from typing import Any
 import click
 from rich.table import Table
 
-from duetto.app.cli_ask import SYSTEM_PROMPT
-from duetto.app.console import print_json, stderr_console, stdout_console
-from duetto.app.decoding_options import reader_and_target_options
-from duetto.app.engine_loader import load_decoder, load_reader, model_paths
+from duetto.app.cli.console import print_json, stderr_console, stdout_console
+from duetto.app.cli.loading import load_decoder, load_reader, model_paths
+from duetto.app.cli.options import reader_and_target_options
+from duetto.app.core.chat import SYSTEM_PROMPT
 from duetto.engine.conversation_window import ConversationWindow
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.model_session import ChatMessage
@@ -77,7 +77,7 @@ def bench_chat(
         raise click.BadParameter("--window + --memory + --max-tokens must fit in --context", param_hint="--window")
     script = [
         json.loads(line)["prompt"]
-        for line in resources.files("duetto.app").joinpath("bench_prompts.jsonl").read_text().splitlines()
+        for line in resources.files("duetto.app.bench").joinpath("prompts.jsonl").read_text().splitlines()
         if line.strip()
     ]
     target_path, _ = model_paths(profile, target, None, False)

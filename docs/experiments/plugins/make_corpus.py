@@ -12,7 +12,7 @@
 
 Usage (as root: ``apt-get install bible-kjv dict-devil doc-debian`` first)::
 
-    python3 app/plugin_bench/make_corpus.py OUTDIR
+    python3 docs/experiments/plugins/make_corpus.py OUTDIR
 
 Writes OUTDIR/kjv-train.txt, kjv-heldout.txt, devil-train.txt, devil-heldout.txt and generic.txt.
 """

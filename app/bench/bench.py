@@ -25,23 +25,22 @@ import click
 import numpy as np
 from rich.table import Table
 
-from duetto.app.bench_checks import ChecksError, failed_checks, read_checks_file, validate
-from duetto.app.console import print_json, stderr_console, stdout_console
-from duetto.app.decoding_options import DecodingOptions, decoding_options
-from duetto.app.engine_loader import load_decoder, model_paths
+from duetto.app.bench.checks import ChecksError, failed_checks, read_checks_file, validate
+from duetto.app.cli.console import print_json, stderr_console, stdout_console
+from duetto.app.cli.loading import load_decoder, model_paths
+from duetto.app.cli.options import DecodingOptions, decoding_options
 from duetto.engine.cost_model import CostModel
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.reply_stream import Reply
-from duetto.engine.stats import ReplyStats
+from duetto.engine.stats import MODES, ReplyStats
 
 NEAR_TIE_GAP = 0.1  # the engine issue's definition of a near-tie
 ROUNDING_CHUNK = 16  # rows per batch when re-reading a reply, a typical verification size
-MODES = ("target", "exact", "fast")
 
 
 def read_prompts(path: Path | None) -> list[dict[str, Any]]:
     if path is None:
-        text = resources.files("duetto.app").joinpath("bench_prompts.jsonl").read_text(encoding="utf-8")
+        text = resources.files("duetto.app.bench").joinpath("prompts.jsonl").read_text(encoding="utf-8")
         source = "the built-in prompt set"
     else:
         try:
@@ -280,9 +279,7 @@ def bench(
             # Modes interleaved, so that drifting machine speed hits all alike, and in turn first and
             # last, so that whatever the order itself does (caches, clocks) does too.
             for mode in chosen_modes if number_of_repeat % 2 == 0 else reversed(chosen_modes):
-                settings = decoding.settings(
-                    mode, has_draft=draft_path is not None, max_tokens=max_tokens, record_top_two_gaps=mode == "target"
-                )
+                settings = decoding.settings(mode, max_tokens=max_tokens, record_top_two_gaps=mode == "target")
                 if cold:
                     decoder.cost_model = CostModel()
                 reply = run_once(decoder, prompt_tokens, settings)

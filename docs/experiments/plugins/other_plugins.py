@@ -11,8 +11,8 @@ docs/PLUGINS.md, kept so that they can be run again.
 
 Usage (after make_corpus.py; TARGET is the target GGUF)::
 
-    python3 app/plugin_bench/other_plugins.py knn TARGET CORPUS_DIR
-    python3 app/plugin_bench/other_plugins.py prefix TARGET CORPUS_DIR [PREFIX=1024] [WINDOWS=5]
+    python3 docs/experiments/plugins/other_plugins.py knn TARGET CORPUS_DIR
+    python3 docs/experiments/plugins/other_plugins.py prefix TARGET CORPUS_DIR [PREFIX=1024] [WINDOWS=5]
 """
 
 from __future__ import annotations

@@ -7,29 +7,16 @@ from dataclasses import replace
 
 import click
 
-from duetto.app.console import print_json, stderr_console
-from duetto.app.decoding_options import DecodingOptions, decoding_options
-from duetto.app.document_memory import answer_from_documents
-from duetto.app.engine_loader import lazy_compressor, load_decoder, load_reader, model_paths
-from duetto.engine.conversation_window import ConversationWindow, reply_budget, window_sizes
-from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.app.cli.console import print_json, stderr_console
+from duetto.app.cli.loading import load_decoder, load_engine, load_reader, model_paths
+from duetto.app.cli.options import DecodingOptions, decoding_options, mode_option, reply_options
+from duetto.app.core.chat import SYSTEM_PROMPT, ChatSession, complete, runnable_settings
+from duetto.app.core.questions import answer_from_documents
 from duetto.engine.errors import EngineError
-from duetto.engine.model_session import ChatMessage
-from duetto.engine.prompting import fit_conversation
 from duetto.engine.stats import ReplyStats
 from duetto.store.conversations import DEFAULT_USER
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
-
-SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline on the user's computer."
-
-
-def stream_reply(decoder: Decoder, messages: list[ChatMessage], settings: DecodeSettings, echo: bool):
-    """Stream one reply to stdout (when ``echo``); returns (text, stats)."""
-    budget = reply_budget(settings.max_tokens, decoder.target.context_length)
-    prompt_tokens = fit_conversation(decoder.target, messages, budget)
-    reply = decoder.reply(prompt_tokens, settings, on_delta=_write_to_stdout if echo else None)
-    return reply.text, reply.stats
 
 
 def _write_to_stdout(text: str) -> None:
@@ -84,16 +71,9 @@ def stats_line(stats: ReplyStats) -> str:
 
 @click.command()
 @click.argument("prompt", required=False)
-@click.option(
-    "--mode",
-    type=click.Choice(["target", "exact", "fast"]),
-    default="exact",
-    show_default=True,
-    help="target: the large model alone; exact: draft-verify, same output; fast: BiLD, approximate.",
-)
+@mode_option()
 @decoding_options
-@click.option("--max-tokens", type=click.IntRange(1, 32768), default=512, show_default=True)
-@click.option("--temperature", type=click.FloatRange(0.0, 5.0), default=0.0, show_default=True, help="0 is greedy.")
+@reply_options
 @click.option("--seed", type=int, default=None, help="Seed for sampling (temperature > 0).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"text": ..., "stats": {...}} on stdout.')
 @click.option(
@@ -156,33 +136,23 @@ def ask(
     context_length = decoding.context_length
     if context_length is None and prompt is not None:
         context_length = one_shot_context_length(prompt, max_tokens)
-    decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=decoding.threads, user=user)
-    settings = decoding.settings(
-        mode, has_draft=draft_path is not None, max_tokens=max_tokens, temperature=temperature, seed=seed
+    engine = load_engine(target_path, draft_path, context_length=context_length, threads=decoding.threads, user=user)
+    settings, _ = runnable_settings(
+        engine, decoding.settings(mode, max_tokens=max_tokens, temperature=temperature, seed=seed)
     )
-    messages: list[ChatMessage] = [{"role": "system", "content": SYSTEM_PROMPT}]
 
     if prompt is not None:
-        messages.append({"role": "user", "content": prompt})
-        text, stats = stream_reply(decoder, messages, settings, echo=not as_json)
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+        reply = complete(engine.decoder, messages, settings, on_delta=None if as_json else _write_to_stdout)
         if as_json:
-            print_json({"text": text, "stats": stats.as_dict()})
+            print_json({"text": reply.text, "stats": reply.stats.as_dict()})
         else:
             sys.stdout.write("\n")
-            stderr_console.print(f"[dim]{stats_line(stats)}[/dim]")
+            stderr_console.print(f"[dim]{stats_line(reply.stats)}[/dim]")
         return
 
     stderr_console.print(f"[bold]duetto[/bold] chat with {target_path.name}. Ctrl-D quits, Ctrl-C stops a reply.")
-    window_tokens, memory_tokens = window_sizes(decoder.target.context_length, decoding.window_tokens)
-    window = ConversationWindow(
-        decoder.target,
-        lazy_compressor(draft_path or target_path, threads=decoding.threads),
-        SYSTEM_PROMPT,
-        window_tokens=window_tokens,
-        memory_tokens=memory_tokens,
-    )
-    turns: list[ChatMessage] = []
-    budget = reply_budget(settings.max_tokens, decoder.target.context_length)
+    chat = ChatSession(engine, window_tokens=decoding.window_tokens)
     while True:
         try:
             question = input("\n> ")
@@ -191,26 +161,16 @@ def ask(
             return
         if not question.strip():
             continue
-        turns.append({"role": "user", "content": question})
         try:
-            prompt_tokens = window.prompt_tokens(turns, budget)
-            reply = decoder.reply(prompt_tokens, settings, on_delta=_write_to_stdout)
-            text, stats = reply.text, reply.stats
+            turn = chat.ask(question, settings, on_written=lambda written: _write_to_stdout(written.text))
         except KeyboardInterrupt:
-            turns.pop()
             stderr_console.print("\n[dim](reply stopped)[/dim]")
             continue
         except EngineError as error:
-            turns.pop()
             stderr_console.print(f"\nduetto: error: {error}")
             continue
-        turns.append({"role": "assistant", "content": text})
-        try:
-            window.fold_ahead(turns, budget)  # while the reply is read, not in the next one's wait
-        except EngineError as error:
-            stderr_console.print(f"\nduetto: error: {error}")
         sys.stdout.write("\n")
-        stderr_console.print(f"[dim]{stats_line(stats)}[/dim]")
+        stderr_console.print(f"[dim]{stats_line(turn.stats)}[/dim]")
 
 
 def ask_documents(
@@ -236,10 +196,8 @@ def ask_documents(
     if full_context:  # room for the whole text, the question and the answer
         context_length = max(context_length or 0, sum(document.tokens for document in documents) + max_tokens + 256)
     decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=decoding.threads, user=user)
-    settings = decoding.settings(
-        mode, has_draft=draft_path is not None, max_tokens=max_tokens, temperature=temperature, seed=seed
-    )
-    if settings.drafter == "auto" and draft_path is None:
+    settings = decoding.settings(mode, max_tokens=max_tokens, temperature=temperature, seed=seed)
+    if settings.drafter == "auto":  # the draft model would have to read the excerpts first
         settings = replace(settings, drafter="lookup")
     answer = answer_from_documents(
         db,

@@ -13,8 +13,9 @@ import click
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from duetto.app.console import human_bytes, print_json, stderr_console
-from duetto.app.engine_loader import model_paths, user_plugin_dir
+from duetto.app.cli.console import human_bytes, print_json, stderr_console
+from duetto.app.cli.loading import model_paths
+from duetto.app.core.models import user_plugin_dir
 from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError
 from duetto.engine.plugin_files import (

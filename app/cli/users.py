@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from duetto.app.console import human_bytes, print_json, stderr_console, stdout_console
+from duetto.app.cli.console import human_bytes, print_json, stderr_console, stdout_console
 from duetto.engine.plugin_files import plugin_kind, plugin_size
 from duetto.store import locations
 from duetto.store.conversations import DEFAULT_USER, add_user, ensure_user, list_users, remove_user

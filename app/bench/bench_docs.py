@@ -28,16 +28,11 @@ from typing import Any
 import click
 from rich.table import Table
 
-from duetto.app.console import print_json, stderr_console, stdout_console
-from duetto.app.decoding_options import reader_and_target_options
-from duetto.app.document_memory import (
-    ANSWER_SYSTEM_PROMPT,
-    answer_from_documents,
-    decode_document,
-    ingest_document,
-    prepare_documents,
-)
-from duetto.app.engine_loader import load_decoder, load_reader, model_paths
+from duetto.app.cli.console import print_json, stderr_console, stdout_console
+from duetto.app.cli.loading import load_decoder, load_reader, model_paths
+from duetto.app.cli.options import reader_and_target_options
+from duetto.app.core.documents import decode_document, ingest_document
+from duetto.app.core.questions import ANSWER_SYSTEM_PROMPT, answer_from_documents, prepare_documents
 from duetto.engine.decoder import DecodeSettings
 from duetto.store import documents as document_store
 from duetto.store.database import open_database
@@ -116,7 +111,7 @@ def bench_docs(
     chosen_modes = [mode.strip() for mode in modes.split(",") if mode.strip()]
     if not chosen_modes or not set(chosen_modes) <= {"memory", "full"}:
         raise click.BadParameter("use memory, full or memory,full", param_hint="--modes")
-    source: Traversable | Path = docs_dir if docs_dir else resources.files("duetto.app").joinpath("bench_docs")
+    source: Traversable | Path = docs_dir if docs_dir else resources.files("duetto.app.bench").joinpath("documents")
     questions = read_questions(source / "questions.jsonl")
     names = list(dict.fromkeys(question.document for question in questions))
     if only:

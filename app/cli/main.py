@@ -11,15 +11,15 @@ from importlib.metadata import version
 
 import click
 
-from duetto.app.cli_ask import ask
-from duetto.app.cli_bench import bench
-from duetto.app.cli_bench_chat import bench_chat
-from duetto.app.cli_bench_docs import bench_docs
-from duetto.app.cli_chat import chat
-from duetto.app.cli_docs import docs
-from duetto.app.cli_models import models
-from duetto.app.cli_plugin import plugin
-from duetto.app.cli_users import users
+from duetto.app.bench.bench import bench
+from duetto.app.bench.bench_chat import bench_chat
+from duetto.app.bench.bench_docs import bench_docs
+from duetto.app.cli.ask import ask
+from duetto.app.cli.chat import chat
+from duetto.app.cli.docs import docs
+from duetto.app.cli.models import models
+from duetto.app.cli.plugin import plugin
+from duetto.app.cli.users import users
 from duetto.engine.errors import EngineError
 from duetto.store.errors import StoreError
 

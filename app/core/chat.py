@@ -1,0 +1,249 @@
+"""A chat turn: from the user's text to the reply, for every front-end.
+
+``ChatSession`` is one conversation on one engine: its turns, the window that keeps its cost
+bounded (engine/conversation_window.py: old turns folded into memory by the small model), the
+reply budget, and the settings the engine can run. ``StoredChat`` is the same conversation kept
+in the database: each turn saved as it happens, its memory with it, its attached documents
+answered from (app/core/questions.py). Front-ends only show what these return and pass on what
+they report while a reply is written; none of this knows of a terminal, a screen or HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from duetto.app.core.models import Engine
+from duetto.app.core.questions import Citation, answer_from_documents
+from duetto.engine.conversation_window import ConversationWindow, reply_budget, window_sizes
+from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.model_session import ChatMessage
+from duetto.engine.prompting import fit_conversation
+from duetto.engine.reply_stream import Reply, Written
+from duetto.engine.stats import ReplyStats
+from duetto.store.conversation_memory import ConversationMemory, attached_documents, load_memory, save_memory
+from duetto.store.conversations import add_message, list_messages
+from duetto.store.database import open_database
+
+SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline on the user's computer."
+
+Progress = Callable[[str], None]
+"""Told what a reply is doing before its first token ("reading the prompt 2,048/9,000 tokens…")."""
+
+
+def runnable_settings(
+    engine: Engine, settings: DecodeSettings, *, documents: bool = False
+) -> tuple[DecodeSettings, str]:
+    """The settings this engine can run, and a note for the user when they had to change.
+
+    Without a draft model, fast mode becomes exact mode and the model drafter lookup (``auto``
+    already drafts with whatever there is). Over documents, ``auto`` drafts by lookup: the draft
+    model would have to read the excerpts first, and lookup copies from them for free.
+    """
+    note = ""
+    if not engine.has_draft_model:
+        if settings.mode == "fast":
+            settings = replace(settings, mode="exact")
+            note = "fast mode needs a draft model; this reply uses exact mode."
+        if settings.drafter == "model":
+            settings = replace(settings, drafter="lookup")
+    if documents and settings.drafter == "auto":
+        settings = replace(settings, drafter="lookup")
+    return settings, note
+
+
+def complete(
+    decoder: Decoder,
+    messages: list[ChatMessage],
+    settings: DecodeSettings,
+    *,
+    should_cancel: Callable[[], bool] | None = None,
+    on_delta: Callable[[str], None] | None = None,
+    on_written: Callable[[Written], None] | None = None,
+) -> Reply:
+    """The reply to ``messages`` as they are, with no conversation kept (``duetto ask PROMPT``, a
+    request that carries its whole history): the oldest exchanges are dropped if they do not fit
+    beside the reply's budget."""
+    budget = reply_budget(settings.max_tokens, decoder.target.context_length)
+    prompt_tokens = fit_conversation(decoder.target, messages, budget)
+    return decoder.reply(prompt_tokens, settings, on_delta, should_cancel, on_written)
+
+
+@dataclass
+class Turn:
+    """What a chat turn produced."""
+
+    text: str
+    stats: ReplyStats
+    pieces: list = field(default_factory=list)
+    """The reply's text by source (engine/reply_stream.TextPiece), for the draft-colour view."""
+    stored_stats: dict[str, Any] | None = None
+    """What was kept with the message: the reply's stats, with a document answer's numbers."""
+    message_id: int | None = None
+    """The stored reply's id (StoredChat; None when nothing was kept: stopped before a word)."""
+    citations: list[Citation] = field(default_factory=list)
+    folded: bool = False
+    """Old turns were folded into memory during this turn."""
+
+
+class ChatSession:
+    """One conversation on one engine, held in memory (``duetto ask`` in a loop, the server)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        window_tokens: int | None = None,
+        system_prompt: str = SYSTEM_PROMPT,
+        turns: list[ChatMessage] | None = None,
+        memory_texts: list[str] | None = None,
+        folded_messages: int = 0,
+    ) -> None:
+        self.engine = engine
+        self.turns: list[ChatMessage] = list(turns or [])
+        """User and assistant turns, oldest first (the system prompt is not one)."""
+        target = engine.decoder.target
+        window, memory = window_sizes(target.context_length, window_tokens)
+        self.window = ConversationWindow(
+            target, engine.compress_text, system_prompt, window_tokens=window, memory_tokens=memory,
+            memory_texts=list(memory_texts or []), folded_messages=folded_messages,
+        )  # fmt: skip
+
+    def ask(
+        self,
+        text: str,
+        settings: DecodeSettings,
+        *,
+        should_cancel: Callable[[], bool] | None = None,
+        on_progress: Progress | None = None,
+        on_written: Callable[[Written], None] | None = None,
+    ) -> Turn:
+        """Reply to ``text``. The question and the reply become turns (a reply stopped before its
+        first word leaves the question alone); an error or an interrupt leaves no turn behind."""
+        kept = len(self.turns)
+        self.turns.append({"role": "user", "content": text})
+        try:
+            return self.reply(settings, should_cancel=should_cancel, on_progress=on_progress, on_written=on_written)
+        except BaseException:
+            del self.turns[kept:]
+            raise
+
+    def reply(
+        self,
+        settings: DecodeSettings,
+        *,
+        should_cancel: Callable[[], bool] | None = None,
+        on_progress: Progress | None = None,
+        on_written: Callable[[Written], None] | None = None,
+    ) -> Turn:
+        """Reply to the turns as they are (the last one the user's), folding old turns when the
+        window would overflow, and again after the reply if the next turn would not fit, so that
+        the fold's cost falls while the user reads, not in the next reply's first token."""
+        decoder = self.engine.decoder
+        budget = reply_budget(settings.max_tokens, decoder.target.context_length)
+        folded_before = self.window.folded_messages
+        self.window.on_fold = (lambda: on_progress("remembering earlier turns…")) if on_progress else None
+        prompt_tokens = self.window.prompt_tokens(self.turns, budget)
+
+        def reading(read: int, total: int) -> None:
+            if on_progress is not None:
+                on_progress(f"reading the prompt {read:,}/{total:,} tokens…")
+
+        reply = Reply()
+        for item in decoder.generate(prompt_tokens, settings, should_cancel, reading):
+            if isinstance(item, ReplyStats):
+                reply.stats = item
+            else:
+                reply.add(item)
+                if on_written is not None:
+                    on_written(item)
+        assert reply.stats is not None
+        if reply.text or reply.stats.finish_reason != "cancelled":
+            self.turns.append({"role": "assistant", "content": reply.text})
+        if reply.stats.finish_reason != "cancelled":
+            self.window.fold_ahead(self.turns, budget)
+        return Turn(reply.text, reply.stats, reply.pieces, folded=self.window.folded_messages != folded_before)
+
+    def memory(self, through_message_id: int) -> ConversationMemory | None:
+        """The memory of folded turns, for storing beside the conversation (None: nothing folded)."""
+        if not self.window.folded_messages:
+            return None
+        return ConversationMemory(list(self.window.memory_texts), through_message_id)
+
+
+class StoredChat:
+    """A conversation in the database, on one engine.
+
+    Every call opens its own connection (a connection belongs to the thread that opened it, and
+    the chat app calls this from worker threads); the messages are read afresh each turn, so a
+    message another window added is part of the next prompt.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        conversation_id: int,
+        *,
+        database_path: Path | None = None,
+        window_tokens: int | None = None,
+        system_prompt: str = SYSTEM_PROMPT,
+    ) -> None:
+        self.engine = engine
+        self.conversation_id = conversation_id
+        self.database_path = database_path
+        db = open_database(database_path)
+        message_ids = [message.id for message in list_messages(db, conversation_id)]
+        memory = load_memory(db, conversation_id)
+        folded = 0
+        if memory is not None and memory.through_message_id in message_ids:
+            folded = message_ids.index(memory.through_message_id) + 1
+        self.session = ChatSession(
+            engine, window_tokens=window_tokens, system_prompt=system_prompt,
+            memory_texts=list(memory.texts) if folded else [], folded_messages=folded,
+        )  # fmt: skip
+
+    def ask(
+        self,
+        text: str,
+        settings: DecodeSettings,
+        *,
+        should_cancel: Callable[[], bool] | None = None,
+        on_progress: Progress | None = None,
+        on_written: Callable[[Written], None] | None = None,
+    ) -> Turn:
+        """Save ``text``, reply to it (from the attached documents when there are any) and save
+        the reply with its stats, and the conversation's memory when turns were folded."""
+        db = open_database(self.database_path)
+        add_message(db, self.conversation_id, "user", text)
+        messages = list_messages(db, self.conversation_id)
+        message_ids = [message.id for message in messages]
+        self.session.turns = [{"role": message.role, "content": message.content} for message in messages]
+        documents = attached_documents(db, self.conversation_id)
+        if documents:
+            reader, reader_model = self.engine.reader()
+            if on_progress is not None:
+                on_progress("answering from documents…")
+            answer = answer_from_documents(
+                db, self.engine.decoder, reader, reader_model, documents, text,
+                runnable_settings(self.engine, settings, documents=True)[0],
+                should_cancel=should_cancel, on_written=on_written,
+            )  # fmt: skip
+            turn = Turn(answer.text, answer.reply_stats, answer.pieces, answer.stats, citations=answer.citations)
+        else:
+            turn = self.session.reply(
+                runnable_settings(self.engine, settings)[0],
+                should_cancel=should_cancel, on_progress=on_progress, on_written=on_written,
+            )  # fmt: skip
+        if turn.text or turn.stats.finish_reason != "cancelled":
+            stored = add_message(
+                db, self.conversation_id, "assistant", turn.text, turn.stored_stats or turn.stats.as_dict()
+            )
+            turn.message_id = stored.id
+            message_ids.append(stored.id)
+        if turn.folded:
+            memory = self.session.memory(message_ids[self.session.window.folded_messages - 1])
+            if memory is not None:
+                save_memory(db, self.conversation_id, memory, self.session.window.memory_length)
+        return turn

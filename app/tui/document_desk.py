@@ -1,0 +1,184 @@
+"""The chat app's document work: reading documents in, attaching them to a chat, showing sources.
+
+A widget with no view of its own, mounted in the app, that owns this work and its state: reading
+runs in a thread worker with its own database connection (a connection belongs to the thread
+that opened it), and progress and results come back to it as messages. Answering from attached
+documents is a chat turn like any other (app/core/chat.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from textual import work
+from textual.message import Message
+from textual.widget import Widget
+from textual.worker import get_current_worker
+
+from duetto.app.core.documents import IngestResult, decode_document, ingest_document
+from duetto.app.core.questions import Citation
+from duetto.app.tui.documents_screen import ChunkScreen, DocumentsChoice, DocumentsScreen, SourcesScreen
+from duetto.app.tui.status_bar import StatusBar
+from duetto.engine.errors import EngineError
+from duetto.store import conversation_memory as memory_store
+from duetto.store import documents as document_store
+from duetto.store.conversations import create_conversation
+from duetto.store.database import open_database
+from duetto.store.errors import StoreError
+
+PASTE_DOCUMENT_CHARACTERS = 6000
+"""A paste longer than this (about 1,500 tokens) is offered to be kept as a document."""
+
+
+class IngestProgress(Message):
+    def __init__(self, name: str, done: int, total: int) -> None:
+        super().__init__()
+        self.name, self.done, self.total = name, done, total
+
+
+class IngestFinished(Message):
+    def __init__(self, name: str, conversation_id: int | None, result: IngestResult | None, error: str = "") -> None:
+        super().__init__()
+        self.name, self.conversation_id, self.result, self.error = name, conversation_id, result, error
+
+
+class DocumentDesk(Widget):
+    """Reads from the app what it shows and writes to: ``db``, ``user``, ``conversation``,
+    ``engine`` (whose small model reads), ``config.database_path`` and ``refresh_sidebar``."""
+
+    DEFAULT_CSS = "DocumentDesk { display: none; }"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_sources: list[tuple[int, str]] = []
+        """(chunk id, label) of what the last document answer cited, for F7."""
+
+    # --- reading documents in ---------------------------------------------------------------
+
+    def offer_paste_as_document(self, text: str, send) -> None:
+        from duetto.app.tui.dialogs import PasteScreen
+        from duetto.app.tui.prompt_input import PromptInput
+
+        async def answer(choice: str | None) -> None:
+            if choice == "document":
+                name = "paste " + dt.datetime.now().strftime("%Y-%m-%d %H.%M.%S")
+                self.start_ingest(name, text.encode("utf-8"), "paste")
+            elif choice == "send":
+                await send(text)
+            else:  # cancelled: nothing is sent, and the paste is back where it was typed
+                self.app.query_one(PromptInput).text = text
+
+        self.app.push_screen(PasteScreen(len(text.split())), answer)
+
+    def start_ingest(self, name: str, data: bytes, source: str | None) -> None:
+        try:
+            text = decode_document(data, source or name)
+            document_store.validate_document_name(name)
+        except StoreError as error:
+            self.notify(str(error), title="Cannot keep this document", severity="error", timeout=15)
+            return
+        if self.app.engine is None:
+            self.notify("The models are still loading; add the document once they are.", severity="warning")
+            return
+        conversation_id = self.app.conversation.id if self.app.conversation else None
+        self.app.query_one(StatusBar).state = f"reading {name}…"
+        self.ingest(name, text, source, conversation_id)
+
+    @work(thread=True, group="ingest")
+    def ingest(self, name: str, text: str, source: str | None, conversation_id: int | None) -> None:
+        worker = get_current_worker()
+        try:
+            reader, model_id = self.app.engine.reader()
+            db = open_database(self.app.config.database_path)
+            result = ingest_document(
+                db, reader, model_id, name, text, source=source,
+                on_progress=lambda done, total: self.post_message(IngestProgress(name, done, total)),
+                should_cancel=lambda: worker.is_cancelled,
+            )  # fmt: skip
+        except (EngineError, StoreError, InterruptedError) as error:
+            self.post_message(IngestFinished(name, conversation_id, None, str(error)))
+            return
+        self.post_message(IngestFinished(name, conversation_id, result))
+
+    def on_ingest_progress(self, message: IngestProgress) -> None:
+        self.app.query_one(StatusBar).state = f"reading {message.name}: {message.done}/{message.total} chunks"
+
+    async def on_ingest_finished(self, message: IngestFinished) -> None:
+        app = self.app
+        app.query_one(StatusBar).state = ""
+        if message.result is None:
+            self.notify(message.error, title=f"Reading {message.name} failed", severity="error", timeout=30)
+            return
+        if message.conversation_id is None and app.conversation is None:
+            app.conversation = create_conversation(app.db, app.user, f"About {message.name}")
+            await app.refresh_sidebar()
+        conversation_id = message.conversation_id or app.conversation.id
+        document = document_store.get_document(app.db, message.name)
+        memory_store.attach_document(app.db, conversation_id, document.id)
+        result = message.result
+        self.notify(
+            f"{result.name}: {result.tokens} tokens in {result.chunks} chunks, read in {result.seconds:.0f} s. "
+            "Attached to this chat: ask about it.",
+            title="Document kept",
+        )
+
+    # --- the documents panel ---------------------------------------------------------------
+
+    def open_panel(self) -> None:
+        app = self.app
+        if app.user is None:
+            return
+        attached = (
+            {d.id for d in memory_store.attached_documents(app.db, app.conversation.id)} if app.conversation else set()
+        )
+
+        async def chosen(choice: DocumentsChoice | None) -> None:
+            if choice is not None:
+                await self.apply_documents_choice(choice, attached)
+
+        app.push_screen(DocumentsScreen(document_store.list_documents(app.db), attached), chosen)
+
+    async def apply_documents_choice(self, choice: DocumentsChoice, attached: set[int]) -> None:
+        app = self.app
+        if choice.attached != attached:
+            if app.conversation is None:
+                app.conversation = create_conversation(app.db, app.user, "About documents")
+                await app.refresh_sidebar()
+            for document_id in choice.attached - attached:
+                memory_store.attach_document(app.db, app.conversation.id, document_id)
+            for document_id in attached - choice.attached:
+                memory_store.detach_document(app.db, app.conversation.id, document_id)
+            names = [d.name for d in memory_store.attached_documents(app.db, app.conversation.id)]
+            self.notify("Answers come from: " + ", ".join(names) if names else "No documents attached.")
+        if choice.add_path:
+            path = Path(choice.add_path).expanduser()
+            try:
+                data = path.read_bytes()
+            except OSError as error:
+                self.notify(f"cannot read {path}: {error.strerror}", severity="error", timeout=15)
+                return
+            self.start_ingest(path.stem, data, str(path.resolve()))
+
+    # --- what answers cited ------------------------------------------------------------------
+
+    def show_sources(self, citations: list[Citation]) -> None:
+        """Remember what a document answer cited, for ``open_sources`` (F7)."""
+        self.last_sources = [(citation.chunk_id, citation.label) for citation in citations]
+
+    def open_sources(self) -> None:
+        if not self.last_sources:
+            self.notify("No document answer yet in this session.")
+            return
+
+        def chosen(chunk_id: int | None) -> None:
+            if chunk_id is None:
+                return
+            label = dict(self.last_sources)[chunk_id]
+            chunk = document_store.get_chunk(self.app.db, chunk_id)
+            if chunk is None:
+                self.notify("That document was removed.", severity="warning")
+                return
+            self.app.push_screen(ChunkScreen(label, chunk))
+
+        self.app.push_screen(SourcesScreen(self.last_sources), chosen)

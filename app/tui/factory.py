@@ -1,0 +1,82 @@
+"""The one way a chat app is built, for ``duetto chat`` and for the tests alike.
+
+From what a user names (a profile, or model names or files), it finds the models (those still to
+fetch go to the app's fetch screen), checks the names before the screen opens, and gives the app
+an engine factory that loads the pair for a profile, its plugin included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from duetto.app.core.models import (
+    Engine,
+    build_decoder,
+    chosen_model_names,
+    missing_models,
+    reader_for,
+    resolve_paths,
+)
+from duetto.app.core.settings import CHAT_MAX_TOKENS
+from duetto.app.tui.app import ChatConfig, DuettoApp
+from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.manifest import load_manifest
+from duetto.store.conversations import DEFAULT_USER, validate_user_name
+
+
+def short_name(name_or_path: str) -> str:
+    """A manifest or imported model's name as given; a path's file stem."""
+    if name_or_path in load_manifest().models:
+        return name_or_path
+    return Path(name_or_path).stem if name_or_path.endswith(".gguf") else name_or_path
+
+
+def chat_app(
+    settings: DecodeSettings | None = None,
+    *,
+    profile: str | None = None,
+    target: str | None = None,
+    draft_model: str | None = None,
+    user_name: str = DEFAULT_USER,
+    command_line_settings: frozenset[str] = frozenset(),
+    context_length: int | None = None,
+    threads: int | None = None,
+    window_tokens: int | None = None,
+    database_path: Path | None = None,
+    decoder_class: type[Decoder] = Decoder,
+) -> DuettoApp:
+    """The chat app over the profile's pair (or the models named); ``decoder_class`` lets a test
+    pace the replies. An unknown name or a moved file fails here, in one line, before the screen."""
+    validate_user_name(user_name)
+    settings = settings or DecodeSettings(max_tokens=CHAT_MAX_TOKENS)
+    target_name, draft_name = chosen_model_names(profile, target, draft_model, True)
+    missing = missing_models([target_name, draft_name])
+    if not missing:
+        resolve_paths(target_name, draft_name)
+    label = f"{short_name(draft_name)} → {short_name(target_name)}" if draft_name else short_name(target_name)
+    if settings.mode == "fast" and draft_name is None:
+        settings = replace(settings, mode="exact")
+
+    def load_engine(user: str) -> Engine:
+        """The engine for ``user``: the shared models, the target carrying the user's plugin if any."""
+        target_path, draft_path = resolve_paths(target_name, draft_name)
+        decoder = build_decoder(
+            target_path, draft_path, context_length=context_length, threads=threads, user=user,
+            database_path=database_path, decoder_class=decoder_class,
+        )  # fmt: skip
+        return Engine(decoder, lambda: reader_for(draft_path or target_path, threads=threads))
+
+    return DuettoApp(
+        ChatConfig(
+            engine_factory=load_engine,
+            models_label=label,
+            settings=settings,
+            command_line_settings=command_line_settings,
+            user_name=user_name,
+            engine_per_user=True,
+            database_path=database_path,
+            missing_models=tuple(missing),
+            window_tokens=window_tokens,
+        )
+    )
