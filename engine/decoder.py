@@ -151,6 +151,7 @@ class _Run:
         self.history = list(prompt_tokens)
         self.text = TextStream(settings.stop)
         self.reply_tokens = 0
+        self.prompt_read_tokens = 0
         self.last_source: Source = "target"
         self.finish_reason: FinishReason | None = None
         self.drafted = 0
@@ -247,6 +248,7 @@ class _Run:
 
     def read_prompt(self, tokens: list[int]) -> np.ndarray | None:
         """The target reads ``tokens`` of the prompt in pieces; None when cancelled meanwhile."""
+        self.prompt_read_tokens += len(tokens)
         return self.target.evaluate_prompt(tokens, should_stop=self.should_cancel, on_progress=self.on_prompt_progress)
 
     # --- the loop ----------------------------------------------------------------------
@@ -297,6 +299,7 @@ class _Run:
             mode=self.settings.mode,
             drafter=self.drafter_label(),
             finish_reason=self.finish_reason or "length",
+            prompt_read_tokens=self.prompt_read_tokens,
         )
 
     def drafter_label(self) -> str:

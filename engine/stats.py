@@ -25,6 +25,8 @@ class ReplyStats:
     mode: Mode
     drafter: str
     finish_reason: FinishReason
+    prompt_read_tokens: int = 0
+    """Tokens of the prompt the target read for this reply; the rest were in its cache already."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

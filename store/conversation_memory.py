@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass
 
 import sqlite_utils
 
+from duetto.store import clock
 from duetto.store.documents import Document, list_documents
 
 
@@ -64,6 +64,6 @@ def save_memory(db: sqlite_utils.Database, conversation_id: int, memory: Convers
                 memory.through_message_id,
                 json.dumps(memory.texts),
                 tokens,
-                dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
+                clock.now(),
             ],
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import shutil
@@ -11,16 +10,12 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from duetto.store import locations
+from duetto.store import clock, locations
 from duetto.store.errors import NameTaken, NotFound, StoreError
 
 DEFAULT_USER = "default"
 USER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 Role = Literal["system", "user", "assistant"]
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -59,7 +54,7 @@ def add_user(db: sqlite_utils.Database, name: str) -> User:
     if db["users"].count_where("name = ?", [name]):
         raise NameTaken(f"user {name!r} already exists")
     with db.conn:
-        user_id = db["users"].insert({"name": name, "created_at": _now()}).last_pk
+        user_id = db["users"].insert({"name": name, "created_at": clock.now()}).last_pk
     return User(id=user_id, name=name)
 
 
@@ -102,11 +97,13 @@ def _conversation(row: dict[str, Any]) -> Conversation:
 
 
 def create_conversation(db: sqlite_utils.Database, user: User, title: str = "New chat") -> Conversation:
-    now = _now()
+    created = clock.now()
     with db.conn:
         conversation_id = (
             db["conversations"]
-            .insert({"user_id": user.id, "title": title.strip() or "New chat", "created_at": now, "updated_at": now})
+            .insert(
+                {"user_id": user.id, "title": title.strip() or "New chat", "created_at": created, "updated_at": created}
+            )
             .last_pk
         )
     return get_conversation(db, conversation_id)
@@ -151,7 +148,7 @@ def add_message(
     content: str,
     stats: dict[str, Any] | None = None,
 ) -> Message:
-    now = _now()
+    created = clock.now()
     with db.conn:
         message_id = (
             db["messages"]
@@ -161,14 +158,14 @@ def add_message(
                     "role": role,
                     "content": content,
                     "stats": json.dumps(stats) if stats is not None else None,
-                    "created_at": now,
+                    "created_at": created,
                 }
             )
             .last_pk
         )
-        db["conversations"].update(conversation_id, {"updated_at": now})
+        db["conversations"].update(conversation_id, {"updated_at": created})
     return Message(id=message_id, conversation_id=conversation_id, role=role, content=content, stats=stats,
-                   created_at=now)  # fmt: skip
+                   created_at=created)  # fmt: skip
 
 
 def list_messages(db: sqlite_utils.Database, conversation_id: int) -> list[Message]:

@@ -7,7 +7,6 @@ document is usable once ``complete`` is set by the last step.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -16,13 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import sqlite_utils
 
+from duetto.store import clock
 from duetto.store.errors import NameTaken, NotFound, StoreError
 
 DOCUMENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,79}$")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -121,7 +117,14 @@ def begin_document(db: sqlite_utils.Database, name: str, source: str | None, sha
         return existing
     with db.conn:
         db["documents"].insert(
-            {"name": name, "source": source, "sha256": sha256, "tokens": tokens, "complete": 0, "created_at": _now()}
+            {
+                "name": name,
+                "source": source,
+                "sha256": sha256,
+                "tokens": tokens,
+                "complete": 0,
+                "created_at": clock.now(),
+            }
         )
     document = find_document(db, name)
     assert document is not None
@@ -269,7 +272,7 @@ def put_chunk_state(
         db.execute(
             "INSERT OR REPLACE INTO chunk_states (chunk_id, model_sha256, variant, prefix_sha256, token_count, "
             "state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [chunk_id, model_sha256, variant, prefix_sha256, token_count, state, _now()],
+            [chunk_id, model_sha256, variant, prefix_sha256, token_count, state, clock.now()],
         )
 
 

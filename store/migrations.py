@@ -7,11 +7,12 @@ columns on a fresh database.
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 from collections.abc import Callable
 
 import sqlite_utils
+
+from duetto.store import clock
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -173,6 +174,13 @@ def m004_pair_checks(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m005_drop_memory_states(db: sqlite_utils.Database) -> None:
+    """Whole-document KV states (m002) were never written: the large model's saved states are
+    per chunk (chunk_states, m003), so that a question loads only the chunks it picks."""
+    db.execute("DROP TABLE IF EXISTS memory_states")
+
+
 def _execute_statements(db: sqlite_utils.Database, script: str) -> None:
     """Run DDL one statement at a time: executescript would commit mid-migration.
 
@@ -202,9 +210,7 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
         db.execute("BEGIN IMMEDIATE")
         try:
             step(db)
-            db[MIGRATIONS_TABLE].insert(
-                {"name": step.__name__, "applied_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-            )
+            db[MIGRATIONS_TABLE].insert({"name": step.__name__, "applied_at": clock.now()})
         except BaseException:
             db.execute("ROLLBACK")
             raise

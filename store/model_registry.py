@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
 
+from duetto.store import clock
 from duetto.store.errors import NameTaken, NotFound
 
 
@@ -48,7 +48,7 @@ def add_imported_model(db: sqlite_utils.Database, model: ImportedModel, *, repla
                 "size": model.size,
                 "sha256": model.sha256,
                 "architecture": model.architecture,
-                "imported_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "imported_at": clock.now(),
             },
             pk="name",
         )

@@ -6,11 +6,12 @@ file makes a new key, and the pair is checked again.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
 import sqlite_utils
+
+from duetto.store import clock
 
 
 def file_key(path: Path) -> str:
@@ -36,7 +37,7 @@ def save_pair_check(
                 "target_key": file_key(target),
                 "compatible": int(compatible),
                 "problems": json.dumps(problems),
-                "checked_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "checked_at": clock.now(),
             },
             pk=("draft_key", "target_key"),
         )

@@ -9,6 +9,7 @@ full, which re-reads the whole remaining conversation on every turn after that.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import sys
@@ -22,12 +23,11 @@ from rich.table import Table
 from duetto.app.cli.console import print_json, stderr_console, stdout_console
 from duetto.app.cli.loading import load_decoder, load_reader, model_paths
 from duetto.app.cli.options import reader_and_target_options
-from duetto.app.core.chat import SYSTEM_PROMPT
-from duetto.engine.conversation_window import ConversationWindow
+from duetto.app.core.chat import SYSTEM_PROMPT, ChatSession, complete
+from duetto.app.core.models import Engine
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.model_session import ChatMessage
-from duetto.engine.prompting import fit_conversation
-from duetto.engine.stats import ReplyStats
+from duetto.engine.reply_stream import Written
 
 BENCH_WINDOW_TOKENS = 1536
 BENCH_MEMORY_TOKENS = 384
@@ -82,61 +82,49 @@ def bench_chat(
     ]
     target_path, _ = model_paths(profile, target, None, False)
     decoder = load_decoder(target_path, None, context_length=context_length, threads=threads)
-    window = None
+    chat: ChatSession | None = None
     if strategy == "window":
-        document_reader, _ = load_reader(profile, reader, threads=threads)
-        window = ConversationWindow(
-            decoder.target,
-            document_reader.compress_text,
-            SYSTEM_PROMPT,
-            window_tokens=window_tokens,
-            memory_tokens=memory_tokens,
-        )
+        document_reader = load_reader(profile, reader, threads=threads)
+        engine = Engine(decoder, lambda: document_reader)
+        chat = ChatSession(engine, window_tokens=window_tokens, memory_tokens=memory_tokens)
     settings = DecodeSettings(mode="exact", drafter="lookup", max_tokens=max_tokens)
-    session = decoder.target
-    messages: list[ChatMessage] = []
+    messages: list[ChatMessage] = [{"role": "system", "content": SYSTEM_PROMPT}]
     rows: list[dict[str, Any]] = []
     for turn in range(turns):
-        messages.append({"role": "user", "content": script[turn % len(script)]})
+        question = script[turn % len(script)]
         started = time.perf_counter()
-        if window is not None:
-            prompt = window.prompt_tokens(messages, reply_budget=max_tokens)
-            fold = window.last_fold
+        first_token_at: list[float] = []
+        first_token = functools.partial(_note_first_token, first_token_at)
+
+        fold = None
+        fold_before_reply = False
+        if chat is not None:
+            reply = chat.ask(question, settings, on_written=first_token)
+            stats = reply.stats
+            # the fold after the reply is the chat app's, while the user reads it
+            fold = reply.fold_after or reply.fold_before
+            fold_before_reply = reply.fold_before is not None and reply.fold_after is None
         else:
-            system: ChatMessage = {"role": "system", "content": SYSTEM_PROMPT}
-            prompt = fit_conversation(session, [system, *messages], max_tokens)
-            fold = None
-        read_tokens = len(prompt) - session.common_prefix_length(prompt)
-        pieces: list[str] = []
-        first_token_at = None
-        stats = None
-        for item in decoder.generate(prompt, settings):
-            if isinstance(item, ReplyStats):
-                stats = item
-            else:
-                first_token_at = first_token_at or time.perf_counter()
-                pieces.append(item.text)
-        assert stats is not None
-        messages.append({"role": "assistant", "content": "".join(pieces)})
-        if window is not None:  # as the chat app does while the user reads the reply
-            window.fold_ahead(messages, max_tokens)
-            fold = window.last_fold or fold
+            messages.append({"role": "user", "content": question})
+            answer = complete(decoder, messages, settings, on_written=first_token)
+            messages.append({"role": "assistant", "content": answer.text})
+            stats = answer.stats
         row = {
             "turn": turn + 1,
-            "ttft_seconds": round((first_token_at or time.perf_counter()) - started, 3),
-            "prompt_tokens": len(prompt),
-            "read_tokens": read_tokens,
-            "kv_tokens": len(session.tokens),
+            "ttft_seconds": round((first_token_at or [time.perf_counter()])[0] - started, 3),
+            "prompt_tokens": stats.prompt_tokens,
+            "read_tokens": stats.prompt_read_tokens,
+            "kv_tokens": len(decoder.target.tokens),
             "rss_mib": round(resident_mebibytes(), 1),
             "folded_messages": fold.folded_messages if fold else 0,
             "fold_seconds": round(fold.seconds, 3) if fold else 0.0,
-            "fold_before_reply": bool(fold and fold is not window.last_fold) if window else False,
+            "fold_before_reply": fold_before_reply,
             "reply_tokens": stats.tokens,
         }
         rows.append(row)
         stderr_console.print(
-            f"turn {row['turn']:3}: first token {row['ttft_seconds']:6.2f} s, read {read_tokens:5} of "
-            f"{len(prompt):5} prompt tokens, KV {row['kv_tokens']:5}, RSS {row['rss_mib']:7.1f} MiB"
+            f"turn {row['turn']:3}: first token {row['ttft_seconds']:6.2f} s, read {row['read_tokens']:5} of "
+            f"{row['prompt_tokens']:5} prompt tokens, KV {row['kv_tokens']:5}, RSS {row['rss_mib']:7.1f} MiB"
             + (f", folded {fold.folded_messages} messages in {fold.seconds:.1f} s" if fold else "")
         )
     summary = summarize(rows)
@@ -155,6 +143,11 @@ def bench_chat(
             f"{part[-1]['rss_mib']:.0f} MiB",
         )
     stdout_console.print(table)
+
+
+def _note_first_token(moments: list[float], written: Written) -> None:
+    if not moments:
+        moments.append(time.perf_counter())
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

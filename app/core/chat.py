@@ -17,7 +17,7 @@ from typing import Any
 
 from duetto.app.core.models import Engine
 from duetto.app.core.questions import Citation, answer_from_documents
-from duetto.engine.conversation_window import ConversationWindow, reply_budget, window_sizes
+from duetto.engine.conversation_window import ConversationWindow, FoldReport, reply_budget, window_sizes
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.model_session import ChatMessage
 from duetto.engine.prompting import fit_conversation
@@ -84,8 +84,14 @@ class Turn:
     message_id: int | None = None
     """The stored reply's id (StoredChat; None when nothing was kept: stopped before a word)."""
     citations: list[Citation] = field(default_factory=list)
-    folded: bool = False
-    """Old turns were folded into memory during this turn."""
+    fold_before: FoldReport | None = None
+    """Old turns folded before the reply, because the prompt would not fit the window."""
+    fold_after: FoldReport | None = None
+    """Old turns folded after the reply, because the next turn would probably not fit."""
+
+    @property
+    def folded(self) -> bool:
+        return self.fold_before is not None or self.fold_after is not None
 
 
 class ChatSession:
@@ -96,6 +102,7 @@ class ChatSession:
         engine: Engine,
         *,
         window_tokens: int | None = None,
+        memory_tokens: int | None = None,
         system_prompt: str = SYSTEM_PROMPT,
         turns: list[ChatMessage] | None = None,
         memory_texts: list[str] | None = None,
@@ -106,6 +113,7 @@ class ChatSession:
         """User and assistant turns, oldest first (the system prompt is not one)."""
         target = engine.decoder.target
         window, memory = window_sizes(target.context_length, window_tokens)
+        memory = memory_tokens or memory
         self.window = ConversationWindow(
             target, engine.compress_text, system_prompt, window_tokens=window, memory_tokens=memory,
             memory_texts=list(memory_texts or []), folded_messages=folded_messages,
@@ -143,9 +151,9 @@ class ChatSession:
         the fold's cost falls while the user reads, not in the next reply's first token."""
         decoder = self.engine.decoder
         budget = reply_budget(settings.max_tokens, decoder.target.context_length)
-        folded_before = self.window.folded_messages
         self.window.on_fold = (lambda: on_progress("remembering earlier turns…")) if on_progress else None
         prompt_tokens = self.window.prompt_tokens(self.turns, budget)
+        fold_before = self.window.last_fold
 
         def reading(read: int, total: int) -> None:
             if on_progress is not None:
@@ -162,9 +170,11 @@ class ChatSession:
         assert reply.stats is not None
         if reply.text or reply.stats.finish_reason != "cancelled":
             self.turns.append({"role": "assistant", "content": reply.text})
+        fold_after = None
         if reply.stats.finish_reason != "cancelled":
             self.window.fold_ahead(self.turns, budget)
-        return Turn(reply.text, reply.stats, reply.pieces, folded=self.window.folded_messages != folded_before)
+            fold_after = self.window.last_fold
+        return Turn(reply.text, reply.stats, reply.pieces, fold_before=fold_before, fold_after=fold_after)
 
     def memory(self, through_message_id: int) -> ConversationMemory | None:
         """The memory of folded turns, for storing beside the conversation (None: nothing folded)."""

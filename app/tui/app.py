@@ -9,26 +9,26 @@ documents are the DocumentDesk's (app/tui/document_desk.py).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Iterable
+from dataclasses import replace
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.highlight import highlight
-from textual.message import Message
 from textual.worker import get_current_worker
 
-from duetto.app.core.chat import StoredChat, Turn, runnable_settings
+from duetto.app.core.chat import StoredChat, runnable_settings
 from duetto.app.core.models import Engine
 from duetto.app.core.settings import ChatSettings, load_chat_settings, save_chat_settings
 from duetto.app.tui.chat_view import ChatView
+from duetto.app.tui.config import ChatConfig
 from duetto.app.tui.dialogs import ConfirmScreen, HelpScreen, RenameScreen
 from duetto.app.tui.document_desk import PASTE_DOCUMENT_CHARACTERS, DocumentDesk
 from duetto.app.tui.draft_sources import DraftLegend, Spans
 from duetto.app.tui.fetch_screen import FetchScreen
+from duetto.app.tui.messages import EngineFailed, EngineReady, ReplyDelta, ReplyFinished, ReplyProgress
 from duetto.app.tui.profile_screen import ProfileScreen
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.settings_screen import SettingsScreen
@@ -36,7 +36,6 @@ from duetto.app.tui.sidebar import Sidebar
 from duetto.app.tui.status_bar import StatusBar
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.errors import EngineError
-from duetto.engine.manifest import ModelSpec
 from duetto.engine.reply_stream import Written
 from duetto.engine.stats import MODES, LiveRate
 from duetto.store.conversations import (
@@ -54,59 +53,6 @@ from duetto.store.database import open_database
 from duetto.store.errors import StoreError
 
 TITLE_LENGTH = 40
-
-
-@dataclass(frozen=True)
-class ChatConfig:
-    """Everything the app needs from its caller; tests build one with tiny models."""
-
-    engine_factory: Callable[[str], Engine]
-    """Builds the engine for the profile (user) named; called in a thread worker."""
-    models_label: str
-    settings: DecodeSettings = DecodeSettings()
-    """The defaults; a profile's saved settings (store.settings) replace them field by field."""
-    command_line_settings: frozenset[str] = frozenset()
-    """Fields of ``settings`` given on the command line: they win over saved ones for this session."""
-    user_name: str = "default"
-    engine_per_user: bool = False
-    """The engine depends on the profile (per-user plugins): switching profile rebuilds it."""
-    database_path: Path | None = None
-    missing_models: tuple[ModelSpec, ...] = ()
-    """Manifest models to fetch (in a screen with progress bars) before the engine can load."""
-    window_tokens: int | None = None
-    """Tokens of a conversation kept whole before folding (None: the whole context)."""
-
-
-class EngineReady(Message):
-    def __init__(self, engine: Engine, user_name: str) -> None:
-        super().__init__()
-        self.engine, self.user_name = engine, user_name
-
-
-class EngineFailed(Message):
-    def __init__(self, error: str) -> None:
-        super().__init__()
-        self.error = error
-
-
-class ReplyDelta(Message):
-    def __init__(self, text: str, spans: Spans, tokens_per_second: float | None) -> None:
-        super().__init__()
-        self.text, self.spans, self.tokens_per_second = text, spans, tokens_per_second
-
-
-class ReplyProgress(Message):
-    """What the reply's worker is doing before the first token (a fold, reading a long prompt)."""
-
-    def __init__(self, state: str) -> None:
-        super().__init__()
-        self.state = state
-
-
-class ReplyFinished(Message):
-    def __init__(self, conversation_id: int, turn: Turn | None, error: str | None = None) -> None:
-        super().__init__()
-        self.conversation_id, self.turn, self.error = conversation_id, turn, error
 
 
 class DuettoApp(App[None]):

@@ -19,7 +19,8 @@ from duetto.app.core.models import (
     resolve_paths,
 )
 from duetto.app.core.settings import CHAT_MAX_TOKENS
-from duetto.app.tui.app import ChatConfig, DuettoApp
+from duetto.app.tui.app import DuettoApp
+from duetto.app.tui.config import ChatConfig
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.manifest import load_manifest
 from duetto.store.conversations import DEFAULT_USER, validate_user_name

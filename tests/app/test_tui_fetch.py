@@ -11,7 +11,8 @@ from chat_app import wait_for
 from fake_index import split_into_wheels
 
 from duetto.app.core.models import Engine
-from duetto.app.tui.app import ChatConfig, DuettoApp
+from duetto.app.tui.app import DuettoApp
+from duetto.app.tui.config import ChatConfig
 from duetto.app.tui.fetch_screen import FetchScreen
 from duetto.app.tui.status_bar import StatusBar
 from duetto.engine.decoder import Decoder

@@ -1,0 +1,32 @@
+"""What the chat app needs from whoever builds it (app/tui/factory.py, the tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from duetto.app.core.models import Engine
+from duetto.engine.decoder import DecodeSettings
+from duetto.engine.manifest import ModelSpec
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    """Everything the app needs from its caller; tests build one with tiny models."""
+
+    engine_factory: Callable[[str], Engine]
+    """Builds the engine for the profile (user) named; called in a thread worker."""
+    models_label: str
+    settings: DecodeSettings = DecodeSettings()
+    """The defaults; a profile's saved settings (store.settings) replace them field by field."""
+    command_line_settings: frozenset[str] = frozenset()
+    """Fields of ``settings`` given on the command line: they win over saved ones for this session."""
+    user_name: str = "default"
+    engine_per_user: bool = False
+    """The engine depends on the profile (per-user plugins): switching profile rebuilds it."""
+    database_path: Path | None = None
+    missing_models: tuple[ModelSpec, ...] = ()
+    """Manifest models to fetch (in a screen with progress bars) before the engine can load."""
+    window_tokens: int | None = None
+    """Tokens of a conversation kept whole before folding (None: the whole context)."""
