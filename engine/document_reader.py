@@ -36,13 +36,16 @@ class ChunkReading:
 
 
 class DocumentReader:
-    def __init__(self, session: ModelSession, keep_ratio: float = DEFAULT_KEEP_RATIO) -> None:
+    def __init__(
+        self, session: ModelSession, keep_ratio: float = DEFAULT_KEEP_RATIO, *, without_projection: bool = True
+    ) -> None:
         self.session = session
         self.keep_ratio = keep_ratio
         self._lead = session.tokenize(LEAD_TEXT)
         self._surprisal: TokenSurprisal | None = None
-        self._without_projection = True
-        """False once this model turned out to need llama.cpp's own logits."""
+        self.reads_without_projection = without_projection
+        """Reads hidden states alone and scores tokens in numpy (faster); False when asked to, or
+        once this model turned out to need llama.cpp's own logits."""
 
     def count_tokens(self, text: str) -> int:
         return len(self.session.tokenize(text))
@@ -70,22 +73,22 @@ class DocumentReader:
     def embed(self, text: str) -> np.ndarray:
         """A question's embedding, comparable with the chunks' embeddings."""
         tokens = self.session.tokenize(text) or self._lead
-        if self._without_projection:
+        if self.reads_without_projection:
             try:
                 hidden = self.session.read_hidden_states(self._lead + tokens)
                 return _unit(hidden[len(self._lead) :].mean(axis=0))
             except HiddenStatesUnavailable:
-                self._without_projection = False
+                self.reads_without_projection = False
         hidden, _ = self._evaluate_with_logits(tokens)
         return _unit(hidden.mean(axis=0))
 
     def _evaluate(self, tokens: list[int]) -> tuple[np.ndarray, list[float]]:
         """Hidden states of ``tokens`` and the log-probability the model gave each of them."""
-        if self._without_projection:
+        if self.reads_without_projection:
             try:
                 return self._evaluate_without_projection(tokens)
             except (HiddenStatesUnavailable, ProjectionUnavailable):
-                self._without_projection = False
+                self.reads_without_projection = False
         return self._evaluate_with_logits(tokens)
 
     def _evaluate_without_projection(self, tokens: list[int]) -> tuple[np.ndarray, list[float]]:

@@ -202,6 +202,11 @@ class ModelSession:
             index += 1
         return index
 
+    def last_cached_position(self, sequence: int = 0) -> int:
+        """The highest position the KV cache holds for ``sequence`` (-1: none), straight from
+        llama.cpp: what shows that an edit of the cache kept it in step with ``tokens``."""
+        return int(self._llama_cpp.llama_memory_seq_pos_max(self._memory, sequence))
+
     def remove_span(self, start: int, end: int) -> None:
         """Forget positions [start, end) and move the later ones back to close the gap.
 

@@ -24,16 +24,17 @@ class StreamingFence(MarkdownFence):
     """
 
     def __init__(self, markdown: Markdown, token, code: str) -> None:
-        self._plain = getattr(markdown, "streaming", False)
+        self.plain = getattr(markdown, "streaming", False)
+        """Shown without highlighting: its reply is still streaming."""
         super().__init__(markdown, token, code)
 
     def highlight(self, code: str, language: str, ansi: bool = False, dark: bool = False) -> Content:  # type: ignore[override]
-        if self._plain:
+        if self.plain:
             return Content(code)
         return MarkdownFence.highlight(code, language, ansi=ansi, dark=dark)
 
     def highlight_now(self) -> None:
-        self._plain = False
+        self.plain = False
         self.notify_style_update()
 
 

@@ -380,6 +380,8 @@ async def test_without_a_draft_model_fast_mode_and_the_model_drafter_give_way(ma
 
 async def test_code_in_a_streamed_reply_is_highlighted_once_the_reply_ends() -> None:
     from textual.app import App
+    from textual.content import Content
+    from textual.widgets import Label
 
     from duetto.app.tui.chat_view import ChatView, StreamingFence
 
@@ -395,12 +397,14 @@ async def test_code_in_a_streamed_reply_is_highlighted_once_the_reply_ends() -> 
             await chat.append_reply(piece)
             await pilot.pause(0.05)
         (fence,) = chat.query(StreamingFence)
-        assert fence._plain and not fence._highlighted_code.spans
+        shown = fence.query_one("#code-content", Label)
+        assert fence.plain and not Content.from_text(shown.content).spans
 
         await chat.end_reply()
         await pilot.pause()
 
-        assert not fence._plain and fence._highlighted_code.spans, "highlighting adds styled spans"
+        shown = fence.query_one("#code-content", Label)
+        assert not fence.plain and Content.from_text(shown.content).spans, "highlighting adds styled spans"
 
 
 async def test_a_pasted_module_is_shown_as_written_and_a_cut_reply_says_so(make_app) -> None:

@@ -77,13 +77,13 @@ def test_reading_a_chunk_gives_a_unit_embedding_and_shorter_text(reader: Documen
 
 def test_reading_without_llama_cpps_logits_gives_what_reading_with_them_gives(tiny_models: dict[str, Path]) -> None:
     session = ModelSession(tiny_models["draft"], context_length=512, threads=1)
-    fast, slow = DocumentReader(session), DocumentReader(session)
-    slow._without_projection = False  # the path for models whose hidden states cannot be read alone
+    fast = DocumentReader(session)
+    slow = DocumentReader(session, without_projection=False)  # for models whose hidden states cannot be read alone
     text = "the cat sat on a mat and then it ran to the door while a dog slept near the warm fire " * 3
 
     quick, reference = fast.read(text), slow.read(text)
 
-    assert fast._without_projection  # the tiny llama graph has its result_norm tensor
+    assert fast.reads_without_projection  # the tiny llama graph has its result_norm tensor
     np.testing.assert_allclose(quick.embedding, reference.embedding, atol=1e-4)
     assert quick.compressed_text == reference.compressed_text
     np.testing.assert_allclose(fast.embed("the warm fire"), slow.embed("the warm fire"), atol=1e-4)
@@ -117,7 +117,7 @@ def test_a_model_graph_without_the_hidden_state_tensor_is_read_with_llama_cpps_l
 
     reading = reader.read(text)
 
-    assert not reader._without_projection
+    assert not reader.reads_without_projection
     np.testing.assert_allclose(reading.embedding, expected.embedding, atol=1e-4)
     assert reading.compressed_text == expected.compressed_text
 

@@ -70,9 +70,8 @@ def test_removing_a_middle_span_closes_the_gap(session: ModelSession) -> None:
     session.remove_span(3, 6)
 
     assert session.tokens == words[:3] + words[6:]
-    llama_cpp = session._llama_cpp
-    assert llama_cpp.llama_memory_seq_pos_max(session._memory, 0) == len(session.tokens) - 1
-    assert llama_cpp.llama_memory_seq_pos_max(session._memory, 1) == -1
+    assert session.last_cached_position() == len(session.tokens) - 1
+    assert session.last_cached_position(sequence=1) == -1
     session.evaluate(session.tokenize(" and"), [0])  # positions continue where the shifted tail ends
 
 
