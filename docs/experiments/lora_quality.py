@@ -20,10 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
+# torch, transformers and peft are imported where used: they are this experiment's own
+# dependencies (a separate venv, docs/PLUGINS.md), not duetto's, and CI imports every script.
 WINDOW = 512
 RANK = 16
 LEARNING_RATE = 5e-4
@@ -34,8 +32,14 @@ def windows(tokenizer, path: Path) -> list[torch.Tensor]:
     return [tokens[start : start + WINDOW].unsqueeze(0) for start in range(0, len(tokens) - 1, WINDOW)]
 
 
-@torch.no_grad()
 def perplexity(model, parts: list[torch.Tensor]) -> float:
+    import torch
+
+    with torch.no_grad():
+        return _perplexity(model, parts)
+
+
+def _perplexity(model, parts: list[torch.Tensor]) -> float:
     model.eval()
     total, count = 0.0, 0
     for window in parts:
@@ -48,6 +52,10 @@ def perplexity(model, parts: list[torch.Tensor]) -> float:
 
 
 def main() -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     gguf, train, heldout, generic = (Path(argument) for argument in sys.argv[1:5])
     torch.set_num_threads(2)
     torch.manual_seed(0)

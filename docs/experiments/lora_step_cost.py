@@ -19,13 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
 WINDOW = 512
 
 
 def main() -> None:
+    # This experiment's own dependencies (a separate venv, docs/PLUGINS.md), not duetto's.
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     gguf = Path(sys.argv[1])
     text = Path(sys.argv[2]).read_text(encoding="utf-8")
     windows = int(sys.argv[3]) if len(sys.argv) > 3 else 3

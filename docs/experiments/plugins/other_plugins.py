@@ -119,9 +119,13 @@ def _log_p(logits: np.ndarray, following: np.ndarray) -> np.ndarray:
     return logits[np.arange(len(following)), following] - log_total
 
 
-if __name__ == "__main__":
+def main() -> None:
     command, target_path, corpus_dir, *rest = sys.argv[1:]
     if command == "knn":
         knn(Path(target_path), Path(corpus_dir))
     else:
         prefix(Path(target_path), Path(corpus_dir), *(int(value) for value in rest))
+
+
+if __name__ == "__main__":
+    main()
