@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 
 import click
 
@@ -138,7 +137,8 @@ def ask(
         context_length = one_shot_context_length(prompt, max_tokens)
     engine = load_engine(target_path, draft_path, context_length=context_length, threads=decoding.threads, user=user)
     settings, _ = runnable_settings(
-        engine, decoding.settings(mode, max_tokens=max_tokens, temperature=temperature, seed=seed)
+        decoding.settings(mode, max_tokens=max_tokens, temperature=temperature, seed=seed),
+        has_draft_model=engine.has_draft_model,
     )
 
     if prompt is not None:
@@ -196,9 +196,11 @@ def ask_documents(
     if full_context:  # room for the whole text, the question and the answer
         context_length = max(context_length or 0, sum(document.tokens for document in documents) + max_tokens + 256)
     decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=decoding.threads, user=user)
-    settings = decoding.settings(mode, max_tokens=max_tokens, temperature=temperature, seed=seed)
-    if settings.drafter == "auto":  # the draft model would have to read the excerpts first
-        settings = replace(settings, drafter="lookup")
+    settings, _ = runnable_settings(
+        decoding.settings(mode, max_tokens=max_tokens, temperature=temperature, seed=seed),
+        has_draft_model=draft_path is not None,
+        documents=True,
+    )
     answer = answer_from_documents(
         db,
         decoder,

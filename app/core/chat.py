@@ -34,16 +34,16 @@ Progress = Callable[[str], None]
 
 
 def runnable_settings(
-    engine: Engine, settings: DecodeSettings, *, documents: bool = False
+    settings: DecodeSettings, *, has_draft_model: bool, documents: bool = False
 ) -> tuple[DecodeSettings, str]:
-    """The settings this engine can run, and a note for the user when they had to change.
+    """The settings an engine (with or without a draft model) can run, and a note for the user when they had to change.
 
     Without a draft model, fast mode becomes exact mode and the model drafter lookup (``auto``
     already drafts with whatever there is). Over documents, ``auto`` drafts by lookup: the draft
     model would have to read the excerpts first, and lookup copies from them for free.
     """
     note = ""
-    if not engine.has_draft_model:
+    if not has_draft_model:
         if settings.mode == "fast":
             settings = replace(settings, mode="exact")
             note = "fast mode needs a draft model; this reply uses exact mode."
@@ -237,13 +237,13 @@ class StoredChat:
                 on_progress("answering from documents…")
             answer = answer_from_documents(
                 db, self.engine.decoder, reader, reader_model, documents, text,
-                runnable_settings(self.engine, settings, documents=True)[0],
+                runnable_settings(settings, has_draft_model=self.engine.has_draft_model, documents=True)[0],
                 should_cancel=should_cancel, on_written=on_written,
             )  # fmt: skip
             turn = Turn(answer.text, answer.reply_stats, answer.pieces, answer.stats, citations=answer.citations)
         else:
             turn = self.session.reply(
-                runnable_settings(self.engine, settings)[0],
+                runnable_settings(settings, has_draft_model=self.engine.has_draft_model)[0],
                 should_cancel=should_cancel, on_progress=on_progress, on_written=on_written,
             )  # fmt: skip
         if turn.text or turn.stats.finish_reason != "cancelled":

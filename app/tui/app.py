@@ -248,7 +248,7 @@ class DuettoApp(App[None]):
         status = self.query_one(StatusBar)
         status.state = "writing…"
         status.compression = ""
-        settings, note = runnable_settings(self.engine, self.settings)
+        settings, note = runnable_settings(self.settings, has_draft_model=self.engine.has_draft_model)
         if note:
             self.notify(note, severity="warning")
         self.generate_reply(self.conversation.id, text, settings)

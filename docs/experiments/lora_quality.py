@@ -19,6 +19,10 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 # torch, transformers and peft are imported where used: they are this experiment's own
 # dependencies (a separate venv, docs/PLUGINS.md), not duetto's, and CI imports every script.

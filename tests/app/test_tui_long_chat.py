@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from chat_app import tiny_chat_app
+from chat_app import tiny_chat_app, wait_for
 
 from duetto.app.core.chat import StoredChat
 from duetto.app.tui.app import DuettoApp
@@ -24,20 +23,18 @@ def make_app(tiny_models: dict[str, Path], database: Path) -> DuettoApp:
 
 
 async def chat(pilot, app: DuettoApp, turns: range) -> None:
-    deadline = time.monotonic() + 20
-    while app.engine is None:
-        assert time.monotonic() < deadline
-        await pilot.pause(0.02)
+    await wait_for(pilot, lambda: app.engine is not None, timeout=20)
     for turn in turns:
-        deadline = time.monotonic() + 20
         blocks = len(app.query_one(ChatView).messages())
         prompt = app.query_one(PromptInput)
         prompt.focus()
         prompt.text = " ".join(WORDS[(turn + offset) % len(WORDS)] for offset in range(12))
         await pilot.press("enter")
-        while app.generating or len(app.query_one(ChatView).messages()) < blocks + 2:
-            assert time.monotonic() < deadline
-            await pilot.pause(0.02)
+        await wait_for(
+            pilot,
+            lambda shown=blocks + 2: not app.generating and len(app.query_one(ChatView).messages()) >= shown,
+            timeout=20,
+        )
 
 
 async def test_a_long_chat_keeps_its_memory_across_a_restart(tiny_models: dict[str, Path], tmp_path: Path) -> None:
