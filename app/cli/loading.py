@@ -46,30 +46,16 @@ def _loading(target_path: Path, draft_path: Path | None):
     return stderr_console.status(f"loading {target_path.name}" + (f" and {draft_path.name}" if draft_path else ""))
 
 
-def load_decoder(
-    target_path: Path,
-    draft_path: Path | None,
-    *,
-    context_length: int | None,
-    threads: int | None = None,
-    user: str | None = None,
-) -> Decoder:
-    """``build_decoder`` with a spinner on the terminal."""
+def load_decoder(target_path: Path, draft_path: Path | None, **options) -> Decoder:
+    """The core's ``build_decoder`` (same options) with a spinner on the terminal."""
     with _loading(target_path, draft_path):
-        return build_decoder(target_path, draft_path, context_length=context_length, threads=threads, user=user)
+        return build_decoder(target_path, draft_path, **options)
 
 
-def load_engine(
-    target_path: Path,
-    draft_path: Path | None,
-    *,
-    context_length: int | None,
-    threads: int | None = None,
-    user: str | None = None,
-) -> Engine:
-    """The core's ``load_engine`` with a spinner on the terminal."""
+def load_engine(target_path: Path, draft_path: Path | None, **options) -> Engine:
+    """The core's ``load_engine`` (same options) with a spinner on the terminal."""
     with _loading(target_path, draft_path):
-        return build_engine(target_path, draft_path, context_length=context_length, threads=threads, user=user)
+        return build_engine(target_path, draft_path, **options)
 
 
 def load_reader(

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from duetto.app.cli.console import human_bytes, print_json, stderr_console
 from duetto.app.cli.loading import model_paths
 from duetto.app.core.models import user_plugin_dir
+from duetto.app.core.plugins import read_user_text, training_text
 from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError
 from duetto.engine.plugin_files import (
@@ -37,8 +38,6 @@ from duetto.engine.plugin_training import (
     perplexity,
     train_side_plugin,
 )
-from duetto.store.conversations import get_user, messages_written_by
-from duetto.store.database import open_database
 
 DEFAULT_SETTINGS = TrainingSettings()
 
@@ -79,43 +78,6 @@ class TaskProgress:
 
     def say(self, message: str) -> None:
         self._bars.console.print(message)
-
-
-def read_user_text(path: Path) -> str:
-    """The text of ``path``; one-line errors for a missing, binary or empty file."""
-    try:
-        data = path.expanduser().read_bytes()
-    except FileNotFoundError:
-        raise PluginError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise PluginError(f"{path} is a directory, not a text file") from None
-    except OSError as error:
-        raise PluginError(f"cannot read {path}: {error.strerror}") from None
-    if b"\x00" in data:
-        raise PluginError(f"{path} is binary, not text")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PluginError(f"{path} is not UTF-8 text") from None
-    if not text.strip():
-        raise PluginError(f"{path} is empty")
-    return text
-
-
-def training_text(user: str, text_paths: tuple[Path, ...], chats: bool) -> tuple[str, dict]:
-    """The user's writing from the files and (with ``chats``) their chat messages, as one text,
-    and where it came from; one-line errors when there is nothing to learn from."""
-    if not text_paths and not chats:
-        raise PluginError("nothing to learn from: give --text FILE (their writing) and/or --chats")
-    parts = [read_user_text(path) for path in text_paths]
-    messages: list[str] = []
-    if chats:
-        db = open_database()
-        messages = [message for message in messages_written_by(db, get_user(db, user)) if message.strip()]
-        if not messages and not text_paths:
-            raise PluginError(f"{user} has typed nothing in any chat yet; give --text FILE instead")
-    sources = {"files": [str(path) for path in text_paths], "chat_messages": len(messages)}
-    return "\n\n".join(parts + messages), sources
 
 
 def _target_session(profile: str | None, target: str | None, threads: int | None, window: int) -> ModelSession:

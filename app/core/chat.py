@@ -21,7 +21,7 @@ from duetto.engine.conversation_window import ConversationWindow, FoldReport, re
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.model_session import ChatMessage
 from duetto.engine.prompting import fit_conversation
-from duetto.engine.reply_stream import Reply, Written
+from duetto.engine.reply_stream import Reply, TextPiece, Written
 from duetto.engine.stats import ReplyStats
 from duetto.store.conversation_memory import ConversationMemory, attached_documents, load_memory, save_memory
 from duetto.store.conversations import add_message, list_messages
@@ -36,7 +36,8 @@ Progress = Callable[[str], None]
 def runnable_settings(
     settings: DecodeSettings, *, has_draft_model: bool, documents: bool = False
 ) -> tuple[DecodeSettings, str]:
-    """The settings an engine (with or without a draft model) can run, and a note for the user when they had to change.
+    """The settings an engine with (or without) a draft model can run, and a note for the user
+    when they had to change.
 
     Without a draft model, fast mode becomes exact mode and the model drafter lookup (``auto``
     already drafts with whatever there is). Over documents, ``auto`` drafts by lookup: the draft
@@ -77,8 +78,8 @@ class Turn:
 
     text: str
     stats: ReplyStats
-    pieces: list = field(default_factory=list)
-    """The reply's text by source (engine/reply_stream.TextPiece), for the draft-colour view."""
+    pieces: list[TextPiece] = field(default_factory=list)
+    """The reply's text by source, for the draft-colour view."""
     stored_stats: dict[str, Any] | None = None
     """What was kept with the message: the reply's stats, with a document answer's numbers."""
     message_id: int | None = None
