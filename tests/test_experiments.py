@@ -1,7 +1,8 @@
 """The research scripts under docs/experiments stay importable against the code as it is now.
 
-They are run by hand (docs/BENCHMARKS.md and docs/PLUGINS.md give the commands) and load real
-models, so CI does not run them; importing each one catches a script left behind by a rename.
+They are run by hand (docs/BENCHMARKS.md, docs/PLUGINS.md and docs/experiments/NOTEBOOK.md give
+the commands) and load real models, so CI does not run them; importing each one catches a script
+left behind by a rename.
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ class DuettoApp(App[None]):
 
         The first code block of a reply otherwise loads them on the UI thread (guessing a language
         imports every lexer; an unknown one scans installed plugins, which may import IPython),
-        freezing keys for 0.4 s on an idle machine and 2 s on a busy one (docs/BENCHMARKS.md).
+        freezing keys for 0.4 s on an idle machine and 2 s on a busy one (docs/experiments/NOTEBOOK.md).
         """
         highlight("x = 1\n")
         highlight("x = 1\n", language="no-such-language")

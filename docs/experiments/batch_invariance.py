@@ -4,7 +4,7 @@ Greedy exact decoding verifies drafts in batches while target-only decoding eval
 at a time; they agree bit for bit only if llama.cpp's kernels compute a row the same way whatever
 the batch size. This measures that under llama.cpp's switches (weight repacking, flash attention,
 GGML_CPU_TILED_MM_FORCE) together with the single-token and 16-token costs.
-Usage: python docs/experiments/batch_invariance.py MODEL.gguf   (docs/BENCHMARKS.md has the results)
+Usage: python docs/experiments/batch_invariance.py MODEL.gguf   (docs/experiments/NOTEBOOK.md has the results)
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def batch_costs(session: ModelSession, rounds: int = 5) -> list[float]:
             session.evaluate(filler[CONTEXT : CONTEXT + size], list(range(size)))
             times[size].append(time.perf_counter() - started)
     session.truncate(0)
-    plain_step = step_cost(session)  # after the batches, as in every run in docs/BENCHMARKS.md but run 8
+    plain_step = step_cost(session)  # after the batches, as in every run in docs/experiments/NOTEBOOK.md but run 8
     return [0.0, plain_step] + [statistics.median(times[size]) for size in range(2, MAX_BATCH + 1)]
 
 
