@@ -58,13 +58,15 @@ def test_a_reply_stopped_before_its_first_word_leaves_only_the_question(engine: 
     conversation = create_conversation(db, ensure_user(db), "stopped")
     chat = StoredChat(engine, conversation.id, database_path=database)
 
-    turn = chat.ask("the cat", DecodeSettings(max_tokens=16), should_cancel=lambda: True)
+    long_question = " ".join(WORDS * 8)  # read in pieces: Esc is seen before the first word
+    turn = chat.ask(long_question, DecodeSettings(max_tokens=16), should_cancel=lambda: True)
 
     assert turn.stats.finish_reason == "cancelled" and turn.message_id is None
     assert [message.role for message in list_messages(db, conversation.id)] == ["user"]
 
 
-def test_a_chat_with_documents_answers_from_them_and_cites_them(engine: Engine, tmp_path: Path) -> None:
+def test_a_chat_with_documents_answers_from_them_and_cites_them(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    engine = load_engine(tiny_models["target"], tiny_models["draft"], context_length=2048, threads=1)
     database = tmp_path / "chat.db"
     db = open_database(database)
     reader, model_id = engine.reader()
