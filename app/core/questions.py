@@ -216,7 +216,7 @@ def answer_from_documents(
         memory="chunks",
     )
     citations = [Citation(names[chunk.document_id], chunk.position, chunk.id, variant) for chunk, variant in chosen]
-    stats["citations"] = [citation.label for citation in citations]
+    stats["citations"] = [{"label": citation.label, "chunk_id": citation.chunk_id} for citation in citations]
     return DocumentAnswer(reply_text, stats, reply_stats, citations, reply.pieces)
 
 

@@ -279,7 +279,7 @@ class DuettoApp(App[None]):
         if turn.message_id is not None:
             self.reply_spans[turn.message_id] = spans
         if turn.citations:
-            self.query_one(DocumentDesk).show_sources(turn.citations)
+            self.query_one(DocumentDesk).show_sources([(cited.chunk_id, cited.label) for cited in turn.citations])
         if turn.stored_stats and "document_tokens" in turn.stored_stats:
             numbers = turn.stored_stats
             status.compression = f"doc {numbers['document_tokens']} → read {numbers['prompt_tokens']} tokens"
@@ -300,10 +300,15 @@ class DuettoApp(App[None]):
     async def open_conversation(self, conversation: Conversation) -> None:
         self.conversation = conversation
         messages = list_messages(self.db, conversation.id)
-        await self.query_one(ChatView).show_messages(
-            [(stored.role, stored.content + sources_line((stored.stats or {}).get("citations")),
-              self.reply_spans.get(stored.id)) for stored in messages]
-        )  # fmt: skip
+        shown = []
+        sources: list[tuple[int, str]] = []
+        for stored in messages:
+            cited = [(cited["chunk_id"], cited["label"]) for cited in (stored.stats or {}).get("citations", [])]
+            sources = cited or sources
+            shown.append((stored.role, stored.content + sources_line([label for _, label in cited]),
+                          self.reply_spans.get(stored.id)))  # fmt: skip
+        await self.query_one(ChatView).show_messages(shown)
+        self.query_one(DocumentDesk).show_sources(sources)  # F7 opens what this chat's last answer cited
         await self.refresh_sidebar()
 
     # --- profiles and settings ----------------------------------------------------------------

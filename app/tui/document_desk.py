@@ -17,7 +17,6 @@ from textual.widget import Widget
 from textual.worker import get_current_worker
 
 from duetto.app.core.documents import IngestResult, decode_document, ingest_document
-from duetto.app.core.questions import Citation
 from duetto.app.tui.documents_screen import ChunkScreen, DocumentsChoice, DocumentsScreen, SourcesScreen
 from duetto.app.tui.status_bar import StatusBar
 from duetto.engine.errors import EngineError
@@ -162,13 +161,13 @@ class DocumentDesk(Widget):
 
     # --- what answers cited ------------------------------------------------------------------
 
-    def show_sources(self, citations: list[Citation]) -> None:
-        """Remember what a document answer cited, for ``open_sources`` (F7)."""
-        self.last_sources = [(citation.chunk_id, citation.label) for citation in citations]
+    def show_sources(self, sources: list[tuple[int, str]]) -> None:
+        """Remember what a document answer cited, as (chunk id, label), for ``open_sources`` (F7)."""
+        self.last_sources = list(sources)
 
     def open_sources(self) -> None:
         if not self.last_sources:
-            self.notify("No document answer yet in this session.")
+            self.notify("No document answer in this chat yet.")
             return
 
         def chosen(chunk_id: int | None) -> None:

@@ -45,7 +45,7 @@ class DocumentsScreen(ModalScreen[DocumentsChoice | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("[b]Documents[/b]: Space attaches one to this chat, Ctrl+S saves, Esc cancels")
+            yield Static("[b]Documents[/b]: Space attaches one to this chat, Ctrl+S saves, Esc cancels")
             if self.documents:
                 yield SelectionList[int](
                     *(
@@ -63,7 +63,7 @@ class DocumentsScreen(ModalScreen[DocumentsChoice | None]):
                 )
             else:
                 yield Static("No documents yet. Paste a long text in the chat, or give a file's path below.")
-            yield Label("Read a file (text, Markdown, PDF) into memory and attach it: path, then Enter")
+            yield Static("Read a file (text, Markdown, PDF) into memory and attach it: path, then Enter")
             yield Input(placeholder="~/notes/report.md", id="add-path")
 
     def selected(self) -> frozenset[int]:

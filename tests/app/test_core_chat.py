@@ -81,7 +81,7 @@ def test_a_chat_with_documents_answers_from_them_and_cites_them(tiny_models: dic
 
     assert turn.citations and all(citation.document == "story" for citation in turn.citations)
     stored = list_messages(db, conversation.id)[-1]
-    assert stored.stats["citations"] == [citation.label for citation in turn.citations]
+    assert stored.stats["citations"] == [{"label": cited.label, "chunk_id": cited.chunk_id} for cited in turn.citations]
     assert stored.stats["document_tokens"] > stored.stats["prompt_tokens"] > 0
 
 

@@ -38,7 +38,9 @@ async def submit(pilot, app: DuettoApp, text: str) -> None:
     await pilot.press("enter")
 
 
-async def test_a_long_paste_becomes_a_document_that_answers_with_sources(app: DuettoApp, tmp_path: Path) -> None:
+async def test_a_long_paste_becomes_a_document_that_answers_with_sources(
+    app: DuettoApp, tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
     async with app.run_test() as pilot:
         await submit(pilot, app, STORY)
         await wait_for(pilot, lambda: isinstance(app.screen, PasteScreen))
@@ -62,6 +64,13 @@ async def test_a_long_paste_becomes_a_document_that_answers_with_sources(app: Du
         await wait_for(pilot, lambda: isinstance(app.screen, ChunkScreen))
         shown = str(app.screen.query_one("#chunk-text", Static).render())
         assert "cat" in shown
+
+    reopened = tiny_chat_app(tiny_models, tmp_path / "chat.db", DecodeSettings(max_tokens=8), context_length=2048)
+    async with reopened.run_test() as pilot:  # the next day: the chat shows its sources, and F7 opens them
+        await wait_for(pilot, lambda: len(reopened.query_one(ChatView).messages()) >= 2)
+        assert "Sources:" in list(reopened.query_one(ChatView).messages())[-1].text
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: isinstance(reopened.screen, SourcesScreen))
 
 
 async def test_declining_the_offer_sends_the_paste_as_a_prompt(app: DuettoApp, tmp_path: Path) -> None:
