@@ -23,7 +23,7 @@ from rich.table import Table
 from duetto.app.cli.console import print_json, stderr_console, stdout_console
 from duetto.app.cli.loading import load_decoder, load_reader, model_paths
 from duetto.app.cli.options import reader_and_target_options
-from duetto.app.core.chat import SYSTEM_PROMPT, ChatSession, complete
+from duetto.app.core.chat import SYSTEM_PROMPT, ChatSession, Listeners, complete
 from duetto.app.core.models import Engine
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.model_session import ChatMessage
@@ -99,7 +99,7 @@ def bench_chat(
         fold = None
         fold_before_reply = False
         if chat is not None:
-            reply = chat.ask(question, settings, on_written=first_token)
+            reply = chat.ask(question, settings, Listeners(on_written=first_token))
             stats = reply.stats
             # the fold after the reply is the chat app's, while the user reads it
             fold = reply.fold_after or reply.fold_before

@@ -9,7 +9,7 @@ import click
 from duetto.app.cli.console import print_json, stderr_console
 from duetto.app.cli.loading import load_decoder, load_engine, load_reader, model_paths
 from duetto.app.cli.options import DecodingOptions, decoding_options, mode_option, reply_options
-from duetto.app.core.chat import SYSTEM_PROMPT, ChatSession, complete, runnable_settings
+from duetto.app.core.chat import SYSTEM_PROMPT, ChatSession, Listeners, complete, runnable_settings
 from duetto.app.core.questions import answer_from_documents
 from duetto.engine.errors import EngineError
 from duetto.engine.stats import ReplyStats
@@ -162,7 +162,7 @@ def ask(
         if not question.strip():
             continue
         try:
-            turn = chat.ask(question, settings, on_written=lambda written: _write_to_stdout(written.text))
+            turn = chat.ask(question, settings, Listeners(on_written=lambda written: _write_to_stdout(written.text)))
         except KeyboardInterrupt:
             stderr_console.print("\n[dim](reply stopped)[/dim]")
             continue

@@ -72,6 +72,24 @@ def complete(
     return decoder.reply(prompt_tokens, settings, on_delta, should_cancel, on_written)
 
 
+@dataclass(frozen=True)
+class Listeners:
+    """What a front-end hears while a turn runs, and how it stops one."""
+
+    should_cancel: Callable[[], bool] | None = None
+    """Checked between decoding steps and between the pieces a long prompt is read in."""
+    on_progress: Progress | None = None
+    on_written: Callable[[Written], None] | None = None
+    """Each decoding step's text, with who wrote each piece."""
+
+    def progress(self, state: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(state)
+
+
+NO_LISTENERS = Listeners()
+
+
 @dataclass
 class Turn:
     """What a chat turn produced."""
@@ -124,17 +142,14 @@ class ChatSession:
         self,
         text: str,
         settings: DecodeSettings,
-        *,
-        should_cancel: Callable[[], bool] | None = None,
-        on_progress: Progress | None = None,
-        on_written: Callable[[Written], None] | None = None,
+        listeners: Listeners = NO_LISTENERS,
     ) -> Turn:
         """Reply to ``text``. The question and the reply become turns (a reply stopped before its
         first word leaves the question alone); an error or an interrupt leaves no turn behind."""
         kept = len(self.turns)
         self.turns.append({"role": "user", "content": text})
         try:
-            return self.reply(settings, should_cancel=should_cancel, on_progress=on_progress, on_written=on_written)
+            return self.reply(settings, listeners)
         except BaseException:
             del self.turns[kept:]
             raise
@@ -142,32 +157,28 @@ class ChatSession:
     def reply(
         self,
         settings: DecodeSettings,
-        *,
-        should_cancel: Callable[[], bool] | None = None,
-        on_progress: Progress | None = None,
-        on_written: Callable[[Written], None] | None = None,
+        listeners: Listeners = NO_LISTENERS,
     ) -> Turn:
         """Reply to the turns as they are (the last one the user's), folding old turns when the
         window would overflow, and again after the reply if the next turn would not fit, so that
         the fold's cost falls while the user reads, not in the next reply's first token."""
         decoder = self.engine.decoder
         budget = reply_budget(settings.max_tokens, decoder.target.context_length)
-        self.window.on_fold = (lambda: on_progress("remembering earlier turns…")) if on_progress else None
+        self.window.on_fold = lambda: listeners.progress("remembering earlier turns…")
         prompt_tokens = self.window.prompt_tokens(self.turns, budget)
         fold_before = self.window.last_fold
 
         def reading(read: int, total: int) -> None:
-            if on_progress is not None:
-                on_progress(f"reading the prompt {read:,}/{total:,} tokens…")
+            listeners.progress(f"reading the prompt {read:,}/{total:,} tokens…")
 
         reply = Reply()
-        for item in decoder.generate(prompt_tokens, settings, should_cancel, reading):
+        for item in decoder.generate(prompt_tokens, settings, listeners.should_cancel, reading):
             if isinstance(item, ReplyStats):
                 reply.stats = item
             else:
                 reply.add(item)
-                if on_written is not None:
-                    on_written(item)
+                if listeners.on_written is not None:
+                    listeners.on_written(item)
         assert reply.stats is not None
         if reply.text or reply.stats.finish_reason != "cancelled":
             self.turns.append({"role": "assistant", "content": reply.text})
@@ -219,10 +230,7 @@ class StoredChat:
         self,
         text: str,
         settings: DecodeSettings,
-        *,
-        should_cancel: Callable[[], bool] | None = None,
-        on_progress: Progress | None = None,
-        on_written: Callable[[Written], None] | None = None,
+        listeners: Listeners = NO_LISTENERS,
     ) -> Turn:
         """Save ``text``, reply to it (from the attached documents when there are any) and save
         the reply with its stats, and the conversation's memory when turns were folded."""
@@ -234,18 +242,17 @@ class StoredChat:
         documents = attached_documents(db, self.conversation_id)
         if documents:
             reader, reader_model = self.engine.reader()
-            if on_progress is not None:
-                on_progress("answering from documents…")
+            listeners.progress("answering from documents…")
             answer = answer_from_documents(
                 db, self.engine.decoder, reader, reader_model, documents, text,
                 runnable_settings(settings, has_draft_model=self.engine.has_draft_model, documents=True)[0],
-                should_cancel=should_cancel, on_written=on_written,
+                should_cancel=listeners.should_cancel, on_written=listeners.on_written,
             )  # fmt: skip
             turn = Turn(answer.text, answer.reply_stats, answer.pieces, answer.stats, citations=answer.citations)
         else:
             turn = self.session.reply(
                 runnable_settings(settings, has_draft_model=self.engine.has_draft_model)[0],
-                should_cancel=should_cancel, on_progress=on_progress, on_written=on_written,
+                listeners,
             )  # fmt: skip
         if turn.text or turn.stats.finish_reason != "cancelled":
             stored = add_message(

@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.highlight import highlight
 from textual.worker import get_current_worker
 
-from duetto.app.core.chat import StoredChat, runnable_settings
+from duetto.app.core.chat import Listeners, StoredChat, runnable_settings
 from duetto.app.core.models import Engine
 from duetto.app.core.settings import ChatSettings, load_chat_settings, save_chat_settings
 from duetto.app.tui.chat_view import ChatView
@@ -211,10 +211,12 @@ class DuettoApp(App[None]):
                     window_tokens=self.config.window_tokens,
                 )  # fmt: skip
                 self.chats[conversation_id] = chat
-            turn = chat.ask(
-                text, settings, should_cancel=lambda: worker.is_cancelled,
-                on_progress=lambda state: self.post_message(ReplyProgress(state)), on_written=written,
-            )  # fmt: skip
+            listeners = Listeners(
+                should_cancel=lambda: worker.is_cancelled,
+                on_progress=lambda state: self.post_message(ReplyProgress(state)),
+                on_written=written,
+            )
+            turn = chat.ask(text, settings, listeners)
         except (EngineError, StoreError) as error:
             self.post_message(ReplyFinished(conversation_id, None, str(error)))
             return

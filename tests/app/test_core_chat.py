@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from duetto.app.core.chat import ChatSession, StoredChat, runnable_settings
+from duetto.app.core.chat import ChatSession, Listeners, StoredChat, runnable_settings
 from duetto.app.core.documents import ingest_document
 from duetto.app.core.models import Engine, load_engine
 from duetto.engine.decoder import DecodeSettings
@@ -59,7 +59,7 @@ def test_a_reply_stopped_before_its_first_word_leaves_only_the_question(engine: 
     chat = StoredChat(engine, conversation.id, database_path=database)
 
     long_question = " ".join(WORDS * 8)  # read in pieces: Esc is seen before the first word
-    turn = chat.ask(long_question, DecodeSettings(max_tokens=16), should_cancel=lambda: True)
+    turn = chat.ask(long_question, DecodeSettings(max_tokens=16), Listeners(should_cancel=lambda: True))
 
     assert turn.stats.finish_reason == "cancelled" and turn.message_id is None
     assert [message.role for message in list_messages(db, conversation.id)] == ["user"]
@@ -93,7 +93,7 @@ def test_an_interrupted_turn_leaves_the_session_as_it_was(engine: Engine) -> Non
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        chat.ask("the dog", DecodeSettings(max_tokens=4), should_cancel=interrupt)
+        chat.ask("the dog", DecodeSettings(max_tokens=4), Listeners(should_cancel=interrupt))
     assert [turn["role"] for turn in chat.turns] == ["user", "assistant"]
 
 
