@@ -216,14 +216,15 @@ class _Run:
 
     # --- the target ---------------------------------------------------------------------
 
-    def verify(self, draft: Draft, judge: Judge, *, observe: bool = True) -> tuple[int, int, np.ndarray, float]:
+    def verify(self, draft: Draft, judge: Judge) -> tuple[int, int, np.ndarray, float]:
         """The one place drafts are verified and the target's KV cache rolled back, for every
         mode: the target evaluates the committed tokens it has not read (the last one) and the
         draft in one batch, ``judge`` decides how many drafted tokens pass and which token follows
         them, and the cache is cut back to the committed text and the accepted tokens.
 
         Returns (accepted, next token, the rows' logits from the last committed token on, seconds);
-        the timing feeds the cost model (``observe``: batch sizes worth learning)."""
+        the timing feeds the cost model when the batch is the usual one (the last committed token
+        and the draft)."""
         committed = len(self.history)
         unread = self.history[len(self.target.tokens) :]
         batch = unread + draft.tokens
@@ -231,7 +232,7 @@ class _Run:
         started = time.perf_counter()
         logits = self.target.evaluate(batch, list(range(first_row, len(batch))))
         seconds = time.perf_counter() - started
-        if observe and len(unread) == 1:
+        if len(unread) == 1:
             self.cost_model.observe_verify(len(batch), seconds)
         self.spent_seconds += seconds
         self.target_calls += 1
@@ -385,12 +386,17 @@ class _Run:
         for drafter in drafters:
             required = max(plan.required_rate, best[0].expected_rate)
             draft = drafter.draft(replace(request, plan=replace(plan, required_rate=required)))
-            self.spent_seconds += draft.seconds
+            self.count_drafting(drafter, draft)
             if draft.tokens:
                 best = (draft, drafter)
-                if draft.seconds > 0:
-                    self.cost_model.observe_draft(drafter.name, len(draft.tokens), draft.seconds)
         return best
+
+    def count_drafting(self, drafter: Drafter, draft: Draft) -> None:
+        """Drafting time counts against this reply's loss budget, and a draft's time per token
+        teaches the cost model (a draft stopped while reading the prompt measured nothing)."""
+        self.spent_seconds += draft.seconds
+        if draft.tokens and draft.seconds > 0:
+            self.cost_model.observe_draft(drafter.name, len(draft.tokens), draft.seconds)
 
     # --- fast mode (BiLD) ----------------------------------------------------------------
 
@@ -413,9 +419,7 @@ class _Run:
                 min_confidence=settings.fallback_threshold, should_stop=self.should_cancel,
             )  # fmt: skip
             draft = drafter.draft(request)
-            self.spent_seconds += draft.seconds
-            if draft.tokens and draft.seconds > 0:
-                self.cost_model.observe_draft(drafter.name, len(draft.tokens), draft.seconds)
+            self.count_drafting(drafter, draft)
             reached_end = len(draft.tokens) >= remaining or (
                 draft.tokens and self.target.is_end_of_generation(draft.tokens[-1])
             )

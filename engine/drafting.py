@@ -80,10 +80,6 @@ class DrafterStats:
     accepted: int = 0
     seconds: float = 0.0
 
-    @property
-    def acceptance(self) -> float | None:
-        return self.accepted / self.drafted if self.drafted else None
-
 
 class Drafter(Protocol):
     name: Source

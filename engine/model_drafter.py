@@ -53,10 +53,9 @@ class ModelDrafter:
         if plan is None:
             return self._write(request, request.max_tokens, None)
         max_tokens = min(request.max_tokens, plan.start_limit)
-        if max_tokens <= 0:
-            return Draft()
-        length, expected_rate = plan.best_length(MODEL_KEY, max_tokens, self.name)
+        length, expected_rate = plan.best_length(MODEL_KEY, max_tokens, self.name) if max_tokens > 0 else (0, 0.0)
         if length <= 0 or expected_rate <= plan.required_rate:
+            plan.cost_model.relax(MODEL_KEY)  # unused, its acceptance drifts back so it is tried again
             return Draft()
         cost_model = plan.cost_model
 

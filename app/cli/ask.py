@@ -11,6 +11,7 @@ from duetto.app.cli.loading import load_decoder, load_engine, load_reader, model
 from duetto.app.cli.options import DecodingOptions, decoding_options, mode_option, reply_options
 from duetto.app.core.chat import SYSTEM_PROMPT, ChatSession, Listeners, complete, runnable_settings
 from duetto.app.core.questions import answer_from_documents
+from duetto.engine.decoder import DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.stats import ReplyStats
 from duetto.store.conversations import DEFAULT_USER
@@ -121,12 +122,11 @@ def ask(
         raise click.UsageError("--json needs a PROMPT (interactive chat prints text)")
     if full_context and not document_names:
         raise click.UsageError("--full-context goes with --doc NAME")
+    requested = decoding.settings(mode, max_tokens=max_tokens, temperature=temperature, seed=seed)
     if document_names:
         if prompt is None:
             raise click.UsageError("--doc needs a question")
-        ask_documents(
-            prompt, document_names, full_context, mode, decoding, max_tokens, temperature, seed, as_json, user
-        )
+        ask_documents(prompt, document_names, full_context, decoding, requested, as_json, user)
         return
     use_draft = mode == "fast" or (mode == "exact" and decoding.drafter in ("auto", "model"))
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
@@ -136,10 +136,7 @@ def ask(
     if context_length is None and prompt is not None:
         context_length = one_shot_context_length(prompt, max_tokens)
     engine = load_engine(target_path, draft_path, context_length=context_length, threads=decoding.threads, user=user)
-    settings, _ = runnable_settings(
-        decoding.settings(mode, max_tokens=max_tokens, temperature=temperature, seed=seed),
-        has_draft_model=engine.has_draft_model,
-    )
+    settings, _ = runnable_settings(requested, has_draft_model=engine.has_draft_model)
 
     if prompt is not None:
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
@@ -177,11 +174,8 @@ def ask_documents(
     question: str,
     document_names: tuple[str, ...],
     full_context: bool,
-    mode: str,
     decoding: DecodingOptions,
-    max_tokens: int,
-    temperature: float,
-    seed: int | None,
+    requested: DecodeSettings,
     as_json: bool,
     user: str,
 ) -> None:
@@ -189,18 +183,15 @@ def ask_documents(
     or fast mode), since it would have to read the excerpts too, and lookup copies from them for free."""
     db = open_database()
     documents = [get_document(db, name) for name in dict.fromkeys(document_names)]
-    use_draft = mode == "fast" or decoding.drafter == "model"
+    use_draft = requested.mode == "fast" or requested.drafter == "model"
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     reader, reader_model = load_reader(decoding.profile, decoding.draft_model, threads=decoding.threads)
+    max_tokens = requested.max_tokens
     context_length = decoding.context_length or one_shot_context_length(question, max_tokens)
     if full_context:  # room for the whole text, the question and the answer
         context_length = max(context_length or 0, sum(document.tokens for document in documents) + max_tokens + 256)
     decoder = load_decoder(target_path, draft_path, context_length=context_length, threads=decoding.threads, user=user)
-    settings, _ = runnable_settings(
-        decoding.settings(mode, max_tokens=max_tokens, temperature=temperature, seed=seed),
-        has_draft_model=draft_path is not None,
-        documents=True,
-    )
+    settings, _ = runnable_settings(requested, has_draft_model=draft_path is not None, documents=True)
     answer = answer_from_documents(
         db,
         decoder,

@@ -183,15 +183,8 @@ class Engine:
                 self._reader = None
 
 
-def load_engine(
-    target_path: Path,
-    draft_path: Path | None,
-    *,
-    context_length: int | None,
-    threads: int | None = None,
-    user: str | None = None,
-) -> Engine:
-    """The engine for these files: the decoder (the target carrying ``user``'s plugin) now, the
-    reader (the small model, else the target's file) when first asked for."""
-    decoder = build_decoder(target_path, draft_path, context_length=context_length, threads=threads, user=user)
+def load_engine(target_path: Path, draft_path: Path | None, *, threads: int | None = None, **options) -> Engine:
+    """The engine for these files: the decoder (``build_decoder``'s options; the target carrying
+    ``user``'s plugin) now, the reader (the small model, else the target's file) when first asked for."""
+    decoder = build_decoder(target_path, draft_path, threads=threads, **options)
     return Engine(decoder, lambda: reader_for(draft_path or target_path, threads=threads))

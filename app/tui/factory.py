@@ -12,10 +12,9 @@ from pathlib import Path
 
 from duetto.app.core.models import (
     Engine,
-    build_decoder,
     chosen_model_names,
+    load_engine,
     missing_models,
-    reader_for,
     resolve_paths,
 )
 from duetto.app.core.settings import CHAT_MAX_TOKENS
@@ -59,18 +58,17 @@ def chat_app(
     if settings.mode == "fast" and draft_name is None:
         settings = replace(settings, mode="exact")
 
-    def load_engine(user: str) -> Engine:
+    def engine_for(user: str) -> Engine:
         """The engine for ``user``: the shared models, the target carrying the user's plugin if any."""
         target_path, draft_path = resolve_paths(target_name, draft_name)
-        decoder = build_decoder(
+        return load_engine(
             target_path, draft_path, context_length=context_length, threads=threads, user=user,
             database_path=database_path, decoder_class=decoder_class,
         )  # fmt: skip
-        return Engine(decoder, lambda: reader_for(draft_path or target_path, threads=threads))
 
     return DuettoApp(
         ChatConfig(
-            engine_factory=load_engine,
+            engine_factory=engine_for,
             models_label=label,
             settings=settings,
             command_line_settings=command_line_settings,
