@@ -31,7 +31,8 @@ class AcceptanceKey:
 
     drafter: str
     match: str = ""
-    """Lookup only: "tokens" (an n-gram match) or "text" (the prompt's text, engine/text_lookup.py)."""
+    """Lookup only: "tokens" (an n-gram match), "text" (the prompt's text, engine/text_lookup.py) or
+    "prediction" (an n-gram match in the caller's predicted output)."""
     bucket: int = 0
     """Lookup only: the match length's bucket (the largest bucket not above the length)."""
     unique: bool = False
@@ -40,7 +41,7 @@ class AcceptanceKey:
     def __str__(self) -> str:
         if not self.match:
             return self.drafter
-        kind = "text" if self.match == "text" else ""
+        kind = "" if self.match == "tokens" else self.match
         return f"{self.drafter}:{kind}{self.bucket}:{'unique' if self.unique else 'ambiguous'}"
 
 
@@ -67,6 +68,18 @@ PRIOR_ACCEPTANCE_BY_KEY = {
     _lookup("text", 48, False): 0.85,
     _lookup("text", 12, True): 0.85,
     _lookup("text", 48, True): 0.95,
+    # The caller's prediction (OpenAI's predicted outputs) is where it expects the reply to go: even
+    # a one-token match there is more often right than one in the prompt.
+    _lookup("prediction", 1, False): 0.5,
+    _lookup("prediction", 2, False): 0.7,
+    _lookup("prediction", 4, False): 0.85,
+    _lookup("prediction", 8, False): 0.9,
+    _lookup("prediction", 16, False): 0.95,
+    _lookup("prediction", 1, True): 0.85,
+    _lookup("prediction", 2, True): 0.9,
+    _lookup("prediction", 4, True): 0.93,
+    _lookup("prediction", 8, True): 0.95,
+    _lookup("prediction", 16, True): 0.97,
 }
 EXPLORATION = 0.3  # optimism for rarely tried drafters: + EXPLORATION / sqrt(observations + 1)
 # Before anything is measured: the cost of evaluating n tokens in one batch relative to one token,

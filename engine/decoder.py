@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -33,7 +33,7 @@ import numpy as np
 from duetto.engine.cost_model import CostModel
 from duetto.engine.draft_policy import step_plan
 from duetto.engine.drafters import DrafterChoice, build_drafters, drafters_for
-from duetto.engine.drafting import Draft, Drafter, DraftRequest, Source
+from duetto.engine.drafting import PREDICTION_MATCH, Draft, Drafter, DraftRequest, Source
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ModelSession
 from duetto.engine.reply_stream import Reply, StepTrace, TextPiece, Written
@@ -87,12 +87,15 @@ class Decoder:
         should_cancel: Callable[[], bool] | None = None,
         on_prompt_progress: Callable[[int, int], None] | None = None,
         on_step: Callable[[StepTrace], None] | None = None,
+        prediction: Sequence[int] = (),
     ) -> Iterator[Written | ReplyStats]:
         """Yield what each step writes, then one ReplyStats.
 
         ``should_cancel`` is checked between steps and between the pieces a long prompt is read
         in, after each of which ``on_prompt_progress(read, total)`` is called (tokens of the
-        prompt not already in the cache); ``on_step`` sees every verification.
+        prompt not already in the cache); ``on_step`` sees every verification. ``prediction``
+        (tokens the caller expects the reply to resemble) is a source the lookup drafter copies
+        from in exact mode; it changes what is drafted, never what is written.
         """
         if settings.mode == "fast" and "model" not in self.drafters:
             raise EngineError("fast mode needs a draft model; use a profile with one, or --mode exact")
@@ -100,7 +103,7 @@ class Decoder:
             raise EngineError("--draft model needs a draft model; use a profile with one")
         if not prompt_tokens:
             raise EngineError("the prompt is empty")
-        run = _Run(self, prompt_tokens, settings, should_cancel, on_prompt_progress, on_step)
+        run = _Run(self, prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction)
         yield from run.execute()
 
     def reply(
@@ -110,11 +113,12 @@ class Decoder:
         on_delta: Callable[[str], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
         on_written: Callable[[Written], None] | None = None,
+        prediction: Sequence[int] = (),
     ) -> Reply:
         """Run ``generate`` to the end and collect the reply; each step's text goes to ``on_delta``
         (when there is any), each step whole to ``on_written``."""
         reply = Reply()
-        for item in self.generate(prompt_tokens, settings, should_cancel):
+        for item in self.generate(prompt_tokens, settings, should_cancel, prediction=prediction):
             if isinstance(item, ReplyStats):
                 reply.stats = item
                 return reply
@@ -137,8 +141,10 @@ class _Run:
         should_cancel: Callable[[], bool] | None,
         on_prompt_progress: Callable[[int, int], None] | None,
         on_step: Callable[[StepTrace], None] | None,
+        prediction: Sequence[int] = (),
     ) -> None:
         self.decoder = decoder
+        self.prediction = list(prediction)
         self.cost_model = decoder.cost_model
         self.on_prompt_progress = on_prompt_progress
         self.on_step = on_step
@@ -158,6 +164,8 @@ class _Run:
         self.accepted = 0
         self.target_calls = 0
         self.drafters_used: set[str] = set()
+        self.prediction_accepted = 0
+        self.prediction_rejected = 0
         self.spent_seconds = 0.0  # time in verification and drafting, to compare with plain decoding
         self.mid_copy = False  # the last step's draft was accepted whole
         self.step_pieces: list[TextPiece] = []
@@ -257,7 +265,7 @@ class _Run:
     def execute(self) -> Iterator[Written | ReplyStats]:
         started = time.perf_counter()
         for drafter in self.decoder.drafters.values():
-            drafter.begin(self.prompt)
+            drafter.begin(self.prompt, self.prediction)
         record_gaps = self.settings.record_top_two_gaps
         steps: Iterator[None]
         if self.settings.mode == "fast":
@@ -301,6 +309,8 @@ class _Run:
             drafter=self.drafter_label(),
             finish_reason=self.finish_reason or "length",
             prompt_read_tokens=self.prompt_read_tokens,
+            prediction_accepted=self.prediction_accepted,
+            prediction_rejected=self.prediction_rejected,
         )
 
     def drafter_label(self) -> str:
@@ -336,6 +346,9 @@ class _Run:
                 drafter.accept(draft, accepted)
                 self.drafters_used.add(drafter.name)
                 self.cost_model.observe_acceptance(draft.key, len(draft.tokens), accepted)
+                if draft.key is not None and draft.key.match == PREDICTION_MATCH:
+                    self.prediction_accepted += accepted
+                    self.prediction_rejected += len(draft.tokens) - accepted
             self.mid_copy = bool(draft.tokens) and accepted == len(draft.tokens)
             self.trace(drafter, draft, accepted, next_token, seconds)
             gaps = [top_two_gap(logits[row]) if record_gaps else None for row in range(accepted + 1)]

@@ -12,7 +12,7 @@ fixed-length experiments).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -22,6 +22,9 @@ from duetto.engine.cost_model import AcceptanceKey, CostModel
 from duetto.engine.sampling import SamplingSettings
 
 Source = Literal["target", "model", "lookup"]
+PREDICTION_MATCH = "prediction"
+"""The lookup match kind of a draft copied from the caller's prediction (its acceptance is counted
+apart, and reported as accepted and rejected prediction tokens)."""
 """Who wrote a piece of a reply: the target itself, or the drafter whose tokens it accepted."""
 
 
@@ -85,8 +88,10 @@ class Drafter(Protocol):
     name: Source
     stats: DrafterStats
 
-    def begin(self, prompt: list[int]) -> None:
-        """A new reply to ``prompt`` starts: forget what belonged to the last one."""
+    def begin(self, prompt: list[int], prediction: Sequence[int] = ()) -> None:
+        """A new reply to ``prompt`` starts: forget what belonged to the last one. ``prediction``
+        is text the caller expects the reply to resemble (OpenAI's predicted outputs), tokenized;
+        a drafter may draft from it or ignore it."""
 
     def draft(self, request: DraftRequest) -> Draft:
         """Tokens continuing ``request.history`` (possibly none)."""

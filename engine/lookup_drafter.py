@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 
 from duetto.engine.cost_model import AcceptanceKey
-from duetto.engine.drafting import Draft, DrafterStats, DraftRequest, count_draft
+from duetto.engine.drafting import PREDICTION_MATCH, Draft, DrafterStats, DraftRequest, count_draft
 from duetto.engine.model_session import ModelSession
 from duetto.engine.text_lookup import TextLookup
 
@@ -23,7 +24,11 @@ LOOKUP_MATCH_BUCKETS = (1, 2, 4, 8, 16)
 TEXT_MATCH_BUCKETS = (12, 48)  # characters of the reply's end found in the prompt's text
 CHARS_PER_DRAFT_TOKEN = 6  # text taken from the source per token wanted (tokens average ~4 characters)
 TURN_BOUNDARY = b"\x00"  # stands for a control token in the prompt's text
-LONGEST_BUCKET = {"tokens": LOOKUP_MATCH_BUCKETS[-1], "text": TEXT_MATCH_BUCKETS[-1]}
+LONGEST_BUCKET = {
+    "tokens": LOOKUP_MATCH_BUCKETS[-1],
+    PREDICTION_MATCH: LOOKUP_MATCH_BUCKETS[-1],
+    "text": TEXT_MATCH_BUCKETS[-1],
+}
 
 Proposal = tuple[list[int], AcceptanceKey]
 
@@ -58,12 +63,17 @@ class LookupDrafter:
         self._reply_bytes = bytearray()
         self._reply_tokens = 0
         self._control: dict[int, bool] = {}  # token -> whether it is a control token (no text)
+        self._prediction: list[int] = []
+        self._prediction_positions: dict[tuple[int, ...], list[int]] = defaultdict(list)
 
-    def begin(self, prompt: list[int]) -> None:
-        """Forget the last generation and index ``prompt``."""
+    def begin(self, prompt: list[int], prediction: Sequence[int] = ()) -> None:
+        """Forget the last generation and index ``prompt``, and ``prediction`` apart from it."""
         self._positions.clear()
         self._indexed = 0
         self._index(prompt)
+        self._prediction = list(prediction)
+        self._prediction_positions = defaultdict(list)
+        _index_ngrams(self._prediction, self._prediction_positions, 0)
         self._prompt = prompt
         self._text_ready = False  # the prompt's text is read on the first text lookup, if any
         self._reply_bytes.clear()
@@ -99,14 +109,17 @@ class LookupDrafter:
         count_draft(self.stats, draft, accepted)
 
     def candidates(self, history: list[int], max_tokens: int) -> list[Proposal]:
-        """Every proposal for continuing ``history``: (tokens, acceptance key), token match first."""
+        """Every proposal for continuing ``history``: (tokens, acceptance key), the prediction's
+        first, then the token match, then the text match."""
+        predicted, predicted_key = self.find_in_prediction(history, max_tokens)
+        found = [(predicted, predicted_key)] if predicted else []
         tokens, key = self.find(history, max_tokens)
         text_tokens, text_key = self.find_text(history, max_tokens)
         if not text_tokens:
-            return [(tokens, key)] if tokens else []
+            return found + ([(tokens, key)] if tokens else [])
         if tokens[: len(text_tokens)] != text_tokens[: len(tokens)] and self._text.relays_out:
-            return [(text_tokens, text_key)]  # they disagree where the reply lays out lines its own way
-        return [(tokens, key), (text_tokens, text_key)] if tokens else [(text_tokens, text_key)]
+            return [*found, (text_tokens, text_key)]  # they disagree where the reply lays out lines its own way
+        return found + ([(tokens, key), (text_tokens, text_key)] if tokens else [(text_tokens, text_key)])
 
     def find_text(self, history: list[int], max_tokens: int) -> Proposal | tuple[list[int], None]:
         """The prompt's text after the place the reply's end quotes, tokenized; ([], None) if none."""
@@ -135,10 +148,7 @@ class LookupDrafter:
 
     def _index(self, history: list[int]) -> None:
         """Record, for each n-gram, the positions just after its occurrences (appends only)."""
-        for end in range(self._indexed + 1, len(history) + 1):
-            for size in LOOKUP_NGRAMS:
-                if end >= size:
-                    self._positions[tuple(history[end - size : end])].append(end)
+        _index_ngrams(history, self._positions, self._indexed)
         self._indexed = max(self._indexed, len(history))
 
     def find(self, history: list[int], max_tokens: int) -> Proposal | tuple[list[int], None]:
@@ -149,30 +159,58 @@ class LookupDrafter:
         times (a match on "." or " the" is a guess; on a rare word it is usually a copy).
         """
         self._index(history)
+        return self._continuation(history, history, self._positions, max_tokens, "tokens")
+
+    def find_in_prediction(self, history: list[int], max_tokens: int) -> Proposal | tuple[list[int], None]:
+        """What follows the reply's end in the caller's prediction; ([], None) if it is not there.
+
+        The prediction is where the caller expects the reply to go (the file an editor asks to
+        change), so its matches have their own acceptance statistics and priors."""
+        if not self._prediction:
+            return [], None
+        return self._continuation(history, self._prediction, self._prediction_positions, max_tokens, PREDICTION_MATCH)
+
+    def _continuation(
+        self,
+        history: list[int],
+        source: list[int],
+        positions: dict[tuple[int, ...], list[int]],
+        max_tokens: int,
+        match_kind: str,
+    ) -> Proposal | tuple[list[int], None]:
+        """The continuation in ``source`` after the longest match of ``history``'s end, by the
+        n-gram index ``positions`` (which may be ``history``'s own: the suffix itself is skipped)."""
         length = len(history)
         if not length or max_tokens <= 0:
             return [], None
+        own = source is history
         for size in LOOKUP_NGRAMS:
             if length < size:
                 continue
-            candidates = self._positions.get(tuple(history[-size:]), [])
-            earlier = len(candidates) - (1 if candidates and candidates[-1] >= length else 0)
+            candidates = positions.get(tuple(history[-size:]), [])
+            earlier = len(candidates) - (1 if own and candidates and candidates[-1] >= length else 0)
             best_end, best_match = -1, 0
-            for end in reversed(candidates[-LOOKUP_CANDIDATES - 1 :]):
-                if end >= length:
+            # Ties go to the latest occurrence in the text so far (the reply's own recent lines),
+            # and to the earliest in a prediction (a reply starts where the prediction starts).
+            ordered = reversed(candidates[-LOOKUP_CANDIDATES - 1 :]) if own else candidates[: LOOKUP_CANDIDATES + 1]
+            for end in ordered:
+                if own and end >= length:
                     continue  # the suffix itself
                 match = size
                 while (
                     match < LOOKUP_MAX_MATCH
                     and end - match - 1 >= 0
-                    and history[end - match - 1] == history[-match - 1]
+                    and match < length
+                    and source[end - match - 1] == history[-match - 1]
                 ):
                     match += 1
                 if match > best_match:
                     best_end, best_match = end, match
             if best_end >= 0:
-                proposal = self._within_turn(history[best_end : best_end + max_tokens])
-                return (proposal, acceptance_key(best_match, earlier == 1)) if proposal else ([], None)
+                proposal = self._within_turn(source[best_end : best_end + max_tokens])
+                if proposal:
+                    return proposal, acceptance_key(best_match, earlier == 1, match_kind)
+                return [], None
         return [], None
 
     def _within_turn(self, tokens: list[int]) -> list[int]:
@@ -189,3 +227,12 @@ class LookupDrafter:
         if token not in self._control:
             self._control[token] = not self._session.token_bytes(token)
         return self._control[token]
+
+
+def _index_ngrams(tokens: Sequence[int], positions: dict[tuple[int, ...], list[int]], start: int) -> None:
+    """Record in ``positions``, for each n-gram of ``tokens`` ending after ``start``, the position
+    just after it."""
+    for end in range(start + 1, len(tokens) + 1):
+        for size in LOOKUP_NGRAMS:
+            if end >= size:
+                positions[tuple(tokens[end - size : end])].append(end)

@@ -27,6 +27,10 @@ class ReplyStats:
     finish_reason: FinishReason
     prompt_read_tokens: int = 0
     """Tokens of the prompt the target read for this reply; the rest were in its cache already."""
+    prediction_accepted: int = 0
+    """Tokens drafted from the caller's prediction that the target accepted."""
+    prediction_rejected: int = 0
+    """Tokens drafted from the caller's prediction that the target rejected (verified for nothing)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

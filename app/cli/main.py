@@ -19,6 +19,7 @@ from duetto.app.cli.chat import chat
 from duetto.app.cli.docs import docs
 from duetto.app.cli.models import models
 from duetto.app.cli.plugin import plugin
+from duetto.app.cli.serve import serve
 from duetto.app.cli.users import users
 from duetto.engine.errors import EngineError
 from duetto.store.errors import StoreError
@@ -66,3 +67,4 @@ main.add_command(chat)
 main.add_command(users)
 main.add_command(plugin)
 main.add_command(docs)
+main.add_command(serve)

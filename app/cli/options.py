@@ -134,7 +134,13 @@ def reply_options(command=None, *, max_tokens: int = DecodeSettings.max_tokens):
     if command is None:
         return lambda command: reply_options(command, max_tokens=max_tokens)
     options = [
-        click.option("--max-tokens", type=click.IntRange(1, MAX_REPLY_TOKENS), default=max_tokens, show_default=True),
+        click.option(
+            "--max-tokens",
+            type=click.IntRange(1, MAX_REPLY_TOKENS),
+            default=max_tokens,
+            show_default=True,
+            help="Most tokens in a reply.",
+        ),
         click.option(
             "--temperature",
             type=click.FloatRange(0.0, MAX_TEMPERATURE),

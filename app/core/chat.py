@@ -19,7 +19,7 @@ from duetto.app.core.models import Engine
 from duetto.app.core.questions import Citation, answer_from_documents
 from duetto.engine.conversation_window import ConversationWindow, FoldReport, reply_budget, window_sizes
 from duetto.engine.decoder import Decoder, DecodeSettings
-from duetto.engine.model_session import ChatMessage
+from duetto.engine.model_session import ChatMessage, ContextFull
 from duetto.engine.prompting import fit_conversation
 from duetto.engine.reply_stream import Reply, TextPiece, Written
 from duetto.engine.stats import ReplyStats
@@ -63,13 +63,55 @@ def complete(
     should_cancel: Callable[[], bool] | None = None,
     on_delta: Callable[[str], None] | None = None,
     on_written: Callable[[Written], None] | None = None,
+    prediction: str | None = None,
 ) -> Reply:
     """The reply to ``messages`` as they are, with no conversation kept (``duetto ask PROMPT``, a
     request that carries its whole history): the oldest exchanges are dropped if they do not fit
-    beside the reply's budget."""
+    beside the reply's budget. ``prediction`` is text the reply is expected to resemble (the file
+    an editor asks to change): the lookup drafter copies from it; the reply is the same without."""
     budget = reply_budget(settings.max_tokens, decoder.target.context_length)
     prompt_tokens = fit_conversation(decoder.target, messages, budget)
-    return decoder.reply(prompt_tokens, settings, on_delta, should_cancel, on_written)
+    return continue_tokens(
+        decoder, prompt_tokens, settings, should_cancel=should_cancel, on_delta=on_delta, on_written=on_written,
+        prediction=prediction,
+    )  # fmt: skip
+
+
+def complete_text(
+    decoder: Decoder,
+    prompt: str,
+    settings: DecodeSettings,
+    *,
+    should_cancel: Callable[[], bool] | None = None,
+    on_written: Callable[[Written], None] | None = None,
+    prediction: str | None = None,
+) -> Reply:
+    """The continuation of raw ``prompt`` text (no chat template; the template's own markers in
+    it are read as such, as llama.cpp's server reads them)."""
+    prompt_tokens = decoder.target.tokenize(prompt, add_bos=True, special=True)
+    return continue_tokens(decoder, prompt_tokens, settings, should_cancel=should_cancel, on_written=on_written,
+                           prediction=prediction)  # fmt: skip
+
+
+def continue_tokens(
+    decoder: Decoder,
+    prompt_tokens: list[int],
+    settings: DecodeSettings,
+    *,
+    should_cancel: Callable[[], bool] | None = None,
+    on_delta: Callable[[str], None] | None = None,
+    on_written: Callable[[Written], None] | None = None,
+    prediction: str | None = None,
+) -> Reply:
+    """The reply to ready prompt tokens; ContextFull when not even one token of reply fits."""
+    room = decoder.target.context_length - len(prompt_tokens) - 1
+    if room < 1:
+        raise ContextFull(
+            f"the prompt is {len(prompt_tokens):,} tokens and the context holds {decoder.target.context_length:,}: "
+            "shorten it (or start the model with a larger context)"
+        )
+    predicted = decoder.target.tokenize(prediction) if prediction else []
+    return decoder.reply(prompt_tokens, settings, on_delta, should_cancel, on_written, prediction=predicted)
 
 
 @dataclass(frozen=True)

@@ -314,3 +314,29 @@ def test_a_stop_while_the_draft_model_reads_the_prompt_ends_the_reply(decoder: D
 
     assert isinstance(items[-1], ReplyStats) and items[-1].finish_reason == "cancelled"
     assert len(decoder.draft.tokens) < len(prompt) - 1, "the draft model stopped reading between pieces"
+
+
+def test_a_prediction_drafts_without_changing_the_reply(decoder: Decoder) -> None:
+    """OpenAI's predicted outputs: the lookup drafter copies from the caller's prediction; greedy
+    output is the target's with or without one, and the counts say how much of it was used."""
+    rng = random.Random(11)
+    for _ in range(6):
+        prompt = random_prompt(decoder.target, rng)
+        reference = decoder.reply(prompt, DecodeSettings(mode="target", max_tokens=48))
+        plain = decoder.reply(prompt, DecodeSettings(mode="exact", drafter="lookup", max_tokens=48))
+        right = decoder.reply(
+            prompt, DecodeSettings(mode="exact", drafter="lookup", max_tokens=48), prediction=reference.token_ids
+        )
+        wrong_tokens = decoder.target.tokenize(" ".join(rng.choice(WORDS) for _ in range(40)))
+        wrong = decoder.reply(prompt, DecodeSettings(mode="exact", drafter="auto", max_tokens=48), prediction=wrong_tokens)
+        target_only = decoder.reply(prompt, DecodeSettings(mode="target", max_tokens=48), prediction=reference.token_ids)
+        for reply in (plain, right, wrong, target_only):
+            assert reply.token_ids == reference.token_ids
+        assert right.stats.prediction_rejected == 0 or right.stats.prediction_accepted > 0
+        assert right.stats.prediction_accepted + right.stats.prediction_rejected <= right.stats.drafted
+        assert right.stats.target_calls < reference.stats.target_calls, "a right prediction saves target calls"
+        assert target_only.stats.prediction_accepted == target_only.stats.prediction_rejected == 0
+        assert plain.stats.prediction_accepted == plain.stats.prediction_rejected == 0
+    # Across these prompts most of a right prediction goes into the reply (its first token is the
+    # target's own: the prediction is matched from the reply's first token on).
+    assert right.stats.prediction_accepted >= reference.stats.tokens // 2
