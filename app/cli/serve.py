@@ -6,6 +6,7 @@ import logging
 import socket
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -82,7 +83,7 @@ def serve(
         raise click.BadParameter(str(error), param_hint="--user") from None
     engines.add(default_key, load_engine(target_path, draft_path, user=default_key, **options))
     config = ServerConfig(
-        model_ids=tuple(dict.fromkeys([target_name if target_name else target_path.stem, SERVED_ALIAS])),
+        model_ids=tuple(dict.fromkeys([_model_id(target_name, target_path), SERVED_ALIAS])),
         defaults=decoding.settings(mode, max_tokens=max_tokens, temperature=temperature),
         user=user,
         api_key=api_key or None,
@@ -106,10 +107,17 @@ def serve(
     )
     try:
         server.run(sockets=[listening])
+    except KeyboardInterrupt:
+        pass  # uvicorn stops on Ctrl+C, then raises it again; stopping is what was asked for
     finally:
         app.state.worker.shutdown()
         engines.close()
         click.echo("duetto serve: stopped", err=True)
+
+
+def _model_id(target_name: str, target_path: Path) -> str:
+    """The name requests use for the target: its manifest or import name, or its file's stem."""
+    return target_path.stem if target_name == str(target_path) or target_name.endswith(".gguf") else target_name
 
 
 def _bind(host: str, port: int) -> socket.socket:

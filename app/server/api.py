@@ -3,7 +3,8 @@
 Starlette rather than FastAPI: the routes are few and their bodies are checked by hand into the
 core's own types (app/server/requests.py), so FastAPI's pydantic models would describe the same
 thing a second time; Starlette (which FastAPI is built on) gives routing, streaming responses
-that notice a client leaving, and a request-body limit, and uvicorn serves it.
+that notice a client leaving, and uvicorn serves it. (Starlette's own body limit answers in plain
+text; this server's limit answers in OpenAI's shape.)
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ def create_app(config: ServerConfig, engines: Engines) -> Starlette:
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, ApiError: _api_error, Exception: _internal_error},
-        max_body_size=MAX_BODY_BYTES,
     )
     app.state.worker = worker
     app.state.engines = engines
@@ -84,10 +84,15 @@ async def _http_error(request: Request, error: Exception) -> Response:
     messages = {
         404: f"no route {request.url.path}; duetto serves /v1/models, /v1/chat/completions, /v1/completions, /health",
         405: f"{request.method} is not allowed on {request.url.path}",
-        413: f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB",
     }
     api_error = ApiError(error.status_code, messages.get(error.status_code, str(error.detail)))
     return await _api_error(request, api_error)
+
+
+def _too_large() -> ApiError:
+    return ApiError(
+        413, f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB", code="body_too_large"
+    )
 
 
 async def _internal_error(request: Request, error: Exception) -> Response:
@@ -211,7 +216,14 @@ class _Server:
             raise ApiError(
                 415, f"send the body as JSON with Content-Type: application/json, not {content_type or 'none'}"
             )
-        body = await request.body()
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise _too_large()
+        body = bytearray()
+        async for piece in request.stream():  # a chunked body declares no length: counted as it comes
+            body += piece
+            if len(body) > MAX_BODY_BYTES:
+                raise _too_large()
         try:
             return json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:

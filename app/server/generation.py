@@ -58,7 +58,10 @@ class Generation:
         if self.cancelled.is_set():
             return  # its client left while it waited
         try:
-            self._emit(self._generate(engines, database_path))
+            outcome = self._generate(engines, database_path)
+            if outcome.stats.finish_reason == "cancelled":
+                log.info("a reply stopped after %d tokens: its client left", outcome.stats.tokens)
+            self._emit(outcome)
         except ApiError as error:
             self._emit(error)
         except ContextFull as error:

@@ -328,8 +328,12 @@ def test_a_prediction_drafts_without_changing_the_reply(decoder: Decoder) -> Non
             prompt, DecodeSettings(mode="exact", drafter="lookup", max_tokens=48), prediction=reference.token_ids
         )
         wrong_tokens = decoder.target.tokenize(" ".join(rng.choice(WORDS) for _ in range(40)))
-        wrong = decoder.reply(prompt, DecodeSettings(mode="exact", drafter="auto", max_tokens=48), prediction=wrong_tokens)
-        target_only = decoder.reply(prompt, DecodeSettings(mode="target", max_tokens=48), prediction=reference.token_ids)
+        wrong = decoder.reply(
+            prompt, DecodeSettings(mode="exact", drafter="auto", max_tokens=48), prediction=wrong_tokens
+        )
+        target_only = decoder.reply(
+            prompt, DecodeSettings(mode="target", max_tokens=48), prediction=reference.token_ids
+        )
         for reply in (plain, right, wrong, target_only):
             assert reply.token_ids == reference.token_ids
         assert right.stats.prediction_rejected == 0 or right.stats.prediction_accepted > 0
