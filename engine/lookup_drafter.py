@@ -80,13 +80,16 @@ class LookupDrafter:
         self._reply_tokens = 0
 
     def draft(self, request: DraftRequest) -> Draft:
-        """Without a plan: the token match's continuation, up to ``max_tokens``. With one: the
+        """Without a plan: the prediction's continuation, else the token match's, up to
+        ``max_tokens``. With one: the
         proposal (token or text match) whose length the cost model expects to pay best, if any
         beats the plan's required rate; the keys of matches not offered drift back to their priors."""
         started = time.perf_counter()
         plan = request.plan
         if plan is None:
-            tokens, key = self.find(request.history, request.max_tokens)
+            tokens, key = self.find_in_prediction(request.history, request.max_tokens)
+            if not tokens:
+                tokens, key = self.find(request.history, request.max_tokens)
             return Draft(tokens, [None] * len(tokens), key, seconds=time.perf_counter() - started)
         best = Draft()
         offered: set[AcceptanceKey] = set()

@@ -324,8 +324,10 @@ def test_a_prediction_drafts_without_changing_the_reply(decoder: Decoder) -> Non
         prompt = random_prompt(decoder.target, rng)
         reference = decoder.reply(prompt, DecodeSettings(mode="target", max_tokens=48))
         plain = decoder.reply(prompt, DecodeSettings(mode="exact", drafter="lookup", max_tokens=48))
-        right = decoder.reply(
-            prompt, DecodeSettings(mode="exact", drafter="lookup", max_tokens=48), prediction=reference.token_ids
+        right = decoder.reply(  # a fixed length: whether drafts pay is the cost model's call, by timings
+            prompt,
+            DecodeSettings(mode="exact", drafter="lookup", max_tokens=48, fixed_draft_length=8),
+            prediction=reference.token_ids,
         )
         wrong_tokens = decoder.target.tokenize(" ".join(rng.choice(WORDS) for _ in range(40)))
         wrong = decoder.reply(
