@@ -63,8 +63,12 @@ def serve(
     import uvicorn
 
     from duetto.app.server.api import ServerConfig, create_app
-    from duetto.app.server.worker import Engines
+    from duetto.app.server.worker import Engines, engine_key
 
+    try:
+        default_key = engine_key(user)
+    except StoreError as error:
+        raise click.BadParameter(str(error), param_hint="--user") from None
     listening = _bind(host, port)
     use_draft = mode == "fast" or (mode == "exact" and decoding.drafter in ("auto", "model"))
     target_name, _ = chosen_model_names(decoding.profile, decoding.target, decoding.draft_model, use_draft)
@@ -77,10 +81,6 @@ def serve(
         return build_engine(target_path, draft_path, user=key, **options)
 
     engines = Engines(load)
-    try:
-        default_key = engines.key_for(user)
-    except StoreError as error:
-        raise click.BadParameter(str(error), param_hint="--user") from None
     engines.add(default_key, load_engine(target_path, draft_path, user=default_key, **options))
     config = ServerConfig(
         model_ids=tuple(dict.fromkeys([_model_id(target_name, target_path), SERVED_ALIAS])),

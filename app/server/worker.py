@@ -27,6 +27,14 @@ KEPT_ENGINES = 2
 """Engines kept loaded: the shared one, and the last user's own (each is a copy of the models)."""
 
 
+def engine_key(user: str | None, database_path: Path | None = None) -> str | None:
+    """Which engine serves ``user``: their own when they have a plugin, else the shared one (None).
+    Raises NotFound for a user nobody added."""
+    if user is None:
+        return None
+    return user if plugin_kind(user_plugin_dir(user, database_path)) else None
+
+
 class Engines:
     """The shared engine, and per user with a plugin an engine whose target carries it.
 
@@ -41,11 +49,7 @@ class Engines:
         self._engines: OrderedDict[str | None, Engine] = OrderedDict()
 
     def key_for(self, user: str | None) -> str | None:
-        """Which engine serves ``user``: their own when they have a plugin, else the shared one
-        (None). Raises NotFound for a user nobody added."""
-        if user is None:
-            return None
-        return user if plugin_kind(user_plugin_dir(user, self.database_path)) else None
+        return engine_key(user, self.database_path)
 
     def add(self, key: str | None, engine: Engine) -> None:
         """An engine loaded beforehand (the one ``duetto serve`` starts with, under its spinner)."""

@@ -134,7 +134,10 @@ def test_every_command_has_help(installed_env: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "models").exists(), "--help fetched or created nothing"
 
 
-@pytest.mark.parametrize("arguments", [["ask", "--mode", "nonsense", "hi"], ["docs", "show", "no-such-document"]])
+@pytest.mark.parametrize(
+    "arguments",
+    [["ask", "--mode", "nonsense", "hi"], ["docs", "show", "no-such-document"], ["serve", "--user", "nobody"]],
+)
 def test_bad_input_is_one_line_and_a_non_zero_exit(installed_env: Path, tmp_path: Path, arguments) -> None:
     environment = {"DUETTO_HOME": str(tmp_path / "home"), "DUETTO_MODELS": str(tmp_path / "models")}
     result = run_installed(installed_env, "duetto", *arguments, cwd=tmp_path, environment=environment)

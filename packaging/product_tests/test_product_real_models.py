@@ -8,7 +8,9 @@ import os
 import subprocess
 from pathlib import Path
 
+import openai
 from conftest import REPOSITORY
+from duetto_server import live_server
 from readme_commands import setup_commands
 from terminal import Terminal
 
@@ -69,6 +71,26 @@ def test_a_document_added_then_asked_about_is_cited(
     answer = json.loads(answered.stdout)
     assert "KESTREL-7" in answer["text"]
     assert answer["citations"] and answer["citations"][0]["document"] == "notes"
+
+
+def test_an_openai_client_talks_to_the_installed_server(
+    installed_env: Path, user_environment: dict[str, str], tmp_path: Path
+) -> None:
+    with live_server(
+        "--context", "4096", log_path=tmp_path / "serve.log", env=user_environment,
+        duetto=[str(installed_env / "bin" / "duetto")],
+    ) as server:  # fmt: skip
+        client = openai.OpenAI(base_url=server.url, api_key="none")
+        reply = client.chat.completions.create(
+            model="duetto", messages=[{"role": "user", "content": QUESTION}], max_tokens=32
+        )
+        assert "5" in reply.choices[0].message.content
+        assert reply.model_extra["duetto"]["stats"]["mode"] == "exact"
+        streamed = client.chat.completions.create(
+            model="duetto", messages=[{"role": "user", "content": QUESTION}], max_tokens=32, stream=True,
+        )  # fmt: skip
+        assert "5" in "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices)
+    assert server.process.returncode == 0 and "Traceback" not in server.log()
 
 
 def test_the_chat_app_answers_in_a_real_terminal_and_quits(
