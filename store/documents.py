@@ -16,6 +16,7 @@ import numpy as np
 import sqlite_utils
 
 from duetto.store import clock
+from duetto.store.conversations import User, ensure_user
 from duetto.store.errors import NameTaken, NotFound, StoreError
 
 DOCUMENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,79}$")
@@ -33,6 +34,8 @@ class Document:
     chunk_count: int
     memory_tokens: int
     """Tokens of the compressed text over all chunks: what reading the whole memory costs."""
+    user_id: int | None = None
+    """The user who added it; only they can ask about it."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def validate_document_name(name: str) -> str:
 
 _SELECT_DOCUMENTS = """
     SELECT d.id, d.name, d.source, d.sha256, d.tokens, d.complete, d.created_at,
-           count(c.id), coalesce(sum(c.compressed_tokens), 0)
+           count(c.id), coalesce(sum(c.compressed_tokens), 0), d.user_id
     FROM documents d LEFT JOIN chunks c ON c.document_id = d.id
 """
 
@@ -80,11 +83,14 @@ def _document(row: Sequence) -> Document:
         created_at=row[6],
         chunk_count=row[7],
         memory_tokens=row[8],
+        user_id=row[9],
     )
 
 
-def list_documents(db: sqlite_utils.Database) -> list[Document]:
-    rows = db.execute(_SELECT_DOCUMENTS + " GROUP BY d.id ORDER BY d.name").fetchall()
+def list_documents(db: sqlite_utils.Database, owner: User | None = None) -> list[Document]:
+    """Every document, or ``owner``'s."""
+    where, parameters = (" WHERE d.user_id = ?", [owner.id]) if owner is not None else ("", [])
+    rows = db.execute(_SELECT_DOCUMENTS + where + " GROUP BY d.id ORDER BY d.name", parameters).fetchall()
     return [_document(row) for row in rows]
 
 
@@ -93,20 +99,27 @@ def find_document(db: sqlite_utils.Database, name: str) -> Document | None:
     return _document(row) if row else None
 
 
-def get_document(db: sqlite_utils.Database, name: str) -> Document:
-    """A complete document; a half-ingested one is reported as such."""
+def get_document(db: sqlite_utils.Database, name: str, owner: User | None = None) -> Document:
+    """A complete document (``owner``'s, when given: another user's is not found, as if it were
+    not there); a half-ingested one is reported as such."""
     document = find_document(db, name)
-    if document is None:
+    if document is None or owner is not None and document.user_id != owner.id:
         raise NotFound(f"no document named {name!r}; see: duetto docs list")
     if not document.complete:
         raise StoreError(f"document {name!r} was not fully read; run `duetto docs add` again to finish it")
     return document
 
 
-def begin_document(db: sqlite_utils.Database, name: str, source: str | None, sha256: str, tokens: int) -> Document:
-    """The document to write chunks into: a new one, or the unfinished one with the same content."""
+def begin_document(
+    db: sqlite_utils.Database, name: str, source: str | None, sha256: str, tokens: int, owner: User | None = None
+) -> Document:
+    """The document to write chunks into: a new one (``owner``'s, by default the default user's),
+    or the unfinished one with the same content."""
     validate_document_name(name)
+    owner = owner or ensure_user(db)
     existing = find_document(db, name)
+    if existing is not None and existing.user_id != owner.id:
+        raise NameTaken(f"another user has a document named {name!r}; pick another --name")
     if existing is not None:
         if existing.complete:
             raise NameTaken(f"a document named {name!r} already exists; pick another --name or `duetto docs rm` it")
@@ -124,6 +137,7 @@ def begin_document(db: sqlite_utils.Database, name: str, source: str | None, sha
                 "tokens": tokens,
                 "complete": 0,
                 "created_at": clock.now(),
+                "user_id": owner.id,
             }
         )
     document = find_document(db, name)
@@ -171,10 +185,11 @@ def mark_complete(db: sqlite_utils.Database, document_id: int) -> None:
         db.execute("UPDATE documents SET complete = 1 WHERE id = ?", [document_id])
 
 
-def remove_document(db: sqlite_utils.Database, name: str) -> None:
-    """Delete the document; its chunks, their index entries and KV states go by cascade."""
+def remove_document(db: sqlite_utils.Database, name: str, owner: User | None = None) -> None:
+    """Delete the document (``owner``'s, when given); its chunks, their index entries and KV
+    states go by cascade."""
     document = find_document(db, name)
-    if document is None:
+    if document is None or owner is not None and document.user_id != owner.id:
         raise NotFound(f"no document named {name!r}; see: duetto docs list")
     with db.conn:
         db.execute("DELETE FROM documents WHERE id = ?", [document.id])

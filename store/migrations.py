@@ -13,6 +13,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from duetto.store import clock
+from duetto.store.conversations import DEFAULT_USER
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -179,6 +180,20 @@ def m005_drop_memory_states(db: sqlite_utils.Database) -> None:
     """Whole-document KV states (m002) were never written: the large model's saved states are
     per chunk (chunk_states, m003), so that a question loads only the chunks it picks."""
     db.execute("DROP TABLE IF EXISTS memory_states")
+
+
+@migration
+def m006_document_owners(db: sqlite_utils.Database) -> None:
+    """Each document belongs to the user who added it, so that a user (a request's ``user`` on
+    ``duetto serve`` above all) reaches only their own; documents added before belong to the
+    default user. Names stay unique on the machine (changing the column's UNIQUE would mean
+    rebuilding the table under the chunks that reference it)."""
+    db.execute("ALTER TABLE documents ADD COLUMN user_id INTEGER REFERENCES users(id) ON DELETE CASCADE")
+    if db.execute("SELECT count(*) FROM documents").fetchone()[0]:
+        db.execute(
+            "INSERT OR IGNORE INTO users (name, created_at) VALUES (?, ?)", [DEFAULT_USER, clock.now()]
+        )
+        db.execute("UPDATE documents SET user_id = (SELECT id FROM users WHERE name = ?)", [DEFAULT_USER])
 
 
 def _execute_statements(db: sqlite_utils.Database, script: str) -> None:

@@ -14,7 +14,7 @@ from duetto.app.core.questions import answer_from_documents
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.stats import ReplyStats
-from duetto.store.conversations import DEFAULT_USER
+from duetto.store.conversations import DEFAULT_USER, ensure_user, get_user, validate_user_name
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
 
@@ -182,7 +182,8 @@ def ask_documents(
     """Answer from stored document memory; the draft model drafts only when asked to (--draft model
     or fast mode), since it would have to read the excerpts too, and lookup copies from them for free."""
     db = open_database()
-    documents = [get_document(db, name) for name in dict.fromkeys(document_names)]
+    owner = ensure_user(db) if user == DEFAULT_USER else get_user(db, validate_user_name(user))
+    documents = [get_document(db, name, owner) for name in dict.fromkeys(document_names)]
     use_draft = requested.mode == "fast" or requested.drafter == "model"
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     reader, reader_model = load_reader(decoding.profile, decoding.draft_model, threads=decoding.threads)

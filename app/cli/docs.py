@@ -18,6 +18,7 @@ from duetto.app.core.documents import InvalidDocument, decode_document, ingest_d
 from duetto.app.core.models import open_target
 from duetto.app.core.questions import prepare_documents
 from duetto.store import documents as document_store
+from duetto.store.conversations import DEFAULT_USER, User, ensure_user, get_user, validate_user_name
 from duetto.store.database import open_database
 from duetto.store.errors import NotFound
 
@@ -45,8 +46,9 @@ def docs() -> None:
 )
 @click.option(
     "--user",
-    default=None,
-    help="With --prepare: whose plugin the large model carries while reading (a LoRA adapter changes what it keeps).",
+    default=DEFAULT_USER,
+    show_default=True,
+    help="Whose document it is (only they can ask about it); with --prepare, whose plugin the large model carries.",
 )
 @click.option(
     "--json",
@@ -62,7 +64,7 @@ def add_document(
     threads: int | None,
     prepare: bool,
     target: str | None,
-    user: str | None,
+    user: str,
     as_json: bool,
 ) -> None:
     """Read PATH (plain text, Markdown or PDF; '-' for stdin) into document memory.
@@ -83,6 +85,7 @@ def add_document(
         name = name or file.stem
     text = decode_document(data, label)
     db = open_database()
+    owner = _owner(db, user)
     document_store.validate_document_name(name)
     existing = document_store.find_document(db, name)
     if existing is not None and existing.complete:
@@ -94,7 +97,7 @@ def add_document(
                 "chunks": existing.chunk_count,
                 "memory_tokens": existing.memory_tokens,
                 "seconds": 0.0,
-                "prepare": _prepare(db, [name], profile, target, user, threads, as_json),
+                "prepare": _prepare(db, [name], profile, target, owner, threads, as_json),
             }
             if as_json:
                 print_json(report)
@@ -102,7 +105,7 @@ def add_document(
         raise InvalidDocument(f"a document named {name!r} already exists; pick another --name or `duetto docs rm` it")
     reader, model_id = load_reader(profile, model, threads=threads)
     with _progress_bar("reading", name, "chunks", quiet=as_json) as show:
-        result = ingest_document(db, reader, model_id, name, text, source=source, on_progress=show)
+        result = ingest_document(db, reader, model_id, name, text, source=source, on_progress=show, owner=owner)
     reader.session.close()
     resumed = f", {result.resumed_chunks} chunks kept from an earlier run" if result.resumed_chunks else ""
     if not as_json:
@@ -112,7 +115,7 @@ def add_document(
         )
     report = result.as_json()
     if prepare:
-        report["prepare"] = _prepare(db, [name], profile, target, user, threads, as_json)
+        report["prepare"] = _prepare(db, [name], profile, target, owner, threads, as_json)
     if as_json:
         print_json(report)
 
@@ -123,8 +126,10 @@ def add_document(
 @click.option("--target", default=None, metavar="MODEL|PATH", help="Large model instead of the profile's.")
 @click.option(
     "--user",
-    default=None,
-    help="Whose plugin the large model carries while reading (a LoRA adapter changes what it keeps).",
+    default=DEFAULT_USER,
+    show_default=True,
+    help="Whose documents; their plugin is what the large model carries while reading (a LoRA adapter changes "
+    "what it keeps).",
 )
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads (default: all cores).")
 @click.option(
@@ -137,7 +142,7 @@ def prepare_command(
     names: tuple[str, ...],
     profile: str | None,
     target: str | None,
-    user: str | None,
+    user: str,
     threads: int | None,
     as_json: bool,
 ) -> None:
@@ -151,7 +156,8 @@ def prepare_command(
     A user with an imported LoRA adapter (`duetto plugin import`) asks with a changed model: prepare
     for them with --user NAME (a side plugin changes nothing the model keeps: no need).
     """
-    report = _prepare(open_database(), list(names), profile, target, user, threads, as_json)
+    db = open_database()
+    report = _prepare(db, list(names), profile, target, _owner(db, user), threads, as_json)
     if as_json:
         print_json(report)
 
@@ -174,20 +180,31 @@ def _progress_bar(verb: str, what: str, unit: str, *, quiet: bool) -> Iterator[C
         yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
+def _owner(db, user: str) -> User:
+    """The user named by --user (the default user is made on first use)."""
+    return ensure_user(db) if user == DEFAULT_USER else get_user(db, validate_user_name(user))
+
+
+def _owned(db, name: str, owner: User):
+    """``owner``'s document ``name`` (complete or not): another user's is not found."""
+    document = document_store.find_document(db, name)
+    if document is None or document.user_id != owner.id:
+        raise NotFound(f"no document named {name!r}; see: duetto docs list")
+    return document
+
+
 def _prepare(
-    db, names: list[str], profile: str | None, target: str | None, user: str | None, threads: int | None, quiet: bool
+    db, names: list[str], profile: str | None, target: str | None, owner: User, threads: int | None, quiet: bool
 ) -> dict:
     documents = []
     names = list(dict.fromkeys(names))
     for name in names:
-        document = document_store.find_document(db, name)
-        if document is None:
-            raise NotFound(f"no document named {name!r}; see: duetto docs list")
+        document = _owned(db, name, owner)
         if not document.complete:
             raise InvalidDocument(f"{name!r} is not fully read yet; run `duetto docs add` for it again first")
         documents.append(document)
     target_path, _ = model_paths(profile, target, None, False)
-    session = open_target(target_path, context_length=PREPARE_CONTEXT_LENGTH, threads=threads, user=user)
+    session = open_target(target_path, context_length=PREPARE_CONTEXT_LENGTH, threads=threads, user=owner.name)
     try:
         with _progress_bar("preparing", ", ".join(names), "blocks", quiet=quiet) as show:
             result = prepare_documents(db, session, documents, on_progress=show)
@@ -202,10 +219,12 @@ def _prepare(
 
 
 @docs.command("list")
+@click.option("--user", default=DEFAULT_USER, show_default=True, help="Whose documents.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
-def list_documents(as_json: bool) -> None:
-    """List stored documents."""
-    documents = document_store.list_documents(open_database())
+def list_documents(user: str, as_json: bool) -> None:
+    """List a user's stored documents."""
+    db = open_database()
+    documents = document_store.list_documents(db, _owner(db, user))
     if as_json:
         print_json(
             [
@@ -241,13 +260,12 @@ def list_documents(as_json: bool) -> None:
 @docs.command("show")
 @click.argument("name")
 @click.option("--chunk", "position", type=int, default=None, help="Print this chunk whole (text and compressed).")
+@click.option("--user", default=DEFAULT_USER, show_default=True, help="Whose document.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
-def show_document(name: str, position: int | None, as_json: bool) -> None:
+def show_document(name: str, position: int | None, user: str, as_json: bool) -> None:
     """Show a document's chunks (or one chunk whole with --chunk N)."""
     db = open_database()
-    document = document_store.find_document(db, name)
-    if document is None:
-        raise NotFound(f"no document named {name!r}; see: duetto docs list")
+    document = _owned(db, name, _owner(db, user))
     chunks = document_store.list_chunks(db, [document.id])
     if position is not None:
         chunks = [chunk for chunk in chunks if chunk.position == position]
@@ -292,10 +310,11 @@ def show_document(name: str, position: int | None, as_json: bool) -> None:
 
 @docs.command("rm")
 @click.argument("name")
-def remove_document(name: str) -> None:
+@click.option("--user", default=DEFAULT_USER, show_default=True, help="Whose document.")
+def remove_document(name: str, user: str) -> None:
     """Remove a document with its chunks and saved model states, and shrink the database file."""
     db = open_database()
-    document_store.remove_document(db, name)
+    document_store.remove_document(db, name, _owner(db, user))
     if document_store.reclaim_space(db):
         stderr_console.print(f"removed {name}")
     else:

@@ -15,6 +15,7 @@ from duetto.app.cli.options import DecodingOptions, decoding_options, mode_optio
 from duetto.app.core.models import chosen_model_names
 from duetto.app.core.models import load_engine as build_engine
 from duetto.app.core.settings import MAX_REPLY_TOKENS
+from duetto.store.conversations import DEFAULT_USER
 from duetto.store.errors import StoreError
 
 SERVED_ALIAS = "duetto"
@@ -30,7 +31,9 @@ SERVED_ALIAS = "duetto"
     default=None,
     help="Require 'Authorization: Bearer KEY' on /v1 routes (default: $DUETTO_API_KEY; none: open).",
 )
-@click.option("--user", default=None, help="Whose plugin and documents serve requests that name no user.")
+@click.option(
+    "--user", default=None, help="Whose plugin and documents serve requests that name no user (default: default)."
+)
 @click.option(
     "--max-waiting",
     type=click.IntRange(0, 1000),
@@ -66,7 +69,7 @@ def serve(
     from duetto.app.server.worker import Engines, engine_key
 
     try:
-        default_key = engine_key(user)
+        default_key = engine_key(user or DEFAULT_USER)
     except StoreError as error:
         raise click.BadParameter(str(error), param_hint="--user") from None
     listening = _bind(host, port)

@@ -18,6 +18,7 @@ import sqlite_utils
 from duetto.engine.chunking import split_into_chunks
 from duetto.engine.document_reader import DocumentReader
 from duetto.store import documents as document_store
+from duetto.store.conversations import User
 from duetto.store.errors import StoreError
 
 MAX_DOCUMENT_BYTES = 2_000_000
@@ -96,8 +97,10 @@ def ingest_document(
     source: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    owner: User | None = None,
 ) -> IngestResult:
-    """Read ``text`` into memory under ``name``; ``on_progress(done, total)`` after each chunk.
+    """Read ``text`` into memory under ``name`` (``owner``'s document; by default the default
+    user's); ``on_progress(done, total)`` after each chunk.
 
     Rerunning after an interruption continues with the chunks not yet stored.
     """
@@ -106,7 +109,7 @@ def ingest_document(
     chunks = split_into_chunks(text, reader.count_tokens)
     total_tokens = chunks[-1].token_end if chunks else 0
     sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    document = document_store.begin_document(db, name, source, sha256, total_tokens)
+    document = document_store.begin_document(db, name, source, sha256, total_tokens, owner)
     stored = document_store.chunk_positions(db, document.id)
     if stored:
         first = document_store.list_chunks(db, [document.id])[0]
@@ -134,7 +137,7 @@ def ingest_document(
         if on_progress:
             on_progress(position + 1, len(chunks))
     document_store.mark_complete(db, document.id)
-    finished = document_store.get_document(db, name)
+    finished = document_store.get_document(db, name, owner)
     return IngestResult(
         name=name,
         tokens=finished.tokens,

@@ -24,11 +24,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from duetto.app.server.errors import ApiError, invalid
-from duetto.app.server.generation import ClientGone, Generation
+from duetto.app.server.generation import ClientGone, Generation, document_owner
 from duetto.app.server.requests import CompletionRequest, chat_request, text_request
 from duetto.app.server.responses import DONE, Outcome, Shapes, event
 from duetto.app.server.worker import Engines, Worker
 from duetto.engine.decoder import DecodeSettings
+from duetto.store.conversations import DEFAULT_USER
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
 from duetto.store.errors import NotFound, StoreError
@@ -134,9 +135,9 @@ class _Server:
         self._authorize(http_request)
         request: CompletionRequest = parse(await self._json(http_request), self.config.defaults)
         self._check_model(request.model)
-        user = request.user or self.config.user
+        user = request.user or self.config.user or DEFAULT_USER
         engine_key = self._check_user_and_documents(user, request.documents)
-        generation = Generation(request, engine_key, asyncio.get_running_loop())
+        generation = Generation(request, user, engine_key, asyncio.get_running_loop())
         self.worker.submit(lambda: generation.run(self.engines, self.config.database_path))
         try:
             first = await generation.next_watching(http_request)
@@ -235,14 +236,16 @@ class _Server:
             raise ApiError(404, f"the model {model_id!r} is not served here; this server serves: {served}",
                            param="model", code="model_not_found")  # fmt: skip
 
-    def _check_user_and_documents(self, user: str | None, documents: tuple[str, ...]) -> str | None:
-        """The engine key for ``user``; 404 for a user or document that is not there."""
+    def _check_user_and_documents(self, user: str, documents: tuple[str, ...]) -> str | None:
+        """The engine key for ``user``; 404 for a user that is not there, or a document that is
+        not theirs (another user's is not found, as if it were not there)."""
         try:
             key = self.engines.key_for(user)
             if documents:
                 db = open_database(self.config.database_path)
+                owner = document_owner(db, user)
                 for name in documents:
-                    get_document(db, name)
+                    get_document(db, name, owner)
         except NotFound as error:
             raise ApiError(404, str(error), param="user" if "user" in str(error) else "duetto.documents",
                            code="not_found") from None  # fmt: skip

@@ -25,12 +25,18 @@ from duetto.app.server.worker import Engines
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ContextFull
 from duetto.engine.reply_stream import Written
+from duetto.store.conversations import DEFAULT_USER, User, ensure_user, get_user
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
 from duetto.store.errors import NotFound, StoreError
 
 log = logging.getLogger("duetto.serve")
 DISCONNECT_POLL_SECONDS = 0.25
+
+
+def document_owner(db, user: str) -> User:
+    """The user whose documents a request may name (the default user is made on first use)."""
+    return ensure_user(db) if user == DEFAULT_USER else get_user(db, user)
 
 
 class ClientGone(Exception):
@@ -44,6 +50,8 @@ Event = str | Outcome | ApiError
 @dataclass
 class Generation:
     request: CompletionRequest
+    user: str
+    """The duetto user the request is for: their documents, and (through ``engine_key``) their plugin."""
     engine_key: str | None
     loop: asyncio.AbstractEventLoop
 
@@ -83,7 +91,8 @@ class Generation:
         listening = {"should_cancel": self.cancelled.is_set, "on_written": self._written}
         if request.documents:
             db = open_database(database_path)
-            documents = [get_document(db, name) for name in request.documents]
+            owner = document_owner(db, self.user)
+            documents = [get_document(db, name, owner) for name in request.documents]
             reader, reader_model = engine.reader()
             answer = answer_from_documents(
                 db, engine.decoder, reader, reader_model, documents, request.question, settings, **listening

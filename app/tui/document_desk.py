@@ -93,7 +93,7 @@ class DocumentDesk(Widget):
             result = ingest_document(
                 db, reader, model_id, name, text, source=source,
                 on_progress=lambda done, total: self.post_message(IngestProgress(name, done, total)),
-                should_cancel=lambda: worker.is_cancelled,
+                should_cancel=lambda: worker.is_cancelled, owner=self.app.user,
             )  # fmt: skip
         except (EngineError, StoreError, InterruptedError) as error:
             self.post_message(IngestFinished(name, conversation_id, None, str(error)))
@@ -113,7 +113,7 @@ class DocumentDesk(Widget):
             app.conversation = create_conversation(app.db, app.user, f"About {message.name}")
             await app.refresh_sidebar()
         conversation_id = message.conversation_id or app.conversation.id
-        document = document_store.get_document(app.db, message.name)
+        document = document_store.get_document(app.db, message.name, app.user)
         memory_store.attach_document(app.db, conversation_id, document.id)
         result = message.result
         self.notify(
@@ -136,7 +136,7 @@ class DocumentDesk(Widget):
             if choice is not None:
                 await self.apply_documents_choice(choice, attached)
 
-        app.push_screen(DocumentsScreen(document_store.list_documents(app.db), attached), chosen)
+        app.push_screen(DocumentsScreen(document_store.list_documents(app.db, app.user), attached), chosen)
 
     async def apply_documents_choice(self, choice: DocumentsChoice, attached: set[int]) -> None:
         app = self.app

@@ -183,24 +183,25 @@ def test_a_prepared_document_answers_every_question_from_saved_states(
 
 
 def test_a_lora_user_gets_states_read_with_their_adapter(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
-    document = write_document(tmp_path / "story.txt", 60)
-    assert add(document, tiny_models).returncode == 0
+    """States read before a user imported a LoRA adapter do not serve them after: the adapter
+    changes what the large model keeps."""
     target = ["--target", str(tiny_models["target"]), "--threads", "1"]
-    for user in ("lora-user", "plain-user"):
-        run_duetto("users", "add", user)
-    imported = run_duetto("plugin", "import", "--user", "lora-user", str(write_lora(tmp_path / "a.gguf")), *target)
-    assert imported.returncode == 0, imported.stderr
+    run_duetto("users", "add", "lora-user")
+    assert add(write_document(tmp_path / "story.txt", 60), tiny_models, "--user", "lora-user").returncode == 0
 
     def prepare(*user: str) -> int:
         result = run_duetto("docs", "prepare", "story", *target, *user, "--json")
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)["prepared_chunks"]
 
-    chunks = prepare()
+    chunks = prepare("--user", "lora-user")
     assert chunks > 0
+    imported = run_duetto("plugin", "import", "--user", "lora-user", str(write_lora(tmp_path / "a.gguf")), *target)
+    assert imported.returncode == 0, imported.stderr
     assert prepare("--user", "lora-user") == chunks, "the adapter changes the KV states: read again with it"
     assert prepare("--user", "lora-user") == 0
-    assert prepare("--user", "plain-user") == 0, "no plugin: the plain states serve"
+    others = run_duetto("docs", "prepare", "story", *target, "--json")
+    assert others.returncode == 1 and "no document named 'story'" in others.stderr, "another user's document"
     unknown = run_duetto("docs", "prepare", "story", *target, "--user", "nobody")
     assert unknown.returncode == 1 and "no user named 'nobody'" in unknown.stderr
 

@@ -301,6 +301,28 @@ def test_users_and_documents(server: LiveServer, client: openai.OpenAI, tiny_mod
     citations = answer.model_extra["duetto"]["citations"]
     assert citations and citations[0]["document"] == "notes"
     assert answer.model_extra["duetto"]["stats"]["document_tokens"] > 0
+    # The document is the default user's: ada cannot reach it (nor learn that it is there).
+    with pytest.raises(openai.NotFoundError, match="no document named 'notes'"):
+        client.chat.completions.create(
+            model="duetto", messages=[{"role": "user", "content": "When is the deadline?"}], max_tokens=8,
+            user="ada", extra_body={"duetto": {"documents": ["notes"]}},
+        )  # fmt: skip
+    mine = tmp_path / "ada.txt"
+    mine.write_text("Ada keeps her bicycle in the blue shed behind the house.\n")
+    assert run_duetto("docs", "add", str(mine), "--user", "ada", "--model", str(tiny_models["draft"]), "--threads",
+                      "1", env=home).returncode == 0  # fmt: skip
+    listed = run_duetto("docs", "list", "--user", "ada", "--json", env=home)
+    assert [document["name"] for document in json.loads(listed.stdout)] == ["ada"]
+    answer = client.chat.completions.create(
+        model="duetto", messages=[{"role": "user", "content": "Where is the bicycle?"}], max_tokens=8, user="ada",
+        extra_body={"duetto": {"documents": ["ada"]}},
+    )  # fmt: skip
+    assert answer.model_extra["duetto"]["citations"][0]["document"] == "ada"
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(
+            model="duetto", messages=[{"role": "user", "content": "Where?"}], max_tokens=8,
+            extra_body={"duetto": {"documents": ["ada"]}},
+        )  # fmt: skip
 
 
 def test_simonw_llm_asks_through_the_server(server: LiveServer, models, home, tmp_path: Path) -> None:

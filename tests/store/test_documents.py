@@ -3,6 +3,7 @@ import pytest
 import sqlite_utils
 
 from duetto.store import documents as store
+from duetto.store.conversations import add_user, ensure_user
 from duetto.store.errors import NameTaken, NotFound, StoreError
 
 
@@ -95,3 +96,21 @@ def test_chunks_with_a_saved_state_are_found_by_variant_and_prefix(db: sqlite_ut
     assert store.chunks_with_state(db, [document.id], "target", "full", "prefix") == {first.id}
     assert store.chunks_with_state(db, [document.id], "target", "full", "other") == set()
     assert store.chunks_with_state(db, [document.id], "other model", "full", "prefix") == set()
+
+
+def test_a_document_belongs_to_the_user_who_added_it(db) -> None:
+    ada, default = add_user(db, "ada"), ensure_user(db)
+    notes = store.begin_document(db, "notes", None, "abc", 20, ada)
+    store.mark_complete(db, notes.id)
+    plan = store.begin_document(db, "plan", None, "def", 20)  # no owner named: the default user's
+
+    assert plan.user_id == default.id and notes.user_id == ada.id
+    assert [d.name for d in store.list_documents(db, ada)] == ["notes"]
+    assert [d.name for d in store.list_documents(db)] == ["notes", "plan"]
+    assert store.get_document(db, "notes", ada).id == notes.id
+    with pytest.raises(NotFound, match="no document named 'notes'"):
+        store.get_document(db, "notes", default)
+    with pytest.raises(NotFound):
+        store.remove_document(db, "notes", default)
+    with pytest.raises(NameTaken, match="another user"):
+        store.begin_document(db, "notes", None, "abc", 20, default)
