@@ -140,6 +140,14 @@ class _Server:
         generation = Generation(request, user, engine_key, asyncio.get_running_loop())
         self.worker.submit(lambda: generation.run(self.engines, self.config.database_path))
         try:
+            return await self._respond(http_request, generation, started)
+        except BaseException:  # the server stopping (uvicorn cancels the handler), or a bug
+            generation.cancelled.set()
+            raise
+
+    async def _respond(self, http_request: Request, generation: Generation, started: float) -> Response:
+        request = generation.request
+        try:
             first = await generation.next_watching(http_request)
         except ClientGone:
             log.info("%s %s: the client left before its reply began", http_request.method, http_request.url.path)
@@ -153,12 +161,10 @@ class _Server:
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        text = []
         item = first
-        while not isinstance(item, Outcome):
+        while not isinstance(item, Outcome):  # text pieces: the outcome holds the whole text
             if isinstance(item, ApiError):
                 raise item
-            text.append(item)
             try:
                 item = await generation.next_watching(http_request)
             except ClientGone:
