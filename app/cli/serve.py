@@ -105,8 +105,14 @@ def serve(
         err=True,
     )
     sys.stdout.flush()
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2, lifespan="off")
+
+    class StoppingServer(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            app.state.stop_generations()  # replies end between two steps, streams with [DONE]
+            super().handle_exit(sig, frame)
+
+    server = StoppingServer(
+        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="off")
     )
     try:
         server.run(sockets=[listening])

@@ -71,6 +71,7 @@ def create_app(config: ServerConfig, engines: Engines) -> Starlette:
     )
     app.state.worker = worker
     app.state.engines = engines
+    app.state.stop_generations = server.stop_generations
     return app
 
 
@@ -106,6 +107,14 @@ class _Server:
         self.config = config
         self.engines = engines
         self.worker = worker
+        self.live: set[Generation] = set()
+        """Generations admitted and not yet over: the server stopping stops them."""
+
+    def stop_generations(self) -> None:
+        """Stop every reply between two steps (Ctrl+C): streams end with their finish and [DONE]
+        at once, instead of being cut when the server's grace period runs out."""
+        for generation in list(self.live):
+            generation.cancelled.set()
 
     # --- routes ---------------------------------------------------------------------------
 
@@ -139,11 +148,16 @@ class _Server:
         engine_key = self._check_user_and_documents(user, request.documents)
         generation = Generation(request, user, engine_key, asyncio.get_running_loop())
         self.worker.submit(lambda: generation.run(self.engines, self.config.database_path))
+        self.live.add(generation)
         try:
-            return await self._respond(http_request, generation, started)
+            response = await self._respond(http_request, generation, started)
         except BaseException:  # the server stopping (uvicorn cancels the handler), or a bug
             generation.cancelled.set()
+            self.live.discard(generation)
             raise
+        if not isinstance(response, StreamingResponse):
+            self.live.discard(generation)
+        return response
 
     async def _respond(self, http_request: Request, generation: Generation, started: float) -> Response:
         request = generation.request
@@ -201,6 +215,7 @@ class _Server:
                 yield event(shapes.chunk(item))
                 item = await generation.next()
         finally:
+            self.live.discard(generation)
             if not finished:
                 generation.cancelled.set()
                 log.info("%s %s: the client left; its reply stopped", http_request.method, http_request.url.path)

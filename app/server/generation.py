@@ -47,7 +47,7 @@ Event = str | Outcome | ApiError
 """What a generation reports: a piece of text, the finished outcome, or the error that ended it."""
 
 
-@dataclass
+@dataclass(eq=False)  # each one is itself: the server keeps the live ones in a set
 class Generation:
     request: CompletionRequest
     user: str
@@ -63,12 +63,15 @@ class Generation:
 
     def run(self, engines: Engines, database_path: Path | None) -> None:
         """Generate, reporting every piece of text and then the outcome or the error."""
-        if self.cancelled.is_set():
-            return  # its client left while it waited
+        if self.cancelled.is_set():  # its client left while it waited, or the server is stopping
+            self._emit(ApiError(503, "the server is stopping; retry shortly", code="server_stopping", retry_after=1))
+            return
         try:
             outcome = self._generate(engines, database_path)
             if outcome.stats.finish_reason == "cancelled":
-                log.info("a reply stopped after %d tokens: its client left", outcome.stats.tokens)
+                log.info(
+                    "a reply stopped after %d tokens (its client left, or the server is stopping)", outcome.stats.tokens
+                )
             self._emit(outcome)
         except ApiError as error:
             self._emit(error)
@@ -116,7 +119,10 @@ class Generation:
             self._emit(written.text)
 
     def _emit(self, event: Event) -> None:
-        self.loop.call_soon_threadsafe(self._events.put_nowait, event)
+        try:
+            self.loop.call_soon_threadsafe(self._events.put_nowait, event)
+        except RuntimeError:  # the event loop is closed: the server stopped, nobody is listening
+            self.cancelled.set()
 
     # --- on the event loop ------------------------------------------------------------------
 
