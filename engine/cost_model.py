@@ -16,6 +16,7 @@ for lookup, per match length, which predicts acceptance well).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 SMOOTHING = 0.15  # weight of a new observation in the running averages of costs
 # Acceptance is observed once per drafted token and comes in bursts (a quote runs for 30 tokens,
@@ -24,15 +25,18 @@ ACCEPTANCE_SMOOTHING = 0.04
 PRIOR_ACCEPTANCE = 0.5
 
 
+MatchKind = Literal["tokens", "text"]
+
+
 @dataclass(frozen=True)
 class AcceptanceKey:
     """Which acceptance statistics a draft counts toward: its drafter, and for lookup what backs the
     match (how long it is, in tokens or characters of text, and whether it occurs once)."""
 
     drafter: str
-    match: str = ""
-    """Lookup only: "tokens" (an n-gram match), "text" (the prompt's text, engine/text_lookup.py) or
-    "prediction" (an n-gram match in the caller's predicted output)."""
+    match: MatchKind | Literal[""] = ""
+    """Lookup only: "tokens" (an n-gram match, in the prompt and reply or in the caller's
+    prediction) or "text" (the prompt's text, engine/text_lookup.py)."""
     bucket: int = 0
     """Lookup only: the match length's bucket (the largest bucket not above the length)."""
     unique: bool = False
@@ -41,11 +45,11 @@ class AcceptanceKey:
     def __str__(self) -> str:
         if not self.match:
             return self.drafter
-        kind = "" if self.match == "tokens" else self.match
+        kind = "text" if self.match == "text" else ""
         return f"{self.drafter}:{kind}{self.bucket}:{'unique' if self.unique else 'ambiguous'}"
 
 
-def _lookup(match: str, bucket: int, unique: bool) -> AcceptanceKey:
+def _lookup(match: MatchKind, bucket: int, unique: bool) -> AcceptanceKey:
     return AcceptanceKey("lookup", match, bucket, unique)
 
 
@@ -69,15 +73,6 @@ PRIOR_ACCEPTANCE_BY_KEY = {
     _lookup("text", 12, True): 0.85,
     _lookup("text", 48, True): 0.95,
 }
-# The caller's prediction (OpenAI's predicted outputs) starts from the same priors as a token match
-# in the prompt: an editor's prediction is usually the file the prompt already holds, and a reply that
-# edits it departs from it just as often (with higher priors, duetto bench-serve measured 21-22
-# rejected prediction tokens and 0.85-0.88x on two of the three public edit prompts). Its
-# statistics are kept apart, so that a prediction that fits learns to draft long on its own.
-PRIOR_ACCEPTANCE_BY_KEY.update(
-    {_lookup("prediction", key.bucket, key.unique): prior for key, prior in PRIOR_ACCEPTANCE_BY_KEY.items()
-     if key.match == "tokens"}
-)  # fmt: skip
 EXPLORATION = 0.3  # optimism for rarely tried drafters: + EXPLORATION / sqrt(observations + 1)
 # Before anything is measured: the cost of evaluating n tokens in one batch relative to one token,
 # as measured for Qwen2.5-Coder-1.5B Q4_K_M on a 2-core x86 CPU (all rows' logits requested).

@@ -33,7 +33,7 @@ import numpy as np
 from duetto.engine.cost_model import CostModel
 from duetto.engine.draft_policy import step_plan
 from duetto.engine.drafters import DrafterChoice, build_drafters, drafters_for
-from duetto.engine.drafting import PREDICTION_MATCH, Draft, Drafter, DraftRequest, Source
+from duetto.engine.drafting import Draft, Drafter, DraftRequest, Source
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ModelSession
 from duetto.engine.reply_stream import Reply, StepTrace, TextPiece, Written
@@ -346,14 +346,15 @@ class _Run:
                 drafter.accept(draft, accepted)
                 self.drafters_used.add(drafter.name)
                 self.cost_model.observe_acceptance(draft.key, len(draft.tokens), accepted)
-                if draft.key is not None and draft.key.match == PREDICTION_MATCH:
-                    self.prediction_accepted += accepted
-                    self.prediction_rejected += len(draft.tokens) - accepted
             self.mid_copy = bool(draft.tokens) and accepted == len(draft.tokens)
             self.trace(drafter, draft, accepted, next_token, seconds)
             gaps = [top_two_gap(logits[row]) if record_gaps else None for row in range(accepted + 1)]
             source: Source = drafter.name if drafter is not None else "target"
+            before = self.reply_tokens
             still_going = self.commit_step(draft.tokens[:accepted], source, next_token, gaps)
+            if draft.from_prediction:  # counted as written: none past a stop string or the token limit
+                self.prediction_accepted += min(accepted, self.reply_tokens - before)
+                self.prediction_rejected += len(draft.tokens) - accepted
             yield
             if not still_going:
                 return

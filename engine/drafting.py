@@ -22,9 +22,6 @@ from duetto.engine.cost_model import AcceptanceKey, CostModel
 from duetto.engine.sampling import SamplingSettings
 
 Source = Literal["target", "model", "lookup"]
-PREDICTION_MATCH = "prediction"
-"""The lookup match kind of a draft copied from the caller's prediction (its acceptance is counted
-apart, and reported as accepted and rejected prediction tokens)."""
 """Who wrote a piece of a reply: the target itself, or the drafter whose tokens it accepted."""
 
 
@@ -40,6 +37,8 @@ class Draft:
     """Tokens per second the plan's cost model expects of verifying it (0 without a plan)."""
     seconds: float = 0.0
     """Time spent drafting it."""
+    from_prediction: bool = False
+    """Copied from the caller's prediction (reported as accepted and rejected prediction tokens)."""
 
 
 @dataclass(frozen=True)

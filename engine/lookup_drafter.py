@@ -8,12 +8,13 @@ makes while quoting; with a plan, the cost model chooses between them and picks 
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 
-from duetto.engine.cost_model import AcceptanceKey
-from duetto.engine.drafting import PREDICTION_MATCH, Draft, DrafterStats, DraftRequest, count_draft
+from duetto.engine.cost_model import AcceptanceKey, MatchKind
+from duetto.engine.drafting import Draft, DrafterStats, DraftRequest, count_draft
 from duetto.engine.model_session import ModelSession
 from duetto.engine.text_lookup import TextLookup
 
@@ -24,16 +25,14 @@ LOOKUP_MATCH_BUCKETS = (1, 2, 4, 8, 16)
 TEXT_MATCH_BUCKETS = (12, 48)  # characters of the reply's end found in the prompt's text
 CHARS_PER_DRAFT_TOKEN = 6  # text taken from the source per token wanted (tokens average ~4 characters)
 TURN_BOUNDARY = b"\x00"  # stands for a control token in the prompt's text
-LONGEST_BUCKET = {
-    "tokens": LOOKUP_MATCH_BUCKETS[-1],
-    PREDICTION_MATCH: LOOKUP_MATCH_BUCKETS[-1],
-    "text": TEXT_MATCH_BUCKETS[-1],
-}
+LONGEST_BUCKET = {"tokens": LOOKUP_MATCH_BUCKETS[-1], "text": TEXT_MATCH_BUCKETS[-1]}
 
 Proposal = tuple[list[int], AcceptanceKey]
+Candidate = tuple[list[int], AcceptanceKey, bool]
+"""A proposal, and whether it was copied from the caller's prediction."""
 
 
-def acceptance_key(match_length: int, unique: bool, match: str = "tokens") -> AcceptanceKey:
+def acceptance_key(match_length: int, unique: bool, match: MatchKind = "tokens") -> AcceptanceKey:
     """The key of a match ``match_length`` long (tokens, or characters for a text match)."""
     buckets = TEXT_MATCH_BUCKETS if match == "text" else LOOKUP_MATCH_BUCKETS
     bucket = max(bucket for bucket in buckets if bucket <= max(match_length, buckets[0]))
@@ -65,6 +64,7 @@ class LookupDrafter:
         self._control: dict[int, bool] = {}  # token -> whether it is a control token (no text)
         self._prediction: list[int] = []
         self._prediction_positions: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        self._prediction_cursor = 0  # where in the prediction the reply was last found
 
     def begin(self, prompt: list[int], prediction: Sequence[int] = ()) -> None:
         """Forget the last generation and index ``prompt``, and ``prediction`` apart from it."""
@@ -74,6 +74,7 @@ class LookupDrafter:
         self._prediction = list(prediction)
         self._prediction_positions = defaultdict(list)
         _index_ngrams(self._prediction, self._prediction_positions, 0)
+        self._prediction_cursor = 0
         self._prompt = prompt
         self._text_ready = False  # the prompt's text is read on the first text lookup, if any
         self._reply_bytes.clear()
@@ -88,12 +89,14 @@ class LookupDrafter:
         plan = request.plan
         if plan is None:
             tokens, key = self.find_in_prediction(request.history, request.max_tokens)
-            if not tokens:
+            predicted = bool(tokens)
+            if not predicted:
                 tokens, key = self.find(request.history, request.max_tokens)
-            return Draft(tokens, [None] * len(tokens), key, seconds=time.perf_counter() - started)
+            return Draft(tokens, [None] * len(tokens), key, seconds=time.perf_counter() - started,
+                         from_prediction=predicted)  # fmt: skip
         best = Draft()
         offered: set[AcceptanceKey] = set()
-        for tokens, key in self.candidates(request.history, min(plan.copy_limit, request.max_tokens)):
+        for tokens, key, predicted in self.candidates(request.history, min(plan.copy_limit, request.max_tokens)):
             if not continues_a_copy(key):
                 tokens = tokens[: plan.start_limit]
             if not tokens:
@@ -101,7 +104,7 @@ class LookupDrafter:
             offered.add(key)
             length, rate = plan.best_length(key, len(tokens), self.name)
             if length > 0 and rate > plan.required_rate and rate > best.expected_rate:
-                best = Draft(tokens[:length], [None] * length, key, expected_rate=rate)
+                best = Draft(tokens[:length], [None] * length, key, expected_rate=rate, from_prediction=predicted)
         for known in list(plan.cost_model.acceptance):
             if known.drafter == self.name and known not in offered:
                 plan.cost_model.relax(known)
@@ -111,18 +114,20 @@ class LookupDrafter:
     def accept(self, draft: Draft, accepted: int) -> None:
         count_draft(self.stats, draft, accepted)
 
-    def candidates(self, history: list[int], max_tokens: int) -> list[Proposal]:
-        """Every proposal for continuing ``history``: (tokens, acceptance key), the prediction's
-        first, then the token match, then the text match."""
+    def candidates(self, history: list[int], max_tokens: int) -> list[Candidate]:
+        """Every proposal for continuing ``history``: (tokens, acceptance key, from the prediction),
+        the prediction's first (it wins a tie), then the token match, then the text match."""
         predicted, predicted_key = self.find_in_prediction(history, max_tokens)
-        found = [(predicted, predicted_key)] if predicted else []
+        found: list[Candidate] = [(predicted, predicted_key, True)] if predicted else []
         tokens, key = self.find(history, max_tokens)
         text_tokens, text_key = self.find_text(history, max_tokens)
+        if tokens:
+            found.append((tokens, key, False))
         if not text_tokens:
-            return found + ([(tokens, key)] if tokens else [])
+            return found
         if tokens[: len(text_tokens)] != text_tokens[: len(tokens)] and self._text.relays_out:
-            return [*found, (text_tokens, text_key)]  # they disagree where the reply lays out lines its own way
-        return found + ([(tokens, key), (text_tokens, text_key)] if tokens else [(text_tokens, text_key)])
+            found = [candidate for candidate in found if candidate[2]]  # lines laid out the reply's own way
+        return [*found, (text_tokens, text_key, False)]
 
     def find_text(self, history: list[int], max_tokens: int) -> Proposal | tuple[list[int], None]:
         """The prompt's text after the place the reply's end quotes, tokenized; ([], None) if none."""
@@ -162,16 +167,24 @@ class LookupDrafter:
         times (a match on "." or " the" is a guess; on a rare word it is usually a copy).
         """
         self._index(history)
-        return self._continuation(history, history, self._positions, max_tokens, "tokens")
+        proposal, key, _ = self._continuation(history, history, self._positions, max_tokens)
+        return proposal, key
 
     def find_in_prediction(self, history: list[int], max_tokens: int) -> Proposal | tuple[list[int], None]:
         """What follows the reply's end in the caller's prediction; ([], None) if it is not there.
 
-        The prediction is where the caller expects the reply to go (the file an editor asks to
-        change), so its matches have their own acceptance statistics and priors."""
+        A prediction is read as more prompt (its matches share the prompt's acceptance
+        statistics): an editor's prediction is usually the file its prompt holds too. The reply
+        moves through it from start to end, so occurrences from where it was last found are
+        tried first; in a long file a common pair of tokens occurs more often than are tried."""
         if not self._prediction:
             return [], None
-        return self._continuation(history, self._prediction, self._prediction_positions, max_tokens, PREDICTION_MATCH)
+        proposal, key, end = self._continuation(
+            history, self._prediction, self._prediction_positions, max_tokens, after=self._prediction_cursor
+        )
+        if proposal:
+            self._prediction_cursor = end
+        return proposal, key
 
     def _continuation(
         self,
@@ -179,13 +192,15 @@ class LookupDrafter:
         source: list[int],
         positions: dict[tuple[int, ...], list[int]],
         max_tokens: int,
-        match_kind: str,
-    ) -> Proposal | tuple[list[int], None]:
-        """The continuation in ``source`` after the longest match of ``history``'s end, by the
-        n-gram index ``positions`` (which may be ``history``'s own: the suffix itself is skipped)."""
+        after: int | None = None,
+    ) -> tuple[list[int], AcceptanceKey | None, int]:
+        """(the continuation in ``source`` after the longest match of ``history``'s end, its key,
+        where in ``source`` it starts), by the n-gram index ``positions``: ``history``'s own (the
+        suffix itself is skipped, ties go to the latest occurrence) or, with ``after``, another
+        text's (occurrences from ``after`` on are tried first, and ties go to the earliest)."""
         length = len(history)
         if not length or max_tokens <= 0:
-            return [], None
+            return [], None, 0
         own = source is history
         for size in LOOKUP_NGRAMS:
             if length < size:
@@ -193,9 +208,11 @@ class LookupDrafter:
             candidates = positions.get(tuple(history[-size:]), [])
             earlier = len(candidates) - (1 if own and candidates and candidates[-1] >= length else 0)
             best_end, best_match = -1, 0
-            # Ties go to the latest occurrence in the text so far (the reply's own recent lines),
-            # and to the earliest in a prediction (a reply starts where the prediction starts).
-            ordered = reversed(candidates[-LOOKUP_CANDIDATES - 1 :]) if own else candidates[: LOOKUP_CANDIDATES + 1]
+            if after is None:
+                ordered = list(reversed(candidates[-LOOKUP_CANDIDATES - 1 :]))
+            else:
+                start = bisect.bisect_left(candidates, after)
+                ordered = candidates[start : start + LOOKUP_CANDIDATES + 1] + candidates[:start][:LOOKUP_CANDIDATES]
             for end in ordered:
                 if own and end >= length:
                     continue  # the suffix itself
@@ -212,9 +229,9 @@ class LookupDrafter:
             if best_end >= 0:
                 proposal = self._within_turn(source[best_end : best_end + max_tokens])
                 if proposal:
-                    return proposal, acceptance_key(best_match, earlier == 1, match_kind)
-                return [], None
-        return [], None
+                    return proposal, acceptance_key(best_match, earlier == 1), best_end
+                return [], None, 0
+        return [], None, 0
 
     def _within_turn(self, tokens: list[int]) -> list[int]:
         """``tokens`` up to the end of the turn they were copied from: through an end-of-turn token

@@ -72,6 +72,12 @@ def ensure_user(db: sqlite_utils.Database, name: str = DEFAULT_USER) -> User:
         return add_user(db, name)
 
 
+def named_user(db: sqlite_utils.Database, name: str) -> User:
+    """The user called ``name``: the default user is made on first use, any other must have been
+    added (NotFound otherwise)."""
+    return ensure_user(db, DEFAULT_USER) if name == DEFAULT_USER else get_user(db, validate_user_name(name))
+
+
 def list_users(db: sqlite_utils.Database) -> list[User]:
     return [User(id=row["id"], name=row["name"]) for row in db["users"].rows_where(order_by="name")]
 

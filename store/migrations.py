@@ -190,9 +190,7 @@ def m006_document_owners(db: sqlite_utils.Database) -> None:
     rebuilding the table under the chunks that reference it)."""
     db.execute("ALTER TABLE documents ADD COLUMN user_id INTEGER REFERENCES users(id) ON DELETE CASCADE")
     if db.execute("SELECT count(*) FROM documents").fetchone()[0]:
-        db.execute(
-            "INSERT OR IGNORE INTO users (name, created_at) VALUES (?, ?)", [DEFAULT_USER, clock.now()]
-        )
+        db.execute("INSERT OR IGNORE INTO users (name, created_at) VALUES (?, ?)", [DEFAULT_USER, clock.now()])
         db.execute("UPDATE documents SET user_id = (SELECT id FROM users WHERE name = ?)", [DEFAULT_USER])
 
 

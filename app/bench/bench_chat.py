@@ -106,7 +106,7 @@ def bench_chat(
             fold_before_reply = reply.fold_before is not None and reply.fold_after is None
         else:
             messages.append({"role": "user", "content": question})
-            answer = complete(decoder, messages, settings, on_written=first_token)
+            answer = complete(decoder, messages, settings, Listeners(on_written=first_token))
             messages.append({"role": "assistant", "content": answer.text})
             stats = answer.stats
         row = {

@@ -6,7 +6,8 @@ A ``duetto serve`` is started as a user starts it, and measured from outside, wi
   from its first token to its last) against ``duetto ask --json`` (a process per question, the
   rate it reports), interleaved, on the same context size;
 - **prediction**: the edit prompts with the code they quote given as ``prediction`` against the
-  same request without one, exact mode, interleaved; the outputs compared;
+  same request without one, exact mode, interleaved, each on a server started for it (a server's
+  cost model learns from every reply); the outputs compared, and the target alone beside them;
 - **clients**: rounds of concurrent streaming clients: each answered (a whole stream ending in
   ``[DONE]``), refused (503 with Retry-After), or lost (an error, a broken stream, no answer in
   time); the server's resident memory after each round.
@@ -193,7 +194,9 @@ def measure_overhead(server: Server, model_arguments, prompts, modes, max_tokens
     return rows
 
 
-def measure_prediction(server: Server, prompts, max_tokens, repeat) -> list[dict[str, Any]]:
+def measure_prediction(model_arguments: list[str], prompts, max_tokens, repeat) -> list[dict[str, Any]]:
+    """Each request on a server started for it: a server's cost model learns from every reply,
+    and one arm's replies must not teach the other's (as ``duetto bench --cold``)."""
     rows = []
     for entry in prompts:
         quoted = CODE_BLOCK.search(entry["prompt"])
@@ -203,10 +206,8 @@ def measure_prediction(server: Server, prompts, max_tokens, repeat) -> list[dict
         for number in range(repeat):
             for side in ("without", "with") if number % 2 == 0 else ("with", "without"):
                 extra = {"prediction": {"type": "content", "content": quoted.group(1)}} if side == "with" else {}
-                runs[side].append(server.post(_chat(entry["prompt"], max_tokens, **extra)))
-                if runs[side][-1].get("error"):
-                    raise click.ClickException(f"the server failed: {runs[side][-1]['error']}")
-        target = server.post(_chat(entry["prompt"], max_tokens, duetto={"mode": "target"}))
+                runs[side].append(_on_a_fresh_server(model_arguments, _chat(entry["prompt"], max_tokens, **extra)))
+        target = _on_a_fresh_server(model_arguments, _chat(entry["prompt"], max_tokens, duetto={"mode": "target"}))
         rate = {side: statistics.median(run["server_rate"] for run in runs[side]) for side in runs}
         seconds = {side: statistics.median(run["seconds"] for run in runs[side]) for side in runs}
         row = {
@@ -216,8 +217,8 @@ def measure_prediction(server: Server, prompts, max_tokens, repeat) -> list[dict
             "rate_target": target["server_rate"],
             "speedup": round(rate["with"] / rate["without"], 3) if rate["without"] else None,
             "speedup_over_target": round(rate["with"] / target["server_rate"], 3) if target["server_rate"] else None,
-            "accepted_prediction": runs["with"][0]["accepted_prediction"],
-            "rejected_prediction": runs["with"][0]["rejected_prediction"],
+            "accepted_prediction": statistics.median(run["accepted_prediction"] for run in runs["with"]),
+            "rejected_prediction": statistics.median(run["rejected_prediction"] for run in runs["with"]),
             "identical": all(run["text"] == runs["without"][0]["text"] for side in runs for run in runs[side]),
             # Where each run departs from the target alone (None: it does not): batched and single-token
             # evaluation round differently, so exact mode may depart at a near-tie with or without a
@@ -232,6 +233,17 @@ def measure_prediction(server: Server, prompts, max_tokens, repeat) -> list[dict
             f"prediction tokens accepted {row['accepted_prediction']}, rejected {row['rejected_prediction']}[/dim]"
         )
     return rows
+
+
+def _on_a_fresh_server(model_arguments: list[str], body: dict[str, Any]) -> dict[str, Any]:
+    server = Server(model_arguments)
+    try:
+        answer = server.post(body)
+    finally:
+        server.stop()
+    if answer.get("error"):
+        raise click.ClickException(f"the server failed: {answer['error']}")
+    return answer
 
 
 def _first_difference(reference: str, text: str) -> int | None:
@@ -330,7 +342,7 @@ def bench_serve(prompts_path, parts, modes, max_tokens, repeat, clients, rounds,
                 "ratio_min": min(row["ratio"] or 0 for row in rows),
             }
         if "prediction" in chosen:
-            rows = measure_prediction(server, prompts, max_tokens, repeat)
+            rows = measure_prediction(model_arguments, prompts, max_tokens, repeat)
             report["prediction"] = {
                 "rows": rows,
                 "speedup_geomean": geometric_mean([row["speedup"] for row in rows]),

@@ -9,12 +9,12 @@ import click
 from duetto.app.cli.console import print_json, stderr_console
 from duetto.app.cli.loading import load_decoder, load_engine, load_reader, model_paths
 from duetto.app.cli.options import DecodingOptions, decoding_options, mode_option, reply_options
-from duetto.app.core.chat import SYSTEM_PROMPT, ChatSession, Listeners, complete, runnable_settings
+from duetto.app.core.chat import NO_LISTENERS, SYSTEM_PROMPT, ChatSession, Listeners, complete, runnable_settings
 from duetto.app.core.questions import answer_from_documents
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.stats import ReplyStats
-from duetto.store.conversations import DEFAULT_USER, ensure_user, get_user, validate_user_name
+from duetto.store.conversations import DEFAULT_USER, named_user
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
 
@@ -140,7 +140,8 @@ def ask(
 
     if prompt is not None:
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
-        reply = complete(engine.decoder, messages, settings, on_delta=None if as_json else _write_to_stdout)
+        listeners = NO_LISTENERS if as_json else Listeners(on_written=lambda written: _write_to_stdout(written.text))
+        reply = complete(engine.decoder, messages, settings, listeners)
         if as_json:
             print_json({"text": reply.text, "stats": reply.stats.as_dict()})
         else:
@@ -182,7 +183,7 @@ def ask_documents(
     """Answer from stored document memory; the draft model drafts only when asked to (--draft model
     or fast mode), since it would have to read the excerpts too, and lookup copies from them for free."""
     db = open_database()
-    owner = ensure_user(db) if user == DEFAULT_USER else get_user(db, validate_user_name(user))
+    owner = named_user(db, user)
     documents = [get_document(db, name, owner) for name in dict.fromkeys(document_names)]
     use_draft = requested.mode == "fast" or requested.drafter == "model"
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)

@@ -18,7 +18,7 @@ from duetto.app.core.documents import InvalidDocument, decode_document, ingest_d
 from duetto.app.core.models import open_target
 from duetto.app.core.questions import prepare_documents
 from duetto.store import documents as document_store
-from duetto.store.conversations import DEFAULT_USER, User, ensure_user, get_user, validate_user_name
+from duetto.store.conversations import DEFAULT_USER, User, named_user
 from duetto.store.database import open_database
 from duetto.store.errors import NotFound
 
@@ -85,7 +85,7 @@ def add_document(
         name = name or file.stem
     text = decode_document(data, label)
     db = open_database()
-    owner = _owner(db, user)
+    owner = named_user(db, user)
     document_store.validate_document_name(name)
     existing = document_store.find_document(db, name)
     if existing is not None and existing.complete:
@@ -157,7 +157,7 @@ def prepare_command(
     for them with --user NAME (a side plugin changes nothing the model keeps: no need).
     """
     db = open_database()
-    report = _prepare(db, list(names), profile, target, _owner(db, user), threads, as_json)
+    report = _prepare(db, list(names), profile, target, named_user(db, user), threads, as_json)
     if as_json:
         print_json(report)
 
@@ -178,11 +178,6 @@ def _progress_bar(verb: str, what: str, unit: str, *, quiet: bool) -> Iterator[C
     ) as progress:
         task = progress.add_task(what, total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
-
-
-def _owner(db, user: str) -> User:
-    """The user named by --user (the default user is made on first use)."""
-    return ensure_user(db) if user == DEFAULT_USER else get_user(db, validate_user_name(user))
 
 
 def _owned(db, name: str, owner: User):
@@ -224,7 +219,7 @@ def _prepare(
 def list_documents(user: str, as_json: bool) -> None:
     """List a user's stored documents."""
     db = open_database()
-    documents = document_store.list_documents(db, _owner(db, user))
+    documents = document_store.list_documents(db, named_user(db, user))
     if as_json:
         print_json(
             [
@@ -265,7 +260,7 @@ def list_documents(user: str, as_json: bool) -> None:
 def show_document(name: str, position: int | None, user: str, as_json: bool) -> None:
     """Show a document's chunks (or one chunk whole with --chunk N)."""
     db = open_database()
-    document = _owned(db, name, _owner(db, user))
+    document = _owned(db, name, named_user(db, user))
     chunks = document_store.list_chunks(db, [document.id])
     if position is not None:
         chunks = [chunk for chunk in chunks if chunk.position == position]
@@ -314,7 +309,7 @@ def show_document(name: str, position: int | None, user: str, as_json: bool) -> 
 def remove_document(name: str, user: str) -> None:
     """Remove a document with its chunks and saved model states, and shrink the database file."""
     db = open_database()
-    document_store.remove_document(db, name, _owner(db, user))
+    document_store.remove_document(db, name, named_user(db, user))
     if document_store.reclaim_space(db):
         stderr_console.print(f"removed {name}")
     else:

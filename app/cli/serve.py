@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import sys
@@ -142,7 +143,8 @@ def _bind(host: str, port: int) -> socket.socket:
         listening.bind(address)
     except OSError as error:
         listening.close()
-        reason = "is in use: choose another with --port" if error.errno == 98 else f"cannot be used: {error.strerror}"
+        in_use = error.errno == errno.EADDRINUSE
+        reason = "is in use: choose another with --port" if in_use else f"cannot be used: {error.strerror}"
         raise click.ClickException(f"{host}:{port} {reason}") from None
     listening.listen(128)
     listening.set_inheritable(True)

@@ -55,65 +55,6 @@ def runnable_settings(
     return settings, note
 
 
-def complete(
-    decoder: Decoder,
-    messages: list[ChatMessage],
-    settings: DecodeSettings,
-    *,
-    should_cancel: Callable[[], bool] | None = None,
-    on_delta: Callable[[str], None] | None = None,
-    on_written: Callable[[Written], None] | None = None,
-    prediction: str | None = None,
-) -> Reply:
-    """The reply to ``messages`` as they are, with no conversation kept (``duetto ask PROMPT``, a
-    request that carries its whole history): the oldest exchanges are dropped if they do not fit
-    beside the reply's budget. ``prediction`` is text the reply is expected to resemble (the file
-    an editor asks to change): the lookup drafter copies from it; the reply is the same without."""
-    budget = reply_budget(settings.max_tokens, decoder.target.context_length)
-    prompt_tokens = fit_conversation(decoder.target, messages, budget)
-    return continue_tokens(
-        decoder, prompt_tokens, settings, should_cancel=should_cancel, on_delta=on_delta, on_written=on_written,
-        prediction=prediction,
-    )  # fmt: skip
-
-
-def complete_text(
-    decoder: Decoder,
-    prompt: str,
-    settings: DecodeSettings,
-    *,
-    should_cancel: Callable[[], bool] | None = None,
-    on_written: Callable[[Written], None] | None = None,
-    prediction: str | None = None,
-) -> Reply:
-    """The continuation of raw ``prompt`` text (no chat template; the template's own markers in
-    it are read as such, as llama.cpp's server reads them)."""
-    prompt_tokens = decoder.target.tokenize(prompt, add_bos=True, special=True)
-    return continue_tokens(decoder, prompt_tokens, settings, should_cancel=should_cancel, on_written=on_written,
-                           prediction=prediction)  # fmt: skip
-
-
-def continue_tokens(
-    decoder: Decoder,
-    prompt_tokens: list[int],
-    settings: DecodeSettings,
-    *,
-    should_cancel: Callable[[], bool] | None = None,
-    on_delta: Callable[[str], None] | None = None,
-    on_written: Callable[[Written], None] | None = None,
-    prediction: str | None = None,
-) -> Reply:
-    """The reply to ready prompt tokens; ContextFull when not even one token of reply fits."""
-    room = decoder.target.context_length - len(prompt_tokens) - 1
-    if room < 1:
-        raise ContextFull(
-            f"the prompt is {len(prompt_tokens):,} tokens and the context holds {decoder.target.context_length:,}: "
-            "shorten it (or start the model with a larger context)"
-        )
-    predicted = decoder.target.tokenize(prediction) if prediction else []
-    return decoder.reply(prompt_tokens, settings, on_delta, should_cancel, on_written, prediction=predicted)
-
-
 @dataclass(frozen=True)
 class Listeners:
     """What a front-end hears while a turn runs, and how it stops one."""
@@ -130,6 +71,64 @@ class Listeners:
 
 
 NO_LISTENERS = Listeners()
+
+
+def complete(
+    decoder: Decoder,
+    messages: list[ChatMessage],
+    settings: DecodeSettings,
+    listeners: Listeners = NO_LISTENERS,
+    *,
+    prediction: str | None = None,
+    fit: bool = True,
+) -> Reply:
+    """The reply to ``messages`` as they are, with no conversation kept (``duetto ask PROMPT``, a
+    request that carries its whole history). With ``fit``, the oldest exchanges are dropped if
+    they do not fit beside the reply's budget; without, the messages are read whole or not at all
+    (ContextFull), as a server's client expects. ``prediction`` is text the reply is expected to
+    resemble (the file an editor asks to change): the lookup drafter copies from it; the reply is
+    the same without."""
+    if fit:
+        budget = reply_budget(settings.max_tokens, decoder.target.context_length)
+        prompt_tokens = fit_conversation(decoder.target, messages, budget)
+    else:
+        prompt_tokens = decoder.target.chat_prompt_tokens(messages)
+    return continue_tokens(decoder, prompt_tokens, settings, listeners, prediction=prediction)
+
+
+def complete_text(
+    decoder: Decoder,
+    prompt: str,
+    settings: DecodeSettings,
+    listeners: Listeners = NO_LISTENERS,
+    *,
+    prediction: str | None = None,
+) -> Reply:
+    """The continuation of raw ``prompt`` text (no chat template; the template's own markers in
+    it are read as such, as llama.cpp's server reads them)."""
+    prompt_tokens = decoder.target.tokenize(prompt, add_bos=True, special=True)
+    return continue_tokens(decoder, prompt_tokens, settings, listeners, prediction=prediction)
+
+
+def continue_tokens(
+    decoder: Decoder,
+    prompt_tokens: list[int],
+    settings: DecodeSettings,
+    listeners: Listeners = NO_LISTENERS,
+    *,
+    prediction: str | None = None,
+) -> Reply:
+    """The reply to ready prompt tokens; ContextFull when not even one token of reply fits."""
+    room = decoder.target.context_length - len(prompt_tokens) - 1
+    if room < 1:
+        raise ContextFull(
+            f"the prompt is {len(prompt_tokens):,} tokens and the context holds {decoder.target.context_length:,}: "
+            "shorten it (or start the model with a larger context)"
+        )
+    predicted = decoder.target.tokenize(prediction) if prediction else []
+    return decoder.reply(
+        prompt_tokens, settings, None, listeners.should_cancel, listeners.on_written, prediction=predicted
+    )
 
 
 @dataclass

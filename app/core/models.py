@@ -22,7 +22,7 @@ from duetto.engine.model_session import ModelSession
 from duetto.engine.pairing import check_pair
 from duetto.engine.plugin_session import PersonalisedSession, personalise
 from duetto.store import locations
-from duetto.store.conversations import DEFAULT_USER, ensure_user, get_user, validate_user_name
+from duetto.store.conversations import named_user
 from duetto.store.database import open_database
 from duetto.store.pair_checks import load_pair_check, save_pair_check
 
@@ -66,9 +66,7 @@ def user_plugin_dir(user: str, database_path: Path | None = None) -> Path:
 
     Raises NotFound (a StoreError) for a user nobody added (to the database at ``database_path``).
     """
-    db = open_database(database_path)
-    found = ensure_user(db, DEFAULT_USER) if user == DEFAULT_USER else get_user(db, validate_user_name(user))
-    return locations.user_dir(found.name)
+    return locations.user_dir(named_user(open_database(database_path), user).name)
 
 
 def open_target(

@@ -10,8 +10,10 @@ text; this server's limit answers in OpenAI's shape.)
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,12 +26,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from duetto.app.server.errors import ApiError, invalid
-from duetto.app.server.generation import ClientGone, Generation, document_owner
+from duetto.app.server.generation import ClientGone, Generation
 from duetto.app.server.requests import CompletionRequest, chat_request, text_request
 from duetto.app.server.responses import DONE, Outcome, Shapes, event
 from duetto.app.server.worker import Engines, Worker
 from duetto.engine.decoder import DecodeSettings
-from duetto.store.conversations import DEFAULT_USER
+from duetto.store.conversations import DEFAULT_USER, named_user
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
 from duetto.store.errors import NotFound, StoreError
@@ -145,17 +147,21 @@ class _Server:
         request: CompletionRequest = parse(await self._json(http_request), self.config.defaults)
         self._check_model(request.model)
         user = request.user or self.config.user or DEFAULT_USER
-        engine_key = self._check_user_and_documents(user, request.documents)
+        # The store is read in a thread: a busy database must not stall every stream.
+        engine_key = await asyncio.to_thread(self._check_user_and_documents, user, request.documents)
         generation = Generation(request, user, engine_key, asyncio.get_running_loop())
-        self.worker.submit(lambda: generation.run(self.engines, self.config.database_path))
+        job = self.worker.submit(lambda: generation.run(self.engines, self.config.database_path))
         self.live.add(generation)
         try:
             response = await self._respond(http_request, generation, started)
         except BaseException:  # the server stopping (uvicorn cancels the handler), or a bug
             generation.cancelled.set()
-            self.live.discard(generation)
             raise
-        if not isinstance(response, StreamingResponse):
+        finally:
+            if generation.cancelled.is_set():
+                job.cancel()  # not started yet: its place in the queue is free at once
+                self.live.discard(generation)
+        if not isinstance(response, StreamingResponse):  # over; a stream is over when it ends
             self.live.discard(generation)
         return response
 
@@ -213,6 +219,7 @@ class _Server:
                     finished = True
                     return
                 yield event(shapes.chunk(item))
+                generation.sent()
                 item = await generation.next()
         finally:
             self.live.discard(generation)
@@ -228,7 +235,7 @@ class _Server:
             return
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or given.strip() != key:
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
             raise ApiError(401, "invalid API key: send Authorization: Bearer KEY (duetto serve --api-key)",
                            code="invalid_api_key")  # fmt: skip
 
@@ -261,17 +268,22 @@ class _Server:
         """The engine key for ``user``; 404 for a user that is not there, or a document that is
         not theirs (another user's is not found, as if it were not there)."""
         try:
-            key = self.engines.key_for(user)
+            try:
+                key = self.engines.key_for(user)
+            except NotFound as error:
+                raise ApiError(404, str(error), param="user", code="not_found") from None
             if documents:
                 db = open_database(self.config.database_path)
-                owner = document_owner(db, user)
+                owner = named_user(db, user)
                 for name in documents:
-                    get_document(db, name, owner)
-        except NotFound as error:
-            raise ApiError(404, str(error), param="user" if "user" in str(error) else "duetto.documents",
-                           code="not_found") from None  # fmt: skip
+                    try:
+                        get_document(db, name, owner)
+                    except NotFound as error:
+                        raise ApiError(404, str(error), param="duetto.documents", code="not_found") from None
         except StoreError as error:
             raise invalid(str(error)) from None
+        except sqlite3.OperationalError as error:  # locked by another duetto for longer than the busy timeout
+            raise ApiError(503, f"the database is busy ({error}); retry shortly", retry_after=1) from None
         return key
 
     def _model(self, model_id: str) -> dict:

@@ -5,7 +5,8 @@ Accepted as real clients send them: content as a string or an array of text part
 string or a list, ``temperature``, ``top_p``, ``seed``, ``n`` = 1, ``stream`` with
 ``stream_options.include_usage``, ``prediction`` (predicted outputs) and ``user``. Fields this
 server does not know are ignored, as OpenAI's own API ignores them; fields it knows but cannot
-honour (``n`` > 1, images, tool results, ``logprobs``) are refused with a 400 that names them.
+honour (``n`` > 1, images, tools and tool results, ``logprobs``, a JSON ``response_format``) are
+refused with a 400 that names them, so that a client never takes silence for an answer.
 
 duetto's own fields travel in one ``duetto`` object, so that they never collide with OpenAI's:
 ``{"duetto": {"documents": ["report"], "mode": "exact", "drafter": "auto"}}``.
@@ -26,7 +27,7 @@ from duetto.engine.model_session import ChatMessage
 from duetto.engine.stats import MODES
 
 MAX_STOP_STRINGS = 4  # OpenAI's limit
-MAX_TEMPERATURE = 2.0  # OpenAI's range
+OPENAI_MAX_TEMPERATURE = 2.0  # OpenAI's range (duetto's own settings go to 5)
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
@@ -88,7 +89,12 @@ def text_request(body: Any, base: DecodeSettings) -> CompletionRequest:
         raise invalid("suffix (fill-in-the-middle) is not supported", "suffix")
     if body.get("best_of") not in (None, 1):
         raise invalid("best_of must be 1", "best_of")
-    return CompletionRequest(kind="text", prompt=prompt, **_common(body, base, max_tokens_fields=("max_tokens",)))
+    return CompletionRequest(
+        kind="text",
+        prompt=prompt,
+        prediction=_prediction(body.get("prediction")),
+        **_common(body, base, max_tokens_fields=("max_tokens",)),
+    )
 
 
 def _common(body: dict, base: DecodeSettings, max_tokens_fields: tuple[str, ...]) -> dict[str, Any]:
@@ -99,6 +105,14 @@ def _common(body: dict, base: DecodeSettings, max_tokens_fields: tuple[str, ...]
         raise invalid("n must be 1: one choice per request", "n")
     if body.get("logprobs") not in (None, False):
         raise invalid("logprobs are not supported", "logprobs")
+    for field in ("tools", "functions"):
+        if body.get(field):
+            raise invalid(f"{field} (function calling) are not supported", field)
+    if body.get("tool_choice") not in (None, "none", "auto"):
+        raise invalid("tool_choice is not supported: duetto calls no tools", "tool_choice")
+    response_format = body.get("response_format")
+    if response_format not in (None, {"type": "text"}):
+        raise invalid("response_format: only text replies are supported", "response_format")
     stream = body.get("stream", False)
     if not isinstance(stream, bool) and stream is not None:
         raise invalid("stream must be true or false", "stream")
@@ -126,7 +140,9 @@ def _settings(body: dict, base: DecodeSettings, max_tokens_fields: tuple[str, ..
             settings = replace(settings, max_tokens=_integer(value, field, 1, MAX_REPLY_TOKENS))
             break
     if body.get("temperature") is not None:
-        settings = replace(settings, temperature=_number(body["temperature"], "temperature", 0.0, MAX_TEMPERATURE))
+        settings = replace(
+            settings, temperature=_number(body["temperature"], "temperature", 0.0, OPENAI_MAX_TEMPERATURE)
+        )
     if body.get("top_p") is not None:
         top_p = _number(body["top_p"], "top_p", 0.0, 1.0)
         settings = replace(settings, top_p=top_p if top_p > 0 else base.top_p)

@@ -24,7 +24,7 @@ from duetto.engine.plugin_files import plugin_kind
 
 T = TypeVar("T")
 KEPT_ENGINES = 2
-"""Engines kept loaded: the shared one, and the last user's own (each is a copy of the models)."""
+"""Engines kept loaded, the last used (each is a copy of the models); the shared one counts."""
 
 
 def engine_key(user: str | None, database_path: Path | None = None) -> str | None:
@@ -83,10 +83,12 @@ class Worker:
 
     @property
     def waiting(self) -> int:
-        """Jobs admitted and not started or running (the running one included)."""
+        """Jobs admitted and not over: waiting, and the running one."""
         return self._admitted
 
     def submit(self, job: Callable[[], T]) -> Future[T]:
+        """Run ``job`` in turn; its admission ends when it is over or cancelled before its turn
+        (``Future.cancel``: its client left), so a client gone frees its place at once."""
         with self._lock:
             if self._admitted > self.max_waiting:
                 retry = max(1, math.ceil(self._seconds_per_job * self._admitted))
@@ -98,11 +100,16 @@ class Worker:
                 )
             self._admitted += 1
         try:
-            return self._executor.submit(self._run, job)
+            future = self._executor.submit(self._run, job)
         except BaseException:
-            with self._lock:
-                self._admitted -= 1
+            self._release()
             raise
+        future.add_done_callback(lambda _: self._release())
+        return future
+
+    def _release(self) -> None:
+        with self._lock:
+            self._admitted -= 1
 
     def _run(self, job: Callable[[], T]) -> T:
         started = time.perf_counter()
@@ -111,7 +118,6 @@ class Worker:
         finally:
             seconds = time.perf_counter() - started
             with self._lock:
-                self._admitted -= 1
                 self.served += 1
                 self._seconds_per_job += (seconds - self._seconds_per_job) * (0.2 if self.served > 1 else 1.0)
 

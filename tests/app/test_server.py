@@ -171,6 +171,11 @@ def test_text_completions_stream_and_not(client: openai.OpenAI) -> None:
     assert whole.object == "text_completion" and whole.usage.completion_tokens == 12
     streamed = list(client.completions.create(model="duetto", prompt="the cat sat on", max_tokens=12, stream=True))
     assert "".join(chunk.choices[0].text for chunk in streamed) == whole.choices[0].text
+    predicted = client.completions.create(
+        model="duetto", prompt="the cat sat on", max_tokens=12,
+        extra_body={"prediction": {"type": "content", "content": whole.choices[0].text}},
+    )  # fmt: skip
+    assert predicted.choices[0].text == whole.choices[0].text
 
 
 def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server: LiveServer, client: openai.OpenAI) -> None:
@@ -191,6 +196,9 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server: Liv
         ({**chat, "user": "nobody"}, {}, 404),
         ({**chat, "duetto": {"documents": ["nothing-here"]}}, {}, 404),
         ({**chat, "duetto": {"mode": "warp"}}, {}, 400),
+        ({**chat, "tools": [{"type": "function", "function": {"name": "f"}}]}, {}, 400),
+        ({**chat, "response_format": {"type": "json_object"}}, {}, 400),
+        ({**chat, "messages": [{"role": "tool", "content": "42", "tool_call_id": "1"}]}, {}, 400),
     ]
     for body, headers, status in cases:
         got, answer, _ = server.post("/chat/completions", body, headers=headers)

@@ -84,7 +84,7 @@ def test_the_lookup_drafter_proposes_the_source_tokens_where_token_matching_brea
 
     assert key.match == "text" and key.unique
     assert tokens == session.tokenize(" the reading room opens at nine.")[: len(tokens)] and len(tokens) >= 4
-    assert drafter.candidates([*prompt, *reply], 6)[-1] == (tokens, key)
+    assert drafter.candidates([*prompt, *reply], 6)[-1] == (tokens, key, False)
 
 
 def test_lookup_drafts_stop_where_the_copied_turn_ends(session: ModelSession) -> None:
@@ -103,3 +103,22 @@ def test_lookup_drafts_stop_where_the_copied_turn_ends(session: ModelSession) ->
     assert session.is_end_of_generation(tokens[-1]) and not any(map(session.is_end_of_generation, tokens[:-1]))
     text = b"".join(map(session.token_bytes, tokens)).decode()
     assert text == b"".join(map(session.token_bytes, text_tokens)).decode() == " up to eight books.\n"
+
+
+def test_a_long_prediction_is_followed_from_where_the_reply_was_last_found(session: ModelSession) -> None:
+    """In a long prediction the pair of tokens the reply ends with (a line break and an
+    indent) occurs more often than the drafter tries; the reply's place is looked for from where
+    it was last found, so it is found all the way down, not only among the first occurrences."""
+    lines = [session.tokenize(f"value_{number} = compute({number})\n") for number in range(80)]
+    prediction = [token for line in lines for token in line]
+    prompt = session.tokenize("Rewrite it.")
+    drafter = LookupDrafter(session)
+    drafter.begin(prompt, prediction)
+    history = list(prompt)
+    found = 0
+    for line in lines[:-1]:
+        history += line[:2]  # the reply has written the start of the line: "value", "_"
+        tokens, _ = drafter.find_in_prediction(history, 64)
+        found += tokens[: len(line) - 2] == line[2:]
+        history += line[2:]
+    assert found == len(lines) - 1, f"the reply's place was found at {found} of {len(lines) - 1} lines"
