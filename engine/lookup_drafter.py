@@ -116,13 +116,17 @@ class LookupDrafter:
 
     def candidates(self, history: list[int], max_tokens: int) -> list[Candidate]:
         """Every proposal for continuing ``history``: (tokens, acceptance key, from the prediction),
-        the prediction's first (it wins a tie), then the token match, then the text match."""
-        predicted, predicted_key = self.find_in_prediction(history, max_tokens)
-        found: list[Candidate] = [(predicted, predicted_key, True)] if predicted else []
+        the token match first (it wins a tie: where the prompt and the reply say as much as the
+        prediction, the reply's own recent lines know the edit it is making, and the prediction
+        does not), then the prediction's, then the text match."""
+        found: list[Candidate] = []
         tokens, key = self.find(history, max_tokens)
+        predicted, predicted_key = self.find_in_prediction(history, max_tokens)
+        if tokens:  # counted as the prediction's where the prediction says the same, all of it
+            found.append((tokens, key, predicted[: len(tokens)] == tokens))
+        if predicted:
+            found.append((predicted, predicted_key, True))
         text_tokens, text_key = self.find_text(history, max_tokens)
-        if tokens:
-            found.append((tokens, key, False))
         if not text_tokens:
             return found
         if tokens[: len(text_tokens)] != text_tokens[: len(tokens)] and self._text.relays_out:

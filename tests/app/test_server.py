@@ -18,6 +18,9 @@ import pytest
 from duetto_cli import run_duetto
 from duetto_server import LiveServer, live_server, wait_until
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+from test_plugin_lora import write_lora  # noqa: E402
+
 PROMPT = "the cat sat on a mat and then it ran to the door"
 TOKENS = 24
 
@@ -331,6 +334,25 @@ def test_users_and_documents(server: LiveServer, client: openai.OpenAI, tiny_mod
             model="duetto", messages=[{"role": "user", "content": "Where?"}], max_tokens=8,
             extra_body={"duetto": {"documents": ["ada"]}},
         )  # fmt: skip
+
+
+def test_a_users_plugin_applies_to_their_requests(server: LiveServer, client: openai.OpenAI, models, home,
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    """A user with a plugin (here an imported LoRA adapter, which changes the target's scores) gets
+    replies from the target carrying it; everyone else from the shared one."""
+    assert run_duetto("users", "add", "lora-user", env=home).returncode == 0
+    target = [models[0], models[1], "--threads", "1"]
+    imported = run_duetto("plugin", "import", "--user", "lora-user", str(write_lora(tmp_path / "a.gguf", scale=4.0)),
+                          *target, env=home)  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    messages = [{"role": "user", "content": PROMPT}]
+    shared = client.chat.completions.create(model="duetto", messages=messages, max_tokens=TOKENS)
+    personal = client.chat.completions.create(model="duetto", messages=messages, max_tokens=TOKENS, user="lora-user")
+    asked_as_them = asked(models, home, PROMPT, "--user", "lora-user")
+    assert personal.choices[0].message.content == asked_as_them["text"]
+    assert personal.choices[0].message.content != shared.choices[0].message.content, "the adapter changes the reply"
+    again = client.chat.completions.create(model="duetto", messages=messages, max_tokens=TOKENS)
+    assert again.choices[0].message.content == shared.choices[0].message.content
 
 
 def test_simonw_llm_asks_through_the_server(server: LiveServer, models, home, tmp_path: Path) -> None:
