@@ -53,6 +53,16 @@ def split_code(text: str) -> list[Segment]:
     return _merged([segment for segment in segments if segment.text])
 
 
+def fenced_code(text: str) -> list[str]:
+    """The contents of ``text``'s fenced code blocks, in order, without their fences."""
+    blocks = []
+    for match in FENCE.finditer(text):
+        lines = match.group(0).split("\n")[1:-1]  # the opening fence line and the closing one
+        indent = match.group(1)
+        blocks.append("\n".join(line.removeprefix(indent) for line in lines))
+    return blocks
+
+
 def _split_unfenced(text: str) -> list[Segment]:
     lines = text.splitlines(keepends=True)
     looks_like_code = [bool(CODE_LINE.match(line.rstrip("\n"))) for line in lines]

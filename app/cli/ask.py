@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from duetto.app.cli.console import print_json, stderr_console
 from duetto.app.cli.loading import load_decoder, load_engine, load_reader, model_paths
 from duetto.app.cli.options import DecodingOptions, decoding_options, mode_option, reply_options
-from duetto.app.core.chat import NO_LISTENERS, SYSTEM_PROMPT, ChatSession, Listeners, complete, runnable_settings
+from duetto.app.core.chat import (
+    CONVERSATION_TITLE_LENGTH,
+    NO_LISTENERS,
+    SYSTEM_PROMPT,
+    ChatSession,
+    Listeners,
+    StoredChat,
+    complete,
+    runnable_settings,
+)
 from duetto.app.core.questions import answer_from_documents
+from duetto.engine.code_blocks import fenced_code
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.stats import ReplyStats
-from duetto.store.conversations import DEFAULT_USER, named_user
+from duetto.store.conversations import (
+    DEFAULT_USER,
+    create_conversation,
+    get_conversation,
+    list_conversations,
+    named_user,
+)
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
+from duetto.store.errors import NotFound
 
 
 def _write_to_stdout(text: str) -> None:
@@ -55,6 +73,20 @@ def prompt_with_piped_input(prompt: str | None) -> str | None:
     return f"{material.rstrip()}\n\n{prompt}"
 
 
+def chosen_system_prompt(text: str | None, path: Path | None) -> str:
+    """The system prompt from --system or --system-file (not both), else duetto's own."""
+    if text is not None and path is not None:
+        raise click.UsageError("give --system or --system-file, not both")
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise click.BadParameter(f"cannot read {path}: {error}", param_hint="--system-file") from None
+    if text is not None and not text.strip():
+        raise click.BadParameter("the system prompt is empty", param_hint="--system")
+    return text if text is not None else SYSTEM_PROMPT
+
+
 def stats_line(stats: ReplyStats) -> str:
     acceptance = f", accepted {stats.accepted}/{stats.drafted} drafted" if stats.drafted else ""
     speed = f"{stats.tokens_per_second:.1f} tok/s, " if stats.tokens > 1 else ""
@@ -75,6 +107,19 @@ def stats_line(stats: ReplyStats) -> str:
 @decoding_options
 @reply_options
 @click.option("--seed", type=int, default=None, help="Seed for sampling (temperature > 0).")
+@click.option("--system", "system_text", default=None, metavar="TEXT", help="System prompt instead of duetto's own.")
+@click.option(
+    "--system-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the system prompt from this file.",
+)
+@click.option(
+    "--extract",
+    "-x",
+    is_flag=True,
+    help="Print only the code of the answer: its fenced blocks' contents (the whole answer if it has none).",
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"text": ..., "stats": {...}} on stdout.')
 @click.option(
     "--doc",
@@ -90,6 +135,15 @@ def stats_line(stats: ReplyStats) -> str:
 )
 @click.option("--user", default=DEFAULT_USER, show_default=True, help="Whose plugin applies (see `duetto users list`).")
 @click.option(
+    "--continue",
+    "-c",
+    "continue_last",
+    is_flag=True,
+    help="Continue your most recent conversation (the chat app's too), with its window and memory; "
+    "the question and answer are kept in it.",
+)
+@click.option("--chat", "chat_id", type=int, default=None, metavar="ID", help="Continue conversation ID instead.")
+@click.option(
     "--interactive",
     "-i",
     is_flag=True,
@@ -102,10 +156,15 @@ def ask(
     max_tokens: int,
     temperature: float,
     seed: int | None,
+    system_text: str | None,
+    system_file: Path | None,
+    extract: bool,
     as_json: bool,
     document_names: tuple[str, ...],
     full_context: bool,
     user: str,
+    continue_last: bool,
+    chat_id: int | None,
     interactive: bool,
 ) -> None:
     """Ask PROMPT and stream the answer; with no PROMPT, chat interactively (Ctrl-D to quit).
@@ -122,6 +181,17 @@ def ask(
         raise click.UsageError("--json needs a PROMPT (interactive chat prints text)")
     if full_context and not document_names:
         raise click.UsageError("--full-context goes with --doc NAME")
+    system_prompt = chosen_system_prompt(system_text, system_file)
+    if document_names and system_prompt != SYSTEM_PROMPT:
+        raise click.UsageError("--system does not apply to --doc: document answers have their own instructions")
+    if extract and (as_json or prompt is None):
+        raise click.UsageError("--extract goes with a PROMPT and without --json")
+    if continue_last or chat_id is not None:
+        if prompt is None or document_names or system_prompt != SYSTEM_PROMPT or extract:
+            raise click.UsageError("-c/--chat take a PROMPT, without --doc, --system or --extract")
+        requested = decoding.settings(mode, max_tokens=max_tokens, temperature=temperature, seed=seed)
+        ask_in_conversation(prompt, chat_id, decoding, mode, requested, as_json, user)
+        return
     requested = decoding.settings(mode, max_tokens=max_tokens, temperature=temperature, seed=seed)
     if document_names:
         if prompt is None:
@@ -139,10 +209,15 @@ def ask(
     settings, _ = runnable_settings(requested, has_draft_model=engine.has_draft_model)
 
     if prompt is not None:
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
-        listeners = NO_LISTENERS if as_json else Listeners(on_written=lambda written: _write_to_stdout(written.text))
+        messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": prompt}]
+        quiet = as_json or extract
+        listeners = NO_LISTENERS if quiet else Listeners(on_written=lambda written: _write_to_stdout(written.text))
         reply = complete(engine.decoder, messages, settings, listeners)
-        if as_json:
+        if extract:
+            blocks = fenced_code(reply.text)
+            _write_to_stdout(("\n\n".join(blocks) if blocks else reply.text).rstrip("\n") + "\n")
+            stderr_console.print(f"[dim]{stats_line(reply.stats)}[/dim]")
+        elif as_json:
             print_json({"text": reply.text, "stats": reply.stats.as_dict()})
         else:
             sys.stdout.write("\n")
@@ -150,7 +225,7 @@ def ask(
         return
 
     stderr_console.print(f"[bold]duetto[/bold] chat with {target_path.name}. Ctrl-D quits, Ctrl-C stops a reply.")
-    chat = ChatSession(engine, window_tokens=decoding.window_tokens)
+    chat = ChatSession(engine, window_tokens=decoding.window_tokens, system_prompt=system_prompt)
     while True:
         try:
             question = input("\n> ")
@@ -169,6 +244,42 @@ def ask(
             continue
         sys.stdout.write("\n")
         stderr_console.print(f"[dim]{stats_line(turn.stats)}[/dim]")
+
+
+def ask_in_conversation(
+    question: str,
+    chat_id: int | None,
+    decoding: DecodingOptions,
+    mode: str,
+    requested: DecodeSettings,
+    as_json: bool,
+    user: str,
+) -> None:
+    """Ask in a stored conversation (``chat_id``, else the user's most recent, else a new one),
+    as the chat app does: the same window and memory, the turn kept, its documents answered from."""
+    db = open_database()
+    owner = named_user(db, user)
+    if chat_id is not None:
+        conversation = get_conversation(db, chat_id)
+        if conversation.user_id != owner.id:
+            raise NotFound(f"no conversation {chat_id} of {owner.name}'s; see the chat app's list")
+    else:
+        recent = list_conversations(db, owner)
+        title = " ".join(question.split())[:CONVERSATION_TITLE_LENGTH]
+        conversation = recent[0] if recent else create_conversation(db, owner, title)
+    use_draft = mode == "fast" or (mode == "exact" and decoding.drafter in ("auto", "model"))
+    target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
+    engine = load_engine(
+        target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads, user=user
+    )
+    chat = StoredChat(engine, conversation.id, window_tokens=decoding.window_tokens)
+    listeners = NO_LISTENERS if as_json else Listeners(on_written=lambda written: _write_to_stdout(written.text))
+    turn = chat.ask(question, requested, listeners)
+    if as_json:
+        print_json({"text": turn.text, "stats": turn.stored_stats or turn.stats.as_dict(), "chat": conversation.id})
+        return
+    sys.stdout.write("\n")
+    stderr_console.print(f"[dim]{stats_line(turn.stats)}; conversation {conversation.id}[/dim]")
 
 
 def ask_documents(

@@ -28,6 +28,8 @@ from duetto.store.conversations import add_message, list_messages
 from duetto.store.database import open_database
 
 SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline on the user's computer."
+CONVERSATION_TITLE_LENGTH = 40
+"""A new conversation is titled with the first characters of its first message."""
 
 Progress = Callable[[str], None]
 """Told what a reply is doing before its first token ("reading the prompt 2,048/9,000 tokens…")."""

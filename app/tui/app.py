@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.highlight import highlight
 from textual.worker import get_current_worker
 
-from duetto.app.core.chat import Listeners, StoredChat, runnable_settings
+from duetto.app.core.chat import CONVERSATION_TITLE_LENGTH, Listeners, StoredChat, runnable_settings
 from duetto.app.core.models import Engine
 from duetto.app.core.settings import ChatSettings, load_chat_settings, save_chat_settings
 from duetto.app.tui.chat_view import ChatView
@@ -51,8 +51,6 @@ from duetto.store.conversations import (
 )
 from duetto.store.database import open_database
 from duetto.store.errors import StoreError
-
-TITLE_LENGTH = 40
 
 
 class DuettoApp(App[None]):
@@ -240,7 +238,7 @@ class DuettoApp(App[None]):
 
     async def send_prompt(self, text: str) -> None:
         if self.conversation is None:
-            title = " ".join(text.split())[:TITLE_LENGTH] or "New chat"
+            title = " ".join(text.split())[:CONVERSATION_TITLE_LENGTH] or "New chat"
             self.conversation = create_conversation(self.db, self.user, title)
             await self.refresh_sidebar()
         chat = self.query_one(ChatView)

@@ -112,3 +112,47 @@ def test_a_one_shot_question_gets_a_small_context_unless_it_needs_more() -> None
 
     assert one_shot_context_length("Explain Python's GIL in two sentences", 512) == 4096
     assert one_shot_context_length("def f(): pass\n" * 600, 512) is None, "8,400 bytes may be 4,200 tokens"
+
+
+def test_a_system_prompt_from_the_command_line_or_a_file(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    model = ("--threads", "1", "--target", str(tiny_models["target"]), "--max-tokens", "6", "--json")
+    plain = json.loads(run_duetto("ask", "hello world", *model).stdout)
+    given = run_duetto("ask", "hello world", *model, "--system", "You answer in haiku.")
+    (tmp_path / "system.txt").write_text("You answer in haiku.")
+    from_file = run_duetto("ask", "hello world", *model, "--system-file", str(tmp_path / "system.txt"))
+
+    assert given.returncode == 0 and from_file.returncode == 0, given.stderr + from_file.stderr
+    assert json.loads(given.stdout)["text"] == json.loads(from_file.stdout)["text"]
+    assert json.loads(given.stdout)["stats"]["prompt_tokens"] != plain["stats"]["prompt_tokens"]
+    both = run_duetto("ask", "hi", *model, "--system", "x", "--system-file", str(tmp_path / "system.txt"))
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_extract_prints_the_answer_alone_and_refuses_json(tiny_models: dict[str, Path]) -> None:
+    model = ("--threads", "1", "--target", str(tiny_models["target"]), "--max-tokens", "6")
+    answer = json.loads(run_duetto("ask", "hello world", *model, "--json").stdout)["text"]
+    extracted = run_duetto("ask", "hello world", *model, "-x")
+
+    assert extracted.returncode == 0, extracted.stderr
+    assert extracted.stdout == answer.rstrip("\n") + "\n", "no fenced block: the whole answer"
+    refused = run_duetto("ask", "hi", *model, "-x", "--json")
+    assert refused.returncode == 2 and "--extract" in refused.stderr
+
+
+def test_continue_keeps_asking_in_the_same_stored_conversation(tiny_models: dict[str, Path]) -> None:
+    model = ("--threads", "1", "--target", str(tiny_models["target"]), "--max-tokens", "6", "--json")
+    first = run_duetto("ask", "the cat sat on a mat", "-c", *model)
+    assert first.returncode == 0, first.stderr
+    second = run_duetto("ask", "and then what happened", "-c", *model)
+    assert second.returncode == 0, second.stderr
+    first_answer, second_answer = json.loads(first.stdout), json.loads(second.stdout)
+
+    assert first_answer["chat"] == second_answer["chat"], "-c continues the most recent conversation"
+    assert second_answer["stats"]["prompt_tokens"] > first_answer["stats"]["prompt_tokens"] + 6, "with its history"
+    by_id = run_duetto("ask", "one more", "--chat", str(first_answer["chat"]), *model)
+    assert by_id.returncode == 0 and json.loads(by_id.stdout)["chat"] == first_answer["chat"]
+    missing = run_duetto("ask", "hi", "--chat", "999", *model)
+    assert missing.returncode == 1 and "no conversation 999" in missing.stderr
+    assert run_duetto("users", "add", "ada").returncode == 0
+    others = run_duetto("ask", "hi", "--chat", str(first_answer["chat"]), "--user", "ada", *model)
+    assert others.returncode == 1 and "no conversation" in others.stderr, "another user's conversation"

@@ -133,3 +133,12 @@ def test_a_small_memory_keeps_the_head_of_the_file_as_an_outline(session: ModelS
     for line in remembered.splitlines():
         if line.startswith(("    ", "import", "DEFAULT", "MAX", "def", "class")):
             assert line in source_lines or line.strip() == "...", f"a code line was changed: {line!r}"
+
+
+def test_fenced_code_is_the_blocks_contents_without_their_fences() -> None:
+    from duetto.engine.code_blocks import fenced_code
+
+    reply = "Here it is:\n\n```python\ndef f():\n    return 1\n```\n\nand a shell line:\n\n  ~~~\n  ls -l\n  ~~~\n"
+
+    assert fenced_code(reply) == ["def f():\n    return 1", "ls -l"]
+    assert fenced_code("no code here") == []
