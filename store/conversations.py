@@ -122,6 +122,14 @@ def get_conversation(db: sqlite_utils.Database, conversation_id: int) -> Convers
     return _conversation(rows[0])
 
 
+def owned_conversation(db: sqlite_utils.Database, conversation_id: int, owner: User) -> Conversation:
+    """``owner``'s conversation ``conversation_id``; another user's is not found, as if absent."""
+    conversation = get_conversation(db, conversation_id)
+    if conversation.user_id != owner.id:
+        raise NotFound(f"no conversation {conversation_id}")
+    return conversation
+
+
 def list_conversations(db: sqlite_utils.Database, user: User, title_filter: str = "") -> list[Conversation]:
     """The user's conversations, most recently active first; ``title_filter`` matches case-insensitively."""
     rows = db["conversations"].rows_where(

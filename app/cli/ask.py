@@ -28,13 +28,12 @@ from duetto.engine.stats import ReplyStats
 from duetto.store.conversations import (
     DEFAULT_USER,
     create_conversation,
-    get_conversation,
     list_conversations,
     named_user,
+    owned_conversation,
 )
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
-from duetto.store.errors import NotFound
 
 
 def _write_to_stdout(text: str) -> None:
@@ -260,9 +259,7 @@ def ask_in_conversation(
     db = open_database()
     owner = named_user(db, user)
     if chat_id is not None:
-        conversation = get_conversation(db, chat_id)
-        if conversation.user_id != owner.id:
-            raise NotFound(f"no conversation {chat_id} of {owner.name}'s; see the chat app's list")
+        conversation = owned_conversation(db, chat_id, owner)
     else:
         recent = list_conversations(db, owner)
         title = " ".join(question.split())[:CONVERSATION_TITLE_LENGTH]

@@ -17,6 +17,7 @@ from duetto.app.bench.bench_docs import bench_docs
 from duetto.app.bench.bench_serve import bench_serve
 from duetto.app.cli.ask import ask
 from duetto.app.cli.chat import chat
+from duetto.app.cli.chats import chats
 from duetto.app.cli.docs import docs
 from duetto.app.cli.models import models
 from duetto.app.cli.plugin import plugin
@@ -66,6 +67,7 @@ main.add_command(bench_docs)
 main.add_command(bench_chat)
 main.add_command(bench_serve)
 main.add_command(chat)
+main.add_command(chats)
 main.add_command(users)
 main.add_command(plugin)
 main.add_command(docs)
