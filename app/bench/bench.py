@@ -16,6 +16,7 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -77,7 +78,8 @@ def run_once(decoder: Decoder, prompt_tokens: list[int], settings: DecodeSetting
     return decoder.reply(prompt_tokens, settings)
 
 
-def first_difference(reference: list[int], candidate: list[int]) -> int | None:
+def first_difference(reference: Sequence, candidate: Sequence) -> int | None:
+    """The first index where ``candidate`` departs from ``reference`` (tokens or text); None: equal."""
     for index, (expected, actual) in enumerate(zip(reference, candidate, strict=False)):
         if expected != actual:
             return index

@@ -20,6 +20,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from duetto.app.bench.host import resident_mebibytes as host_resident_mebibytes
 from duetto.app.cli.console import print_json, stderr_console, stdout_console
 from duetto.app.cli.loading import load_decoder, load_reader, model_paths
 from duetto.app.cli.options import reader_and_target_options
@@ -37,13 +38,9 @@ app's own window is the whole context)."""
 
 def resident_mebibytes() -> float:
     """This process's resident memory now (Linux /proc; elsewhere the peak from getrusage)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    now = host_resident_mebibytes()
+    if now is not None:
+        return now
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from duetto.app.bench.bench import read_prompts
-from duetto.app.bench.host import host_description
+from duetto.app.bench.bench import first_difference, read_prompts
+from duetto.app.bench.host import host_description, resident_mebibytes
 from duetto.app.cli.console import print_json, stderr_console, stdout_console
 
 BENCH_CONTEXT = 4096
@@ -62,14 +62,7 @@ class Server:
         self.host, self.port = address.hostname, address.port
 
     def resident_mebibytes(self) -> float | None:
-        try:
-            with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            return None
-        return None
+        return resident_mebibytes(self.process.pid)
 
     def stop(self) -> None:
         self.process.send_signal(2)
@@ -224,7 +217,7 @@ def measure_prediction(model_arguments: list[str], prompts, max_tokens, repeat) 
             # evaluation round differently, so exact mode may depart at a near-tie with or without a
             # prediction (duetto bench measures how far rounding moves a decision).
             "departures_from_target": {
-                side: [_first_difference(target["text"], run["text"]) for run in runs[side]] for side in runs
+                side: [first_difference(target["text"], run["text"]) for run in runs[side]] for side in runs
             },
         }  # fmt: skip
         rows.append(row)
@@ -244,15 +237,6 @@ def _on_a_fresh_server(model_arguments: list[str], body: dict[str, Any]) -> dict
     if answer.get("error"):
         raise click.ClickException(f"the server failed: {answer['error']}")
     return answer
-
-
-def _first_difference(reference: str, text: str) -> int | None:
-    """The first character where ``text`` departs from ``reference``; None when they are the same."""
-    if reference == text:
-        return None
-    return next(
-        (i for i, (a, b) in enumerate(zip(reference, text, strict=False)) if a != b), min(len(reference), len(text))
-    )
 
 
 def measure_clients(server: Server, prompts, clients: int, rounds: int, max_tokens: int) -> dict[str, Any]:

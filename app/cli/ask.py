@@ -197,7 +197,7 @@ def ask(
             raise click.UsageError("--doc needs a question")
         ask_documents(prompt, document_names, full_context, decoding, requested, as_json, user)
         return
-    use_draft = mode == "fast" or (mode == "exact" and decoding.drafter in ("auto", "model"))
+    use_draft = decoding.uses_draft_model(mode)
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     if mode == "fast" and draft_path is None:
         raise click.UsageError("--mode fast needs a draft model: use a profile with one or --draft-model")
@@ -264,7 +264,7 @@ def ask_in_conversation(
         recent = list_conversations(db, owner)
         title = " ".join(question.split())[:CONVERSATION_TITLE_LENGTH]
         conversation = recent[0] if recent else create_conversation(db, owner, title)
-    use_draft = mode == "fast" or (mode == "exact" and decoding.drafter in ("auto", "model"))
+    use_draft = decoding.uses_draft_model(mode)
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     engine = load_engine(
         target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads, user=user

@@ -33,6 +33,11 @@ class DecodingOptions:
     window_tokens: int | None
     """None: the whole context (a conversation folds only when the context is full)."""
 
+    def uses_draft_model(self, mode: str) -> bool:
+        """Whether ``mode`` with these options may ask the draft model (fast mode, or exact mode
+        with the ``auto`` or ``model`` drafter): otherwise it is not loaded at all."""
+        return mode == "fast" or (mode == "exact" and self.drafter in ("auto", "model"))
+
     def settings(self, mode: Mode, **overrides) -> DecodeSettings:
         """DecodeSettings for ``mode`` (``auto`` drafts with whatever the engine has)."""
         return DecodeSettings(

@@ -74,7 +74,7 @@ def serve(
     except StoreError as error:
         raise click.BadParameter(str(error), param_hint="--user") from None
     listening = _bind(host, port)
-    use_draft = mode == "fast" or (mode == "exact" and decoding.drafter in ("auto", "model"))
+    use_draft = decoding.uses_draft_model(mode)
     target_name, _ = chosen_model_names(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     if mode == "fast" and draft_path is None:

@@ -72,7 +72,6 @@ def create_app(config: ServerConfig, engines: Engines) -> Starlette:
         exception_handlers={HTTPException: _http_error, ApiError: _api_error, Exception: _internal_error},
     )
     app.state.worker = worker
-    app.state.engines = engines
     app.state.stop_generations = server.stop_generations
     return app
 
