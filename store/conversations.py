@@ -31,6 +31,10 @@ class Conversation:
     title: str
     created_at: str
     updated_at: str
+    system_prompt: str | None = None
+    """This conversation's own system prompt; None: the profile's default."""
+    settings: dict[str, Any] | None = None
+    """This conversation's own decoding settings (by the chat settings' names); None: the profile's."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,13 @@ def named_user(db: sqlite_utils.Database, name: str) -> User:
     return ensure_user(db, DEFAULT_USER) if name == DEFAULT_USER else get_user(db, validate_user_name(name))
 
 
+def user_by_id(db: sqlite_utils.Database, user_id: int) -> User:
+    rows = list(db["users"].rows_where("id = ?", [user_id]))
+    if not rows:
+        raise NotFound(f"no user {user_id}")
+    return User(id=rows[0]["id"], name=rows[0]["name"])
+
+
 def list_users(db: sqlite_utils.Database) -> list[User]:
     return [User(id=row["id"], name=row["name"]) for row in db["users"].rows_where(order_by="name")]
 
@@ -99,6 +110,8 @@ def _conversation(row: dict[str, Any]) -> Conversation:
         title=row["title"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        system_prompt=row.get("system_prompt"),
+        settings=json.loads(row["settings"]) if row.get("settings") else None,
     )
 
 
@@ -149,6 +162,24 @@ def rename_conversation(db: sqlite_utils.Database, conversation_id: int, title: 
     return get_conversation(db, conversation_id)
 
 
+def set_system_prompt(db: sqlite_utils.Database, conversation_id: int, prompt: str | None) -> Conversation:
+    """Give the conversation its own system prompt (None or blank: back to the profile's)."""
+    get_conversation(db, conversation_id)
+    with db.conn:
+        db["conversations"].update(conversation_id, {"system_prompt": prompt if prompt and prompt.strip() else None})
+    return get_conversation(db, conversation_id)
+
+
+def set_conversation_settings(
+    db: sqlite_utils.Database, conversation_id: int, settings: dict[str, Any] | None
+) -> Conversation:
+    """Keep the conversation's own settings (None: the profile's from now on)."""
+    get_conversation(db, conversation_id)
+    with db.conn:
+        db["conversations"].update(conversation_id, {"settings": json.dumps(settings) if settings else None})
+    return get_conversation(db, conversation_id)
+
+
 def delete_conversation(db: sqlite_utils.Database, conversation_id: int) -> None:
     get_conversation(db, conversation_id)
     with db.conn:
@@ -182,18 +213,135 @@ def add_message(
                    created_at=created)  # fmt: skip
 
 
+def _message(row: dict[str, Any]) -> Message:
+    return Message(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        role=row["role"],
+        content=row["content"],
+        stats=json.loads(row["stats"]) if row["stats"] else None,
+        created_at=row["created_at"],
+    )
+
+
 def list_messages(db: sqlite_utils.Database, conversation_id: int) -> list[Message]:
-    return [
-        Message(
-            id=row["id"],
-            conversation_id=row["conversation_id"],
-            role=row["role"],
-            content=row["content"],
-            stats=json.loads(row["stats"]) if row["stats"] else None,
-            created_at=row["created_at"],
+    return [_message(row) for row in db["messages"].rows_where("conversation_id = ?", [conversation_id], order_by="id")]
+
+
+def get_message(db: sqlite_utils.Database, message_id: int) -> Message:
+    rows = list(db["messages"].rows_where("id = ?", [message_id]))
+    if not rows:
+        raise NotFound(f"no message {message_id}")
+    return _message(rows[0])
+
+
+def delete_messages_from(db: sqlite_utils.Database, conversation_id: int, message_id: int) -> int:
+    """Delete message ``message_id`` and every later one of the conversation (a turn edited or
+    written again replaces what followed it), and the memory of folded turns if it reached
+    them; returns how many messages went."""
+    with db.conn:
+        deleted = db.execute(
+            "DELETE FROM messages WHERE conversation_id = ? AND id >= ?", [conversation_id, message_id]
+        ).rowcount
+        db.execute(
+            "DELETE FROM conversation_memory WHERE conversation_id = ? AND through_message_id >= ?",
+            [conversation_id, message_id],
         )
-        for row in db["messages"].rows_where("conversation_id = ?", [conversation_id], order_by="id")
-    ]
+    return deleted
+
+
+def replace_message(db: sqlite_utils.Database, message_id: int, content: str, stats: dict[str, Any] | None) -> Message:
+    """A message's new text and stats (a reply continued where it stopped)."""
+    with db.conn:
+        db["messages"].update(
+            message_id, {"content": content, "stats": json.dumps(stats) if stats is not None else None}
+        )
+    return get_message(db, message_id)
+
+
+@dataclass(frozen=True)
+class MessageHit:
+    """A message that matched a search, with its conversation and the matching words marked."""
+
+    conversation: Conversation
+    message_id: int
+    role: Role
+    snippet: str
+    """The text around the match; matched words between ``SNIPPET_MARKS``."""
+
+    def marked(self, opening: str, closing: str) -> str:
+        """The snippet with its matched words between ``opening`` and ``closing``."""
+        return self.snippet.replace(SNIPPET_MARKS[0], opening).replace(SNIPPET_MARKS[1], closing)
+
+
+SNIPPET_MARKS = ("\x02", "\x03")
+"""Control characters, which no message holds, around matched words (any visible mark could be in the text)."""
+
+
+def fts_query(text: str) -> str:
+    """The user's words as an FTS5 query that finds messages holding all of them (each word
+    quoted, so that ``-``, ``:``, ``*`` or ``OR`` in what they typed are words, not operators;
+    the last one matches as a prefix, for search as you type)."""
+    words = [word.replace('"', '""') for word in text.split()]
+    if not words:
+        return ""
+    return " ".join(f'"{word}"' for word in words[:-1]) + (" " if len(words) > 1 else "") + f'"{words[-1]}"*'
+
+
+def search_messages(db: sqlite_utils.Database, user: User, text: str, limit: int = 50) -> list[MessageHit]:
+    """``user``'s messages that hold every word of ``text``, best match first."""
+    query = fts_query(text)
+    if not query:
+        return []
+    opening, closing = SNIPPET_MARKS
+    rows = db.execute(
+        "SELECT m.id, m.role, snippet(messages_fts, 0, ?, ?, '…', 12), c.id FROM messages_fts"
+        " JOIN messages m ON m.id = messages_fts.rowid JOIN conversations c ON c.id = m.conversation_id"
+        " WHERE messages_fts MATCH ? AND c.user_id = ? ORDER BY bm25(messages_fts) LIMIT ?",
+        [opening, closing, query, user.id, limit],
+    ).fetchall()
+    conversations = {row[3]: get_conversation(db, row[3]) for row in rows}
+    return [MessageHit(conversations[row[3]], row[0], row[1], " ".join(row[2].split())) for row in rows]
+
+
+def matching_conversations(db: sqlite_utils.Database, user: User, text: str) -> list[Conversation]:
+    """``user``'s conversations whose title or any message holds ``text``'s words, most recent first."""
+    by_title = {conversation.id: conversation for conversation in list_conversations(db, user, text)}
+    by_message = {hit.conversation.id: hit.conversation for hit in search_messages(db, user, text, limit=500)}
+    found = {**by_message, **by_title}
+    return sorted(found.values(), key=lambda conversation: (conversation.updated_at, conversation.id), reverse=True)
+
+
+def import_conversation(
+    db: sqlite_utils.Database,
+    user: User,
+    title: str,
+    messages: list[dict[str, Any]],
+    *,
+    system_prompt: str | None = None,
+    created_at: str | None = None,
+) -> Conversation:
+    """A whole conversation in one transaction (``duetto chats import``): its messages with their
+    roles, text, stats and times, or nothing at all."""
+    now = clock.now()
+    with db.conn:
+        conversation_id = db["conversations"].insert(
+            {
+                "user_id": user.id, "title": title.strip() or "New chat", "created_at": created_at or now,
+                "updated_at": now, "system_prompt": system_prompt or None,
+            }
+        ).last_pk  # fmt: skip
+        db["messages"].insert_all(
+            {
+                "conversation_id": conversation_id,
+                "role": message["role"],
+                "content": message["content"],
+                "stats": json.dumps(message["stats"]) if message.get("stats") is not None else None,
+                "created_at": message.get("created_at") or now,
+            }
+            for message in messages
+        )
+    return get_conversation(db, conversation_id)
 
 
 def messages_written_by(db: sqlite_utils.Database, user: User) -> list[str]:

@@ -194,6 +194,39 @@ def m006_document_owners(db: sqlite_utils.Database) -> None:
         db.execute("UPDATE documents SET user_id = (SELECT id FROM users WHERE name = ?)", [DEFAULT_USER])
 
 
+@migration
+def m007_chat_prompts_and_search(db: sqlite_utils.Database) -> None:
+    """A conversation's own system prompt and settings (NULL: the profile's), saved system
+    prompts per user (personas), and a full-text index of every message, kept in step with
+    ``messages`` by triggers as ``chunks_fts`` is with chunks (m003)."""
+    _execute_statements(
+        db,
+        """
+        ALTER TABLE conversations ADD COLUMN system_prompt TEXT;
+        ALTER TABLE conversations ADD COLUMN settings TEXT;
+        CREATE TABLE personas (
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (user_id, name)
+        );
+        CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='id');
+        INSERT INTO messages_fts(rowid, content) SELECT id, content FROM messages;
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END
+        """,
+    )
+
+
 def _execute_statements(db: sqlite_utils.Database, script: str) -> None:
     """Run DDL one statement at a time: executescript would commit mid-migration.
 

@@ -11,13 +11,13 @@ from duetto.app.cli.console import print_json, stderr_console
 from duetto.app.cli.loading import load_decoder, load_engine, load_reader, model_paths
 from duetto.app.cli.options import DecodingOptions, decoding_options, mode_option, reply_options
 from duetto.app.core.chat import (
-    CONVERSATION_TITLE_LENGTH,
     NO_LISTENERS,
     SYSTEM_PROMPT,
     ChatSession,
     Listeners,
     StoredChat,
     complete,
+    conversation_title,
     runnable_settings,
 )
 from duetto.app.core.questions import answer_from_documents
@@ -262,7 +262,7 @@ def ask_in_conversation(
         conversation = owned_conversation(db, chat_id, owner)
     else:
         recent = list_conversations(db, owner)
-        title = " ".join(question.split())[:CONVERSATION_TITLE_LENGTH]
+        title = conversation_title(question)
         conversation = recent[0] if recent else create_conversation(db, owner, title)
     use_draft = decoding.uses_draft_model(mode)
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)

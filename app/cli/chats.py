@@ -1,4 +1,4 @@
-"""``duetto chats``: a user's conversations from the shell: list, show, export and remove them."""
+"""``duetto chats``: a user's conversations from the shell: list, search, show, export, import, remove."""
 
 from __future__ import annotations
 
@@ -6,27 +6,30 @@ import json
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from duetto.app.cli.console import print_json, stderr_console, stdout_console
+from duetto.app.core.chat_export import conversation_json, conversation_markdown, import_json, write_whole
 from duetto.store.conversations import (
     DEFAULT_USER,
+    SNIPPET_MARKS,
     Conversation,
     delete_conversation,
     list_conversations,
     list_messages,
     named_user,
     owned_conversation,
+    search_messages,
 )
 from duetto.store.database import open_database
 
 USER_OPTION = click.option("--user", default=DEFAULT_USER, show_default=True, help="Whose conversations.")
-SPEAKERS = {"user": "You", "assistant": "duetto", "system": "System"}
 
 
 @click.group()
 def chats() -> None:
-    """Your conversations (the chat app's and `duetto ask -c`'s): list, show, export, remove."""
+    """Your conversations (the chat app's and `duetto ask -c`'s): list, search, show, export, import, remove."""
 
 
 @chats.command("list")
@@ -61,9 +64,9 @@ def show(chat_id: int, user: str, as_json: bool) -> None:
     db = open_database()
     conversation = owned_conversation(db, chat_id, named_user(db, user))
     if as_json:
-        print_json(_as_json(db, conversation, user))
+        print_json(conversation_json(db, conversation, user))
     else:
-        click.echo(_as_markdown(db, conversation), nl=False)
+        click.echo(conversation_markdown(db, conversation), nl=False)
 
 
 @chats.command("export")
@@ -77,20 +80,52 @@ def export(chat_id: int, user: str, form: str, output: Path | None) -> None:
     db = open_database()
     conversation = owned_conversation(db, chat_id, named_user(db, user))
     if form == "json":
-        text = json.dumps(_as_json(db, conversation, user), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(conversation_json(db, conversation, user), indent=2, ensure_ascii=False) + "\n"
     else:
-        text = _as_markdown(db, conversation)
+        text = conversation_markdown(db, conversation)
     if output is None:
         click.echo(text, nl=False)
         return
-    temporary = output.with_name(f".{output.name}.partial")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(output)  # never a half-written export under the final name
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise click.ClickException(f"cannot write {output}: {error.strerror}") from None
+    write_whole(output, text)
     stderr_console.print(f"exported conversation {chat_id} to {output}")
+
+
+@chats.command("search")
+@click.argument("words", nargs=-1, required=True)
+@USER_OPTION
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="At most this many hits.")
+@click.option("--json", "as_json", is_flag=True, help='Print [{"chat","title","message","role","snippet"}].')
+def search(words: tuple[str, ...], user: str, limit: int, as_json: bool) -> None:
+    """Find messages holding every one of WORDS (full-text, the last word as a prefix), best first."""
+    db = open_database()
+    hits = search_messages(db, named_user(db, user), " ".join(words), limit)
+    if as_json:
+        print_json([{"chat": hit.conversation.id, "title": hit.conversation.title, "message": hit.message_id,
+                     "role": hit.role, "snippet": hit.marked("«", "»")} for hit in hits])  # fmt: skip
+        return
+    if not hits:
+        stderr_console.print(f"no message holds {' '.join(words)!r}")
+        raise SystemExit(1)
+    for hit in hits:
+        snippet = escape(hit.snippet).replace(SNIPPET_MARKS[0], "[bold]").replace(SNIPPET_MARKS[1], "[/bold]")
+        stdout_console.print(f"[cyan]{hit.conversation.id}[/cyan] {escape(hit.conversation.title)} "
+                             f"[dim]({hit.role})[/dim]: {snippet}")  # fmt: skip
+    stderr_console.print("open one: duetto chats show ID, or duetto ask --chat ID 'a follow-up'")
+
+
+@chats.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@USER_OPTION
+@click.option("--json", "as_json", is_flag=True, help='Print {"id","title","messages"}.')
+def import_command(path: Path, user: str, as_json: bool) -> None:
+    """Restore a conversation from PATH, a `chats export --format json` file, as a new conversation."""
+    db = open_database()
+    conversation = import_json(db, named_user(db, user), path)
+    count = len(list_messages(db, conversation.id))
+    if as_json:
+        print_json({"id": conversation.id, "title": conversation.title, "messages": count})
+        return
+    stderr_console.print(f"imported {path} as conversation {conversation.id} ({count} messages)")
 
 
 @chats.command("rm")
@@ -107,18 +142,3 @@ def remove(chat_id: int, user: str) -> None:
 def _summary(conversation: Conversation) -> dict:
     return {"id": conversation.id, "title": conversation.title, "created_at": conversation.created_at,
             "updated_at": conversation.updated_at}  # fmt: skip
-
-
-def _as_json(db, conversation: Conversation, user: str) -> dict:
-    messages = [
-        {"role": message.role, "content": message.content, "stats": message.stats, "created_at": message.created_at}
-        for message in list_messages(db, conversation.id)
-    ]
-    return {**_summary(conversation), "user": user, "messages": messages}
-
-
-def _as_markdown(db, conversation: Conversation) -> str:
-    parts = [f"# {conversation.title}\n"]
-    for message in list_messages(db, conversation.id):
-        parts.append(f"**{SPEAKERS.get(message.role, message.role)}:**\n\n{message.content.rstrip()}\n")
-    return "\n".join(parts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,12 +18,15 @@ from duetto.app.cli.loading import load_reader, model_paths
 from duetto.app.core.documents import InvalidDocument, decode_document, ingest_document
 from duetto.app.core.models import open_target
 from duetto.app.core.questions import prepare_documents
+from duetto.app.core.wording import plural, shorten
 from duetto.store import documents as document_store
 from duetto.store.conversations import DEFAULT_USER, User, named_user
 from duetto.store.database import open_database
 from duetto.store.errors import NotFound
 
 PREVIEW_CHARACTERS = 200
+PROGRESS_LINE_SECONDS = 5.0
+"""Without a terminal, progress is a line this often (and at the end)."""
 PREPARE_CONTEXT_LENGTH = 2048
 """Room for the answer prompt's prefix and one chunk: all preparing ever holds."""
 
@@ -82,7 +86,8 @@ def add_document(
             raise click.BadParameter(f"no such file: {path}", param_hint="PATH")
         data = file.read_bytes()
         label, source = str(file), str(file.resolve())
-        name = name or file.stem
+        if name is None:
+            name = file.stem
     text = decode_document(data, label)
     db = open_database()
     owner = named_user(db, user)
@@ -107,10 +112,11 @@ def add_document(
     with _progress_bar("reading", name, "chunks", quiet=as_json) as show:
         result = ingest_document(db, reader, model_id, name, text, source=source, on_progress=show, owner=owner)
     reader.session.close()
-    resumed = f", {result.resumed_chunks} chunks kept from an earlier run" if result.resumed_chunks else ""
+    resumed = f", {plural(result.resumed_chunks, 'chunk')} kept from an earlier run" if result.resumed_chunks else ""
     if not as_json:
         stderr_console.print(
-            f"{result.name}: {result.tokens} tokens in {result.chunks} chunks, memory {result.memory_tokens} tokens "
+            f"{result.name}: {plural(result.tokens, 'token')} in {plural(result.chunks, 'chunk')}, "
+            f"memory {plural(result.memory_tokens, 'token')} "
             f"compressed, {result.seconds:.1f} s{resumed}"
         )
     report = result.as_json()
@@ -164,7 +170,21 @@ def prepare_command(
 
 @contextmanager
 def _progress_bar(verb: str, what: str, unit: str, *, quiet: bool) -> Iterator[Callable[[int, int], None]]:
-    """A transient bar on stderr; yields the on_progress(done, total) callback to feed it."""
+    """A transient bar on stderr; yields the on_progress(done, total) callback to feed it. Without
+    a terminal (a pipe, a log), a line every ``PROGRESS_LINE_SECONDS`` instead: a bar there is
+    only blank lines."""
+    if not stderr_console.is_terminal:
+        last_line = 0.0
+
+        def line(done: int, total: int) -> None:
+            nonlocal last_line
+            now = time.monotonic()
+            if not quiet and (now - last_line >= PROGRESS_LINE_SECONDS or done == total):
+                last_line = now
+                stderr_console.print(f"{verb} {what}: {done}/{plural(total, unit.removesuffix('s'))}")
+
+        yield line
+        return
     with Progress(
         TextColumn(f"[bold]{verb} {{task.description}}"),
         BarColumn(),
@@ -174,7 +194,6 @@ def _progress_bar(verb: str, what: str, unit: str, *, quiet: bool) -> Iterator[C
         TimeRemainingColumn(),
         console=stderr_console,
         transient=True,
-        disable=quiet and not stderr_console.is_terminal,
     ) as progress:
         task = progress.add_task(what, total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
@@ -207,7 +226,8 @@ def _prepare(
         session.close()
     if not quiet:
         stderr_console.print(
-            f"prepared {result.prepared_chunks} of {result.chunks} chunks ({result.evaluated_tokens} tokens read) in "
+            f"prepared {result.prepared_chunks} of {plural(result.chunks, 'chunk')} "
+            f"({plural(result.evaluated_tokens, 'token')} read) in "
             f"{result.seconds:.1f} s; saved model state {human_bytes(result.state_bytes)}"
         )
     return result.as_json()
@@ -289,8 +309,9 @@ def show_document(name: str, position: int | None, user: str, as_json: bool) -> 
         )
         return
     stderr_console.print(
-        f"[bold]{document.name}[/bold]: {document.tokens} tokens, {document.chunk_count} chunks, memory "
-        f"{document.memory_tokens} tokens, saved model state {human_bytes(state_bytes)}"
+        f"[bold]{document.name}[/bold]: {plural(document.tokens, 'token')}, "
+        f"{plural(document.chunk_count, 'chunk')}, memory "
+        f"{plural(document.memory_tokens, 'token')}, saved model state {human_bytes(state_bytes)}"
     )
     for chunk in chunks:
         if position is not None:
@@ -299,7 +320,7 @@ def show_document(name: str, position: int | None, user: str, as_json: bool) -> 
             stdout_console.print(f"\n[bold]compressed[/bold] ({chunk.compressed_tokens} tokens)", highlight=False)
             stdout_console.print(chunk.compressed_text, markup=False, highlight=False)
         else:
-            preview = " ".join(chunk.text.split())[:PREVIEW_CHARACTERS]
+            preview = shorten(chunk.text, PREVIEW_CHARACTERS)
             stdout_console.print(f"[bold]#{chunk.position}[/bold] {preview}", highlight=False)
 
 

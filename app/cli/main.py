@@ -1,7 +1,8 @@
 """The ``duetto`` command: a click group whose subcommands live in their own modules.
 
 Errors a user can act on (EngineError, StoreError) become one line on stderr and
-exit status 1; click's own usage errors exit with 2. Tracebacks are for bugs only.
+exit status 1; usage errors become one line too (click's own are three), with status 2.
+Tracebacks are for bugs only.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class DuettoGroup(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except click.UsageError as error:
+            command = error.ctx.command_path if error.ctx is not None else "duetto"
+            click.echo(f"{command}: error: {error.format_message()} (see: {command} --help)", err=True)
+            sys.exit(error.exit_code)
         except (EngineError, StoreError) as error:
             click.echo(f"duetto: error: {error}", err=True)
             sys.exit(EXIT_ERROR)

@@ -48,6 +48,7 @@ def list_models(as_json: bool) -> None:
             }
         )
         return
+    stderr_console.print(f"data (database, users, documents): {locations.home_dir()}")
     table = Table(title=f"models in {locations.models_dir()}", title_justify="left")
     for column in ("name", "roles", "size", "status", "license"):
         table.add_column(column)

@@ -17,6 +17,7 @@ from typing import Any
 
 from duetto.app.core.models import Engine
 from duetto.app.core.questions import Citation, answer_from_documents
+from duetto.app.core.wording import shorten
 from duetto.engine.conversation_window import ConversationWindow, FoldReport, reply_budget, window_sizes
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.model_session import ChatMessage, ContextFull
@@ -24,12 +25,45 @@ from duetto.engine.prompting import fit_conversation
 from duetto.engine.reply_stream import Reply, TextPiece, Written
 from duetto.engine.stats import ReplyStats
 from duetto.store.conversation_memory import ConversationMemory, attached_documents, load_memory, save_memory
-from duetto.store.conversations import add_message, list_messages
+from duetto.store.conversations import (
+    Conversation,
+    Message,
+    add_message,
+    delete_messages_from,
+    get_conversation,
+    get_message,
+    list_messages,
+    replace_message,
+    user_by_id,
+)
 from duetto.store.database import open_database
+from duetto.store.errors import StoreError
+from duetto.store.settings import get_setting
 
 SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline on the user's computer."
 CONVERSATION_TITLE_LENGTH = 40
-"""A new conversation is titled with the first characters of its first message."""
+"""A new conversation is titled with the first words of its first message, up to this many characters."""
+
+
+def conversation_title(first_message: str) -> str:
+    """A new conversation's title: its first message's first words (cut between words)."""
+    return shorten(first_message, CONVERSATION_TITLE_LENGTH) or "New chat"
+
+
+SYSTEM_PROMPT_SETTING = "system_prompt"
+"""The user setting that holds a profile's default system prompt (none saved: duetto's own)."""
+
+
+class TurnRefused(StoreError):
+    """A turn cannot be redone, edited or continued as asked; the message says why and what to do."""
+
+
+def system_prompt_for(db, conversation: Conversation) -> str:
+    """The system prompt a conversation is answered with: its own, else its user's default, else duetto's."""
+    if conversation.system_prompt:
+        return conversation.system_prompt
+    return get_setting(db, user_by_id(db, conversation.user_id), SYSTEM_PROMPT_SETTING) or SYSTEM_PROMPT
+
 
 Progress = Callable[[str], None]
 """Told what a reply is doing before its first token ("reading the prompt 2,048/9,000 tokens…")."""
@@ -231,6 +265,35 @@ class ChatSession:
             fold_after = self.window.last_fold
         return Turn(reply.text, reply.stats, reply.pieces, fold_before=fold_before, fold_after=fold_after)
 
+    def continue_last(
+        self,
+        settings: DecodeSettings,
+        listeners: Listeners = NO_LISTENERS,
+    ) -> Turn:
+        """Go on with the last turn, the assistant's (a reply stopped or cut at the token limit):
+        the prompt is the turns before it, the template's opening of the assistant's turn and its
+        text so far, so the model writes on from its last word. The turn's text grows by what is
+        written; the Turn holds only the new text."""
+        if not self.turns or self.turns[-1]["role"] != "assistant":
+            raise TurnRefused("there is no reply to continue: the last message is not the assistant's")
+        decoder = self.engine.decoder
+        budget = reply_budget(settings.max_tokens, decoder.target.context_length)
+        so_far = self.turns[-1]["content"]
+        prompt_tokens = self.window.prompt_tokens(self.turns[:-1], budget) + decoder.target.tokenize(so_far)
+        if len(prompt_tokens) + 1 >= decoder.target.context_length:
+            raise ContextFull("the reply already fills the context window; start a new chat to go on")
+        reply = Reply()
+        for item in decoder.generate(prompt_tokens, settings, listeners.should_cancel):
+            if isinstance(item, ReplyStats):
+                reply.stats = item
+            else:
+                reply.add(item)
+                if listeners.on_written is not None:
+                    listeners.on_written(item)
+        assert reply.stats is not None
+        self.turns[-1] = {"role": "assistant", "content": so_far + reply.text}
+        return Turn(reply.text, reply.stats, reply.pieces)
+
     def memory(self, through_message_id: int) -> ConversationMemory | None:
         """The memory of folded turns, for storing beside the conversation (None: nothing folded)."""
         if not self.window.folded_messages:
@@ -243,7 +306,8 @@ class StoredChat:
 
     Every call opens its own connection (a connection belongs to the thread that opened it, and
     the chat app calls this from worker threads); the messages are read afresh each turn, so a
-    message another window added is part of the next prompt.
+    message another window added is part of the next prompt. Its system prompt is the
+    conversation's, else the profile's default (``system_prompt_for``), unless one is given.
     """
 
     def __init__(
@@ -253,19 +317,27 @@ class StoredChat:
         *,
         database_path: Path | None = None,
         window_tokens: int | None = None,
-        system_prompt: str = SYSTEM_PROMPT,
+        system_prompt: str | None = None,
     ) -> None:
         self.engine = engine
         self.conversation_id = conversation_id
         self.database_path = database_path
-        db = open_database(database_path)
-        message_ids = [message.id for message in list_messages(db, conversation_id)]
-        memory = load_memory(db, conversation_id)
+        self.window_tokens = window_tokens
+        self.given_system_prompt = system_prompt
+        self._load(open_database(database_path))
+
+    def _load(self, db) -> None:
+        """The session over the stored conversation: its system prompt, and the memory of its
+        folded turns while that still covers messages that exist (an edit may have cut them)."""
+        conversation = get_conversation(db, self.conversation_id)
+        message_ids = [message.id for message in list_messages(db, self.conversation_id)]
+        memory = load_memory(db, self.conversation_id)
         folded = 0
         if memory is not None and memory.through_message_id in message_ids:
             folded = message_ids.index(memory.through_message_id) + 1
+        self.system_prompt = self.given_system_prompt or system_prompt_for(db, conversation)
         self.session = ChatSession(
-            engine, window_tokens=window_tokens, system_prompt=system_prompt,
+            self.engine, window_tokens=self.window_tokens, system_prompt=self.system_prompt,
             memory_texts=list(memory.texts) if folded else [], folded_messages=folded,
         )  # fmt: skip
 
@@ -279,6 +351,64 @@ class StoredChat:
         the reply with its stats, and the conversation's memory when turns were folded."""
         db = open_database(self.database_path)
         add_message(db, self.conversation_id, "user", text)
+        return self._answer(db, text, settings, listeners)
+
+    def regenerate(self, settings: DecodeSettings, listeners: Listeners = NO_LISTENERS) -> Turn:
+        """Write the last reply again: the stored one is replaced (a question left without a
+        reply, its reply stopped before a word, is answered)."""
+        db = open_database(self.database_path)
+        messages = list_messages(db, self.conversation_id)
+        questions = [message for message in messages if message.role == "user"]
+        if not questions:
+            raise TurnRefused("there is no reply to write again: this chat has no question yet")
+        question = questions[-1]
+        if messages[-1].id != question.id:
+            delete_messages_from(db, self.conversation_id, messages[messages.index(question) + 1].id)
+            self._load(db)
+        return self._answer(db, question.content, settings, listeners)
+
+    def edit(self, message_id: int, text: str, settings: DecodeSettings, listeners: Listeners = NO_LISTENERS) -> Turn:
+        """Replace the user's message ``message_id`` with ``text`` and answer it: every later
+        message goes. The prompt up to the edited message is unchanged, so the engine rereads
+        only from there (the decoder keeps the KV cache's common prefix)."""
+        db = open_database(self.database_path)
+        message = self._own_message(db, message_id)
+        if message.role != "user":
+            raise TurnRefused("only your own messages can be edited; regenerate a reply instead")
+        if not text.strip():
+            raise TurnRefused("the edited message is empty")
+        delete_messages_from(db, self.conversation_id, message_id)
+        self._load(db)
+        return self.ask(text, settings, listeners)
+
+    def continue_reply(self, settings: DecodeSettings, listeners: Listeners = NO_LISTENERS) -> Turn:
+        """Go on with the last reply where it stopped; the stored reply grows by what is written
+        (its stats become the continuation's, marked ``continued``)."""
+        db = open_database(self.database_path)
+        messages = list_messages(db, self.conversation_id)
+        if not messages or messages[-1].role != "assistant":
+            raise TurnRefused("there is no reply to continue: ask something first")
+        if attached_documents(db, self.conversation_id):
+            raise TurnRefused("a document answer cannot be continued; ask a follow-up question instead")
+        last = messages[-1]
+        self.session.turns = [{"role": message.role, "content": message.content} for message in messages]
+        turn = self.session.continue_last(
+            runnable_settings(settings, has_draft_model=self.engine.has_draft_model)[0], listeners
+        )
+        stats = {**turn.stats.as_dict(), "continued": True}
+        replace_message(db, last.id, last.content + turn.text, stats)
+        turn.message_id = last.id
+        turn.stored_stats = stats
+        return turn
+
+    def _own_message(self, db, message_id: int) -> Message:
+        message = get_message(db, message_id)
+        if message.conversation_id != self.conversation_id:
+            raise TurnRefused(f"message {message_id} is not in this conversation")
+        return message
+
+    def _answer(self, db, text: str, settings: DecodeSettings, listeners: Listeners) -> Turn:
+        """Reply to the stored conversation, whose last message is the user's ``text``."""
         messages = list_messages(db, self.conversation_id)
         message_ids = [message.id for message in messages]
         self.session.turns = [{"role": message.role, "content": message.content} for message in messages]

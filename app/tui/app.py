@@ -1,39 +1,64 @@
 """The duetto chat app: conversations on the left, the chat in the middle, stats at the bottom.
 
-A thin front-end over the core (app/core): a chat turn is ``StoredChat.ask``, run in a thread
-worker that posts what it reports back as messages, so a key press is handled at once even while
-a reply is being written. The UI thread has its own database connection for what it shows;
-documents are the DocumentDesk's (app/tui/document_desk.py).
+A thin front-end over the core (app/core): a chat turn is ``StoredChat.ask`` (or ``regenerate``,
+``edit``, ``continue_reply``), run in a thread worker that posts what it reports back as
+messages, so a key press is handled at once even while a reply is being written. The UI thread
+has its own database connection for what it shows; documents are the DocumentDesk's
+(app/tui/document_desk.py); the keys, the help and the palette come from app/tui/keys.py.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from pathlib import Path
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.highlight import highlight
 from textual.worker import get_current_worker
 
-from duetto.app.core.chat import CONVERSATION_TITLE_LENGTH, Listeners, StoredChat, runnable_settings
+from duetto.app.core.chat import (
+    SYSTEM_PROMPT,
+    SYSTEM_PROMPT_SETTING,
+    Listeners,
+    StoredChat,
+    Turn,
+    conversation_title,
+    runnable_settings,
+    system_prompt_for,
+)
+from duetto.app.core.chat_export import conversation_markdown, write_whole
 from duetto.app.core.models import Engine
 from duetto.app.core.settings import ChatSettings, load_chat_settings, save_chat_settings
-from duetto.app.tui.chat_view import ChatView
+from duetto.app.tui.chat_view import ChatView, CopyRequested, EditRequested, UserMessage
+from duetto.app.tui.clipboard import copy_with_program
 from duetto.app.tui.config import ChatConfig
 from duetto.app.tui.dialogs import ConfirmScreen, HelpScreen, RenameScreen
 from duetto.app.tui.document_desk import PASTE_DOCUMENT_CHARACTERS, DocumentDesk
 from duetto.app.tui.draft_sources import DraftLegend, Spans
 from duetto.app.tui.fetch_screen import FetchScreen
+from duetto.app.tui.keys import (
+    APP_KEYS,
+    PASTE_NOTE,
+    KeysFileError,
+    app_bindings,
+    clashes,
+    help_rows,
+    key_label,
+    keys_file,
+    load_keymap,
+)
 from duetto.app.tui.messages import EngineFailed, EngineReady, ReplyDelta, ReplyFinished, ReplyProgress
 from duetto.app.tui.profile_screen import ProfileScreen
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.settings_screen import SettingsScreen
 from duetto.app.tui.sidebar import Sidebar
 from duetto.app.tui.status_bar import StatusBar
+from duetto.app.tui.system_prompt_screen import SystemPromptChoice, SystemPromptScreen
+from duetto.engine.code_blocks import fenced_code
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.reply_stream import Written
@@ -47,10 +72,20 @@ from duetto.store.conversations import (
     list_conversations,
     list_messages,
     list_users,
+    matching_conversations,
+    messages_written_by,
     rename_conversation,
+    set_system_prompt,
 )
 from duetto.store.database import open_database
 from duetto.store.errors import StoreError
+from duetto.store.personas import list_personas, save_persona
+from duetto.store.settings import get_setting, set_setting
+
+PROMPT_HISTORY_LENGTH = 500
+"""Earlier prompts Up can bring back."""
+TurnRun = Callable[[StoredChat, DecodeSettings, Listeners], Turn]
+"""What a turn does with the stored chat: ask, regenerate, edit or continue."""
 
 
 class DuettoApp(App[None]):
@@ -59,44 +94,7 @@ class DuettoApp(App[None]):
     #main { height: 1fr; }
     #chat-column { width: 1fr; }
     """
-    BINDINGS = [
-        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
-        Binding("f1", "help", "Help", id="help"),
-        Binding("escape", "cancel_reply", "Stop reply", id="cancel_reply"),
-        Binding("ctrl+n", "new_chat", "New chat", id="new_chat"),
-        Binding("f2", "rename_chat", "Rename chat", id="rename_chat"),
-        Binding("f8", "delete_chat", "Delete chat", id="delete_chat"),
-        # priority: the prompt box (a TextArea) binds Ctrl+Y to redo, which hid this key while it had focus.
-        Binding("ctrl+y", "copy_reply", "Copy reply", id="copy_reply", priority=True),
-        Binding("ctrl+b", "toggle_sidebar", "Chats", id="toggle_sidebar"),
-        Binding("ctrl+t", "cycle_mode", "Mode", id="cycle_mode"),
-        Binding("f3", "settings", "Settings", id="settings"),
-        Binding("f4", "switch_profile", "Profile", id="switch_profile"),
-        Binding("f5", "toggle_draft_sources", "Draft colours", id="toggle_draft_sources"),
-        # priority: the prompt box (a TextArea) binds F6 and F7 to select line / select all.
-        Binding("f6", "documents", "Documents", id="documents", priority=True),
-        Binding("f7", "sources", "Sources", id="sources", priority=True),
-    ]
-    KEY_HELP = [
-        "Enter            send the prompt",
-        "Ctrl+J           new line in the prompt (also Shift+Enter or Alt+Enter where the terminal sends them)",
-        "Esc              stop the reply being written (the partial reply is kept)",
-        "Ctrl+N           new chat",
-        "F2               rename this chat",
-        "F8               delete this chat",
-        "Ctrl+Y           copy the last reply to the clipboard",
-        "Ctrl+B           show or hide the chat list",
-        "Ctrl+T           switch mode: exact → fast → target",
-        "F3               settings: mode, temperature, drafter, …",
-        "F4               switch profile (user), or add one",
-        "F5               colour the draft's text (model, lookup)",
-        "F6               documents: attach to this chat, read a file in",
-        "F7               open a chunk the last document answer cited",
-        "                 (a paste longer than 6,000 characters is offered to be kept as a document)",
-        "Ctrl+P           command palette",
-        "F1               this help",
-        "Ctrl+Q           quit",
-    ]
+    BINDINGS = app_bindings()
 
     def __init__(self, config: ChatConfig) -> None:
         super().__init__()
@@ -114,6 +112,12 @@ class DuettoApp(App[None]):
         self.user = None
         self.conversation: Conversation | None = None
         self.generating = False
+        self.keymap: dict[str, str] = {}
+        """The user's keys.yaml, over the defaults (app/tui/keys.py)."""
+        self.editing: UserMessage | None = None
+        """The user's message being edited in the prompt box: Enter resends it, later turns go."""
+        self.next_system_prompt: str | None = None
+        """A system prompt chosen before the chat's first message: the new conversation gets it."""
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -126,6 +130,7 @@ class DuettoApp(App[None]):
         yield DocumentDesk()
 
     async def on_mount(self) -> None:
+        self.apply_keys_file()
         try:
             self.db = open_database(self.config.database_path)
             await self.open_profile(self.config.user_name)
@@ -138,6 +143,17 @@ class DuettoApp(App[None]):
             self.push_screen(FetchScreen(list(self.config.missing_models)), self.on_models_fetched)
         else:
             self.load_engine(self.user.name)
+
+    def apply_keys_file(self) -> None:
+        """The user's key bindings from keys.yaml (a bad file: the defaults, and a notice naming it)."""
+        try:
+            self.keymap = load_keymap()
+        except KeysFileError as error:
+            self.notify(str(error), title="Keys", severity="error", timeout=30)
+            return
+        for clash in clashes(self.keymap):
+            self.notify(clash, title="Keys", severity="warning", timeout=30)
+        self.set_keymap(self.keymap)
 
     def on_models_fetched(self, fetched: bool | None) -> None:
         if fetched:
@@ -188,7 +204,7 @@ class DuettoApp(App[None]):
         self.notify(message.error, title="Cannot load the models", severity="error", timeout=60)
 
     @work(thread=True, exclusive=True, group="generate")
-    def generate_reply(self, conversation_id: int, text: str, settings: DecodeSettings) -> None:
+    def generate_reply(self, conversation_id: int, run: TurnRun, settings: DecodeSettings) -> None:
         """One chat turn, in a thread: the core saves the question, writes the reply (from the
         attached documents when there are any) and saves it; this passes on what it reports."""
         worker = get_current_worker()
@@ -214,7 +230,7 @@ class DuettoApp(App[None]):
                 on_progress=lambda state: self.post_message(ReplyProgress(state)),
                 on_written=written,
             )
-            turn = chat.ask(text, settings, listeners)
+            turn = run(chat, settings, listeners)
         except (EngineError, StoreError) as error:
             self.post_message(ReplyFinished(conversation_id, None, str(error)))
             return
@@ -231,6 +247,9 @@ class DuettoApp(App[None]):
             self.notify("A reply is being written; Esc stops it.", severity="warning")
             self.query_one(PromptInput).text = message.text
             return
+        if self.editing is not None:
+            await self.resend_edited(message.text)
+            return
         if len(message.text) > PASTE_DOCUMENT_CHARACTERS and self.engine.can_read_documents:
             self.query_one(DocumentDesk).offer_paste_as_document(message.text, self.send_prompt)
             return
@@ -238,12 +257,19 @@ class DuettoApp(App[None]):
 
     async def send_prompt(self, text: str) -> None:
         if self.conversation is None:
-            title = " ".join(text.split())[:CONVERSATION_TITLE_LENGTH] or "New chat"
-            self.conversation = create_conversation(self.db, self.user, title)
+            self.conversation = create_conversation(self.db, self.user, conversation_title(text))
+            if self.next_system_prompt is not None:
+                self.conversation = set_system_prompt(self.db, self.conversation.id, self.next_system_prompt)
+                self.next_system_prompt = None
             await self.refresh_sidebar()
         chat = self.query_one(ChatView)
         await chat.add_message("user", text)
         await chat.begin_reply()
+        self.start_turn(lambda stored, settings, listeners: stored.ask(text, settings, listeners))
+
+    def start_turn(self, run: TurnRun) -> None:
+        """Run a turn in the reply worker; the chat view is ready for its reply."""
+        assert self.conversation is not None and self.engine is not None
         self.generating = True
         status = self.query_one(StatusBar)
         status.state = "writing…"
@@ -251,7 +277,36 @@ class DuettoApp(App[None]):
         settings, note = runnable_settings(self.settings, has_draft_model=self.engine.has_draft_model)
         if note:
             self.notify(note, severity="warning")
-        self.generate_reply(self.conversation.id, text, settings)
+        self.generate_reply(self.conversation.id, run, settings)
+
+    def can_start_turn(self, what: str) -> bool:
+        """Whether a turn can start now; if not, says why."""
+        if self.engine is None:
+            self.notify(f"The models are still loading; {what} when they are.", severity="warning")
+            return False
+        if self.generating:
+            self.notify("A reply is being written; Esc stops it.", severity="warning")
+            return False
+        if self.conversation is None:
+            self.notify(f"Nothing to {what} yet: send a prompt first.")
+            return False
+        return True
+
+    async def resend_edited(self, text: str) -> None:
+        """The edited message replaces the old one; every later message goes, here and stored."""
+        edited, self.editing = self.editing, None
+        self.query_one(StatusBar).state = ""
+        assert edited is not None
+        chat = self.query_one(ChatView)
+        message_id = edited.message_id
+        if message_id is None or edited not in chat.messages() or self.conversation is None:
+            self.notify("That message is no longer in this chat; your text is sent as a new one.")
+            await self.send_prompt(text)
+            return
+        await chat.remove_from(edited)
+        await chat.add_message("user", text)
+        await chat.begin_reply()
+        self.start_turn(lambda stored, settings, listeners: stored.edit(message_id, text, settings, listeners))
 
     def on_reply_progress(self, message: ReplyProgress) -> None:
         if self.generating:
@@ -266,6 +321,8 @@ class DuettoApp(App[None]):
     async def on_reply_finished(self, message: ReplyFinished) -> None:
         chat_view = self.query_one(ChatView)
         turn = message.turn
+        if self.conversation is not None and self.conversation.id == message.conversation_id:
+            chat_view.set_message_ids([stored.id for stored in list_messages(self.db, message.conversation_id)])
         if turn is not None and turn.citations:
             await chat_view.append_reply(sources_line([citation.label for citation in turn.citations]))
         _, spans = await chat_view.end_reply()
@@ -293,12 +350,20 @@ class DuettoApp(App[None]):
 
     # --- conversations --------------------------------------------------------------------
 
-    async def refresh_sidebar(self, title_filter: str = "") -> None:
+    async def refresh_sidebar(self, search: str | None = None) -> None:
+        """The chat list: every chat, or those whose title or messages hold the search's words."""
+        sidebar = self.query_one(Sidebar)
+        search = sidebar.search_text() if search is None else search
         current = self.conversation.id if self.conversation else None
-        await self.query_one(Sidebar).show(list_conversations(self.db, self.user, title_filter), current)
+        if search.strip():
+            shown = matching_conversations(self.db, self.user, search)
+        else:
+            shown = list_conversations(self.db, self.user)
+        await sidebar.show(shown, current)
 
     async def open_conversation(self, conversation: Conversation) -> None:
         self.conversation = conversation
+        self.stop_editing()
         messages = list_messages(self.db, conversation.id)
         shown = []
         sources: list[tuple[int, str]] = []
@@ -306,7 +371,7 @@ class DuettoApp(App[None]):
             cited = [(cited["chunk_id"], cited["label"]) for cited in (stored.stats or {}).get("citations", [])]
             sources = cited or sources
             shown.append((stored.role, stored.content + sources_line([label for _, label in cited]),
-                          self.reply_spans.get(stored.id)))  # fmt: skip
+                          self.reply_spans.get(stored.id), stored.id))  # fmt: skip
         await self.query_one(ChatView).show_messages(shown)
         self.query_one(DocumentDesk).show_sources(sources)  # F7 opens what this chat's last answer cited
         await self.refresh_sidebar()
@@ -316,6 +381,8 @@ class DuettoApp(App[None]):
     async def open_profile(self, name: str) -> None:
         """Make ``name`` (created if new) the current user: their settings, their latest chat."""
         self.user = ensure_user(self.db, name)
+        self.query_one(PromptInput).set_history(messages_written_by(self.db, self.user)[-PROMPT_HISTORY_LENGTH:])
+        self.next_system_prompt = None
         await self.apply_chat_settings(self.saved_chat_settings())
         self.query_one(StatusBar).profile = self.user.name
         conversations = list_conversations(self.db, self.user)
@@ -390,15 +457,15 @@ class DuettoApp(App[None]):
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
         """Every action of the app in the command palette (Ctrl+P), beside Textual's own."""
         yield from super().get_system_commands(screen)
-        for binding in self.BINDINGS:
-            if binding.action in ("quit", "help"):
-                continue  # Textual's palette already has these
-            yield SystemCommand(binding.description, f"{binding.description} ({binding.key})",
-                                functools.partial(self.run_action, binding.action))  # fmt: skip
-        yield SystemCommand("Show keys", "Every key binding (F1)", self.action_help)
+        for action in APP_KEYS:
+            if action.id == "quit":
+                continue  # Textual's palette already has it
+            keys = key_label(self.keymap.get(action.id, action.keys))
+            yield SystemCommand(action.title, f"{keys}: {action.help}", functools.partial(self.run_action, action.id))
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.KEY_HELP))
+        notes = [PASTE_NOTE, f"Keys can be changed in {keys_file()}, e.g. 'regenerate: ctrl+r'."]
+        self.push_screen(HelpScreen(help_rows(self.keymap), notes))
 
     def action_settings(self) -> None:
         if self.user is None:
@@ -431,6 +498,144 @@ class DuettoApp(App[None]):
     def action_cancel_reply(self) -> None:
         if self.generating:
             self.workers.cancel_group(self, "generate")
+        elif self.editing is not None:
+            self.stop_editing()
+            self.query_one(PromptInput).clear()
+            self.notify("Edit cancelled; the chat is as it was.")
+
+    def stop_editing(self) -> None:
+        if self.editing is not None:
+            self.editing = None
+            self.query_one(StatusBar).state = ""
+
+    # --- turns: again, edited, continued ----------------------------------------------------
+
+    async def action_regenerate(self) -> None:
+        if not self.can_start_turn("write again"):
+            return
+        chat = self.query_one(ChatView)
+        question = chat.last_user_message()
+        if question is None:
+            self.notify("Nothing to write again yet: send a prompt first.")
+            return
+        await chat.remove_after(question)
+        await chat.begin_reply()
+        self.start_turn(lambda stored, settings, listeners: stored.regenerate(settings, listeners))
+
+    async def action_continue_reply(self) -> None:
+        if not self.can_start_turn("continue"):
+            return
+        if not await self.query_one(ChatView).resume_reply():
+            self.notify("There is no reply to continue: the last message is yours (Ctrl+R writes its reply).")
+            return
+        self.start_turn(lambda stored, settings, listeners: stored.continue_reply(settings, listeners))
+
+    def action_edit_last(self) -> None:
+        message = self.query_one(ChatView).last_user_message()
+        if message is None:
+            self.notify("No message of yours to edit in this chat yet.")
+            return
+        self.post_message(EditRequested(message.message_id, message.text))
+
+    def on_edit_requested(self, message: EditRequested) -> None:
+        if self.generating:
+            self.notify("Stop the reply (Esc) before editing.", severity="warning")
+            return
+        chat = self.query_one(ChatView)
+        widgets = [shown for shown in chat.messages() if isinstance(shown, UserMessage)]
+        target = next((shown for shown in widgets if shown.message_id == message.message_id), None)
+        if target is None or message.message_id is None:
+            self.notify("That message is not saved yet; wait for its reply.")
+            return
+        self.editing = target
+        prompt = self.query_one(PromptInput)
+        prompt.text = message.text
+        prompt.move_cursor(prompt.document.end)
+        prompt.focus()
+        self.query_one(StatusBar).state = "editing: Enter resends (later turns are replaced), Esc cancels"
+
+    # --- copying ---------------------------------------------------------------------------
+
+    def on_copy_requested(self, message: CopyRequested) -> None:
+        self.copy_text(message.text, message.what)
+
+    def copy_text(self, text: str, what: str) -> None:
+        """Copy through the terminal (OSC 52: works over SSH and in tmux) and, where there is one,
+        the local clipboard program too (some terminals ignore OSC 52)."""
+        self.copy_to_clipboard(text)
+        self.copy_with_program(text)
+        lines = text.count("\n") + 1
+        self.notify(f"Copied {what} ({lines} line{'' if lines == 1 else 's'}).")
+
+    @work(thread=True, group="clipboard")
+    def copy_with_program(self, text: str) -> None:
+        copy_with_program(text)
+
+    def action_copy_code(self) -> None:
+        text = self.query_one(ChatView).last_reply_text()
+        blocks = fenced_code(text or "")
+        if not blocks:
+            self.notify("The last reply has no code block; Ctrl+Y copies the whole reply.")
+            return
+        what = (
+            "the code block"
+            if len(blocks) == 1
+            else f"code block {len(blocks)} of {len(blocks)} (Shift+Tab selects it; 1–{len(blocks)} copy the others)"
+        )
+        self.copy_text(blocks[-1], what)
+
+    # --- search, export, system prompt ------------------------------------------------------
+
+    def action_search(self) -> None:
+        sidebar = self.query_one(Sidebar)
+        sidebar.display = True
+        sidebar.focus_search()
+
+    def action_export_chat(self) -> None:
+        if self.conversation is None:
+            self.notify("Nothing to export yet: send a prompt first.")
+            return
+        path = Path.cwd() / f"duetto-chat-{self.conversation.id}.md"
+        try:
+            write_whole(path, conversation_markdown(self.db, self.conversation))
+        except StoreError as error:
+            self.notify(str(error), title="Not exported", severity="error", timeout=15)
+            return
+        self.notify(f"Saved to {path}", title="Chat exported")
+
+    def action_system_prompt(self) -> None:
+        if self.user is None:
+            return
+        default = get_setting(self.db, self.user, SYSTEM_PROMPT_SETTING) or SYSTEM_PROMPT
+        if self.conversation is not None:
+            current = system_prompt_for(self.db, get_conversation(self.db, self.conversation.id))
+        else:
+            current = self.next_system_prompt or default
+
+        def chosen(choice: SystemPromptChoice | None) -> None:
+            if choice is not None:
+                self.use_system_prompt(choice, default)
+
+        self.push_screen(SystemPromptScreen(current, SYSTEM_PROMPT, list_personas(self.db, self.user)), chosen)
+
+    def use_system_prompt(self, choice: SystemPromptChoice, default: str) -> None:
+        try:
+            if choice.persona_name:
+                save_persona(self.db, self.user, choice.persona_name, choice.prompt)
+            if choice.as_default:
+                set_setting(self.db, self.user, SYSTEM_PROMPT_SETTING, choice.prompt)
+                default = choice.prompt
+            own = None if choice.prompt == default else choice.prompt
+            if self.conversation is None:
+                self.next_system_prompt = own
+            else:
+                self.conversation = set_system_prompt(self.db, self.conversation.id, own)
+                self.chats.pop(self.conversation.id, None)  # its window was built on the old prompt
+        except StoreError as error:
+            self.notify(str(error), title="System prompt not saved", severity="error", timeout=15)
+            return
+        saved = f"; kept as persona {choice.persona_name!r}" if choice.persona_name else ""
+        self.notify(f"System prompt set: the next reply uses it{saved}.")
 
     async def action_new_chat(self) -> None:
         if self.generating:
@@ -467,8 +672,7 @@ class DuettoApp(App[None]):
     def action_copy_reply(self) -> None:
         text = self.query_one(ChatView).last_reply_text()
         if text:
-            self.copy_to_clipboard(text)
-            self.notify("Reply copied to the clipboard.")
+            self.copy_text(text, "the last reply")
 
     def action_toggle_sidebar(self) -> None:
         sidebar = self.query_one(Sidebar)

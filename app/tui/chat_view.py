@@ -3,16 +3,41 @@ streamed in.
 
 A reply written in this session also knows which source wrote each piece (its spans); with
 ``show_sources`` on, such a reply is shown as a coloured SourceText in place of its Markdown.
+
+Messages take the focus (Shift+Tab from the prompt box): a focused message is copied with ``c``,
+one of its code blocks with ``1``-``9``, and the user's own is edited with ``e``; a click on a
+code block copies it. They only ask: the app copies and edits (CopyRequested, EditRequested).
 """
 
 from __future__ import annotations
 
+from textual import events
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
+from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Markdown, Static
 from textual.widgets._markdown import MarkdownFence, MarkdownStream
 
 from duetto.app.tui.draft_sources import SourceText, Spans
+from duetto.engine.code_blocks import fenced_code
+
+
+class CopyRequested(Message):
+    """Copy ``text`` (``what`` it is, for the notice: "reply", "code block 2")."""
+
+    def __init__(self, text: str, what: str) -> None:
+        super().__init__()
+        self.text, self.what = text, what
+
+
+class EditRequested(Message):
+    """The user wants to edit their message ``message_id`` (None: not saved yet)."""
+
+    def __init__(self, message_id: int | None, text: str) -> None:
+        super().__init__()
+        self.message_id, self.text = message_id, text
 
 
 class StreamingFence(MarkdownFence):
@@ -37,9 +62,41 @@ class StreamingFence(MarkdownFence):
         self.plain = False
         self.notify_style_update()
 
+    def on_click(self, event: events.Click) -> None:
+        event.stop()
+        self.post_message(CopyRequested(self.code, "code block"))
 
-class MessageBlock(Markdown):
+
+MESSAGE_BINDINGS = [
+    Binding("c", "copy_message", "Copy", id="copy_message"),
+]
+
+
+class MessageKeys(Widget, can_focus=False):
+    """What a focused message does with its keys (a mixin for the two kinds of message)."""
+
+    text: str
+    role: str
+    message_id: int | None
+
+    def action_copy_message(self) -> None:
+        self.post_message(CopyRequested(self.text, "your message" if self.role == "user" else "reply"))
+
+    def on_key(self, event: events.Key) -> None:
+        if event.character and event.character in "123456789" and self.has_focus:
+            event.stop()
+            blocks = fenced_code(self.text)
+            number = int(event.character)
+            if number <= len(blocks):
+                self.post_message(CopyRequested(blocks[number - 1], f"code block {number} of {len(blocks)}"))
+            else:
+                self.notify(f"This message has {len(blocks)} code block{'' if len(blocks) == 1 else 's'}.")
+
+
+class MessageBlock(MessageKeys, Markdown, can_focus=True):
     """One message; the assistant's reply grows through a MarkdownStream while it is generated."""
+
+    BINDINGS = MESSAGE_BINDINGS
 
     BLOCKS = {**Markdown.BLOCKS, "fence": StreamingFence, "code_block": StreamingFence}
     streaming = False
@@ -48,29 +105,37 @@ class MessageBlock(Markdown):
     DEFAULT_CSS = """
     MessageBlock { margin: 0 1 1 1; padding: 0 1; }
     MessageBlock.assistant { border-left: thick $success; }
+    MessageBlock:focus { background: $boost; border-left: thick $warning; }
     """
 
-    def __init__(self, role: str, text: str = "", spans: Spans | None = None) -> None:
+    def __init__(self, role: str, text: str = "", spans: Spans | None = None, message_id: int | None = None) -> None:
         super().__init__(text, classes=role)
         self.role = role
         self.text = text
+        self.message_id = message_id
         self.spans = spans
         """(source, text) pieces of a reply written in this session; None when not known."""
         self.source_view: SourceText | None = None
 
 
-class UserMessage(Static):
+class UserMessage(MessageKeys, Static, can_focus=True):
     """One message of the user's, shown exactly as typed or pasted: pasted code keeps its lines,
     indentation and backslashes (as Markdown they would be joined and eaten)."""
 
+    BINDINGS = [*MESSAGE_BINDINGS, Binding("e", "edit_message", "Edit", id="edit_message")]
     DEFAULT_CSS = """
     UserMessage { margin: 0 1 1 1; padding: 0 1; background: $boost; border-left: thick $accent; }
+    UserMessage:focus { border-left: thick $warning; }
     """
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, message_id: int | None = None) -> None:
         super().__init__(Content(text), classes="user")
         self.role = "user"
         self.text = text
+        self.message_id = message_id
+
+    def action_edit_message(self) -> None:
+        self.post_message(EditRequested(self.message_id, self.text))
 
 
 class ChatView(VerticalScroll):
@@ -87,34 +152,53 @@ class ChatView(VerticalScroll):
         self.show_sources = False
         """Show replies whose spans are known coloured by source instead of as Markdown."""
 
-    async def show_messages(self, messages: list[tuple[str, str, Spans | None]]) -> None:
-        """Replace the log with ``messages`` as (role, text, spans or None)."""
+    async def show_messages(self, messages: list[tuple[str, str, Spans | None, int | None]]) -> None:
+        """Replace the log with ``messages`` as (role, text, spans or None, message id)."""
         await self.remove_children()
         if not messages:
             await self.mount(Static("Ask anything. Enter sends, Ctrl+J adds a line, F1 shows every key.",
                                     classes="empty"))  # fmt: skip
-        for role, text, spans in messages:
-            await self._mount_message(role, text, spans)
+        for role, text, spans, message_id in messages:
+            await self._mount_message(role, text, spans, message_id)
         self.scroll_end(animate=False)
 
-    async def add_message(self, role: str, text: str, spans: Spans | None = None) -> MessageBlock | UserMessage:
+    async def add_message(
+        self, role: str, text: str, spans: Spans | None = None, message_id: int | None = None
+    ) -> MessageBlock | UserMessage:
         for placeholder in self.query(".empty"):
             await placeholder.remove()
-        block = await self._mount_message(role, text, spans)
+        block = await self._mount_message(role, text, spans, message_id)
         self.scroll_end(animate=False)
         return block
+
+    async def remove_from(self, message: Widget) -> None:
+        """Remove ``message`` and everything shown after it (a turn edited or written again)."""
+        children = list(self.children)
+        await self.remove_children(children[children.index(message) :])
+
+    async def remove_after(self, message: Widget) -> None:
+        """Remove everything shown after ``message`` (the notes under a reply being continued)."""
+        children = list(self.children)
+        await self.remove_children(children[children.index(message) + 1 :])
+
+    def set_message_ids(self, ids: list[int]) -> None:
+        """Give the shown messages their stored ids, oldest first (after a turn is saved)."""
+        for message, message_id in zip(self.messages(), ids, strict=False):
+            message.message_id = message_id
 
     async def add_note(self, text: str) -> None:
         """A line from duetto itself under the reply (a reply cut at the token limit, say)."""
         await self.mount(Static(Content(text), classes="note"))
         self.scroll_end(animate=False)
 
-    async def _mount_message(self, role: str, text: str, spans: Spans | None) -> MessageBlock | UserMessage:
+    async def _mount_message(
+        self, role: str, text: str, spans: Spans | None, message_id: int | None = None
+    ) -> MessageBlock | UserMessage:
         if role == "user":
-            message = UserMessage(text)
+            message = UserMessage(text, message_id)
             await self.mount(message)
             return message
-        block = MessageBlock(role, text, spans)
+        block = MessageBlock(role, text, spans, message_id)
         await self.mount(block)
         await self._show_block(block)
         return block
@@ -140,6 +224,19 @@ class ChatView(VerticalScroll):
         assert isinstance(self._reply, MessageBlock)
         self._reply.streaming = True
         self._stream = Markdown.get_stream(self._reply)
+
+    async def resume_reply(self) -> bool:
+        """Stream on into the last reply (continuing it); False when the last message is not a reply."""
+        messages = self.messages()
+        if not messages or not isinstance(messages[-1], MessageBlock):
+            return False
+        self._reply = messages[-1]
+        await self.remove_after(self._reply)
+        if self._reply.spans is None:
+            self._reply.spans = [("target", self._reply.text)]
+        self._reply.streaming = True
+        self._stream = Markdown.get_stream(self._reply)
+        return True
 
     async def append_reply(self, delta: str, spans: Spans = ()) -> None:
         """Add ``delta`` to the reply; ``spans`` are its pieces by source (their text joined is ``delta``)."""
@@ -171,3 +268,7 @@ class ChatView(VerticalScroll):
     def last_reply_text(self) -> str | None:
         replies = [block for block in self.query(MessageBlock) if block.role == "assistant"]
         return replies[-1].text if replies else None
+
+    def last_user_message(self) -> UserMessage | None:
+        messages = [message for message in self.messages() if isinstance(message, UserMessage)]
+        return messages[-1] if messages else None

@@ -2,31 +2,53 @@
 
 from __future__ import annotations
 
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
 {name} > Vertical {{ width: 70; height: auto; border: thick $accent; background: $surface; padding: 1 2; }}
+{name} Label, {name} Static {{ width: 100%; }}
+"""
+"""A centred box; its text wraps to the box (a Label is as wide as its text, which cut long lines).
 """
 
 
 class HelpScreen(ModalScreen[None]):
-    DEFAULT_CSS = DIALOG_CSS.format(name="HelpScreen")
+    """Every key, in two columns so that a wrapped line keeps its place; made from the bindings
+    in effect (app/tui/keys.py), so a key rebound in keys.yaml shows as it is now."""
+
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="HelpScreen")
+        + """
+    HelpScreen > Vertical { width: 90; height: 90%; }
+    HelpScreen VerticalScroll { height: 1fr; }
+    """
+    )
     BINDINGS = [Binding("escape,f1,q", "dismiss", "Close", id="close_help")]
 
-    def __init__(self, key_lines: list[str]) -> None:
+    def __init__(self, rows: list[tuple[str, str]], notes: list[str]) -> None:
         super().__init__()
-        self.key_lines = key_lines
+        self.rows = rows
+        self.notes = notes
 
     def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for keys, what in self.rows:
+            table.add_row(keys, what)
         with Vertical():
             yield Label("[b]duetto keys[/b]")
-            yield Static("\n".join(self.key_lines))
-            yield Label("Every action is in the command palette (Ctrl+P). Esc closes.")
+            with VerticalScroll():
+                yield Static(table)
+                for note in self.notes:
+                    yield Static("\n" + note, markup=False)
+            yield Label("Esc closes; the list scrolls.")
 
 
 class RenameScreen(ModalScreen[str | None]):

@@ -17,6 +17,7 @@ from textual.widget import Widget
 from textual.worker import get_current_worker
 
 from duetto.app.core.documents import IngestResult, decode_document, ingest_document
+from duetto.app.core.wording import plural
 from duetto.app.tui.documents_screen import ChunkScreen, DocumentsChoice, DocumentsScreen, SourcesScreen
 from duetto.app.tui.status_bar import StatusBar
 from duetto.engine.errors import EngineError
@@ -101,7 +102,7 @@ class DocumentDesk(Widget):
         self.post_message(IngestFinished(name, conversation_id, result))
 
     def on_ingest_progress(self, message: IngestProgress) -> None:
-        self.app.query_one(StatusBar).state = f"reading {message.name}: {message.done}/{message.total} chunks"
+        self.app.query_one(StatusBar).state = f"reading {message.name}: {message.done}/{plural(message.total, 'chunk')}"
 
     async def on_ingest_finished(self, message: IngestFinished) -> None:
         app = self.app
@@ -117,7 +118,8 @@ class DocumentDesk(Widget):
         memory_store.attach_document(app.db, conversation_id, document.id)
         result = message.result
         self.notify(
-            f"{result.name}: {result.tokens} tokens in {result.chunks} chunks, read in {result.seconds:.0f} s. "
+            f"{result.name}: {plural(result.tokens, 'token')} in {plural(result.chunks, 'chunk')}, "
+            f"read in {result.seconds:.0f} s. "
             "Attached to this chat: ask about it.",
             title="Document kept",
         )

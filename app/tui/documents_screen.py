@@ -12,6 +12,7 @@ from textual.widgets import Input, Label, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
 from textual.widgets.selection_list import Selection
 
+from duetto.app.core.wording import plural
 from duetto.app.tui.dialogs import DIALOG_CSS
 from duetto.store.documents import Chunk, Document
 
@@ -50,7 +51,8 @@ class DocumentsScreen(ModalScreen[DocumentsChoice | None]):
                 yield SelectionList[int](
                     *(
                         Selection(
-                            f"{document.name}  ({document.tokens} tokens, {document.chunk_count} chunks"
+                            f"{document.name}  ({plural(document.tokens, 'token')}, "
+                            f"{plural(document.chunk_count, 'chunk')}"
                             + ("" if document.complete else ", unfinished: add it again")
                             + ")",
                             document.id,

@@ -34,7 +34,7 @@ class Sidebar(Vertical):
             self.text = text
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="Filter chats", id="conversation-filter")
+        yield Input(placeholder="Search chats (Ctrl+F)", id="conversation-filter")
         yield ListView(id="conversation-list")
 
     async def show(self, conversations: list[Conversation], current_id: int | None) -> None:
@@ -44,6 +44,12 @@ class Sidebar(Vertical):
         for index, conversation in enumerate(conversations):
             if conversation.id == current_id:
                 listing.index = index
+
+    def search_text(self) -> str:
+        return self.query_one(Input).value
+
+    def focus_search(self) -> None:
+        self.query_one(Input).focus()
 
     def titles(self) -> list[str]:
         return [item.conversation.title for item in self.query(ConversationItem)]

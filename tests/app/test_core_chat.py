@@ -6,14 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from duetto.app.core.chat import ChatSession, Listeners, StoredChat, runnable_settings
+from duetto.app.core.chat import (
+    SYSTEM_PROMPT,
+    SYSTEM_PROMPT_SETTING,
+    ChatSession,
+    Listeners,
+    StoredChat,
+    TurnRefused,
+    runnable_settings,
+)
 from duetto.app.core.documents import ingest_document
 from duetto.app.core.models import Engine, load_engine
 from duetto.engine.decoder import DecodeSettings
 from duetto.store.conversation_memory import attach_document, load_memory
-from duetto.store.conversations import create_conversation, ensure_user, list_messages
+from duetto.store.conversations import create_conversation, ensure_user, list_messages, set_system_prompt
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
+from duetto.store.settings import set_setting
 
 SENTENCE = "the cat sat on a mat and then it ran to the door while a dog slept near the warm fire"
 WORDS = SENTENCE.split(" ")
@@ -104,3 +113,102 @@ def test_settings_give_way_to_what_the_engine_has() -> None:
     assert runnable_settings(fast, has_draft_model=True) == (fast, "")
     over_documents, _ = runnable_settings(DecodeSettings(), has_draft_model=True, documents=True)
     assert over_documents.drafter == "lookup", "the draft model would have to read the excerpts first"
+
+
+def stored_chat(engine: Engine, tmp_path: Path, title: str = "turns") -> tuple[StoredChat, object, int]:
+    database = tmp_path / "chat.db"
+    db = open_database(database)
+    conversation = create_conversation(db, ensure_user(db), title)
+    return StoredChat(engine, conversation.id, database_path=database), db, conversation.id
+
+
+def test_regenerate_replaces_the_last_reply_and_answers_a_question_left_without_one(
+    engine: Engine, tmp_path: Path
+) -> None:
+    chat, db, conversation_id = stored_chat(engine, tmp_path)
+    with pytest.raises(TurnRefused, match="no question yet"):
+        chat.regenerate(DecodeSettings(max_tokens=4))
+    first = chat.ask(question(0), DecodeSettings(max_tokens=6))
+
+    again = chat.regenerate(DecodeSettings(max_tokens=6, temperature=1.0, seed=7))
+
+    messages = list_messages(db, conversation_id)
+    assert [message.role for message in messages] == ["user", "assistant"]
+    assert messages[1].id == again.message_id
+    assert messages[1].content == again.text != first.text, "sampled again (seeded: the tiny models differ)"
+    chat.ask(" ".join(WORDS * 8), DecodeSettings(max_tokens=4), Listeners(should_cancel=lambda: True))
+    assert list_messages(db, conversation_id)[-1].role == "user", "stopped before a word: the question waits"
+    answered = chat.regenerate(DecodeSettings(max_tokens=4))
+    assert [message.role for message in list_messages(db, conversation_id)] == ["user", "assistant"] * 2
+    assert answered.message_id == list_messages(db, conversation_id)[-1].id
+
+
+def test_an_edited_message_replaces_it_and_every_later_turn_and_rereads_only_from_there(
+    engine: Engine, tmp_path: Path
+) -> None:
+    chat, db, conversation_id = stored_chat(engine, tmp_path)
+    settings = DecodeSettings(max_tokens=6)
+    chat.ask(question(0), settings)
+    chat.ask(question(1), settings)
+    chat.ask(question(2), settings)
+    second = list_messages(db, conversation_id)[2]
+
+    turn = chat.edit(second.id, "the dog slept near the fire", settings)
+
+    messages = list_messages(db, conversation_id)
+    assert [message.content for message in messages[:2]] == [question(0), messages[1].content]
+    assert messages[2].content == "the dog slept near the fire" and messages[3].id == turn.message_id
+    assert len(messages) == 4, "the third exchange went with the edited second"
+    assert 0 < turn.stats.prompt_read_tokens < turn.stats.prompt_tokens, "the first exchange stays in the KV cache"
+    with pytest.raises(TurnRefused, match="only your own"):
+        chat.edit(messages[1].id, "not mine", settings)
+    with pytest.raises(TurnRefused, match="not in this conversation"):
+        other, _, _ = stored_chat(engine, tmp_path, "other")
+        other.edit(messages[0].id, "hijack", settings)
+    assert len(list_messages(db, conversation_id)) == 4
+
+
+def test_an_edit_before_folded_turns_forgets_their_memory(engine: Engine, tmp_path: Path) -> None:
+    chat, db, conversation_id = stored_chat(engine, tmp_path)
+    settings = DecodeSettings(max_tokens=16, drafter="lookup")
+    for turn in range(24):
+        chat.ask(question(turn), settings)
+    assert load_memory(db, conversation_id) is not None
+    first = list_messages(db, conversation_id)[0]
+
+    chat.edit(first.id, "start again", settings)
+
+    assert load_memory(db, conversation_id) is None, "the memory held turns that are gone"
+    assert chat.session.window.memory_texts == [] and chat.session.window.folded_messages == 0
+    assert len(list_messages(db, conversation_id)) == 2
+
+
+def test_a_reply_cut_at_the_limit_continues_from_its_last_word(engine: Engine, tmp_path: Path) -> None:
+    chat, db, conversation_id = stored_chat(engine, tmp_path)
+    with pytest.raises(TurnRefused, match="no reply to continue"):
+        chat.continue_reply(DecodeSettings(max_tokens=4))
+    cut = chat.ask(question(0), DecodeSettings(max_tokens=4))
+    assert cut.stats.finish_reason == "length"
+
+    more = chat.continue_reply(DecodeSettings(max_tokens=6))
+
+    [_, reply] = list_messages(db, conversation_id)
+    assert reply.id == cut.message_id == more.message_id
+    assert reply.content == cut.text + more.text and more.text
+    assert reply.stats["continued"] is True and reply.stats["tokens"] == more.stats.tokens
+    whole = chat.session.turns[-1]["content"]
+    assert whole == reply.content
+
+
+def test_the_system_prompt_is_the_conversations_else_the_profiles_else_duettos(engine: Engine, tmp_path: Path) -> None:
+    chat, db, conversation_id = stored_chat(engine, tmp_path)
+    assert chat.system_prompt == SYSTEM_PROMPT
+    set_setting(db, ensure_user(db), SYSTEM_PROMPT_SETTING, "Answer in French.")
+    assert StoredChat(engine, conversation_id, database_path=tmp_path / "chat.db").system_prompt == "Answer in French."
+    set_system_prompt(db, conversation_id, "You are a pirate.")
+    reopened = StoredChat(engine, conversation_id, database_path=tmp_path / "chat.db")
+    assert reopened.system_prompt == "You are a pirate."
+    assert reopened.session.window.system_prompt == "You are a pirate."
+    target = engine.decoder.target
+    prompt = reopened.session.window.prompt_tokens([{"role": "user", "content": "hello"}], 16)
+    assert "You are a pirate." in "".join(target.token_text(token) for token in prompt)

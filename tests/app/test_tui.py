@@ -19,6 +19,7 @@ from duetto.app.tui.app import DuettoApp
 from duetto.app.tui.chat_view import ChatView
 from duetto.app.tui.dialogs import HelpScreen
 from duetto.app.tui.draft_sources import SOURCE_STYLES, DraftLegend
+from duetto.app.tui.keys import APP_KEYS, help_rows, key_label
 from duetto.app.tui.profile_screen import ProfileScreen
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.settings_screen import SettingsScreen
@@ -159,10 +160,13 @@ async def test_every_action_is_in_the_command_palette(make_app) -> None:
     app = make_app()
     async with app.run_test() as pilot:
         await send(pilot, app, "a chat to leave")
-        titles = [command.title for command in app.get_system_commands(app.screen)]
-        for description in ("New chat", "Rename chat", "Delete chat", "Copy reply", "Stop reply", "Chats", "Mode",
-                            "Settings", "Profile", "Draft colours"):  # fmt: skip
-            assert description in titles
+        commands = list(app.get_system_commands(app.screen))
+        titles = [command.title for command in commands]
+        for action in APP_KEYS:
+            assert action.id == "quit" or action.title in titles, action.id
+        assert len(titles) == len(set(titles)), "no entry twice"
+        [rename] = [command for command in commands if command.title == "Rename this chat"]
+        assert rename.help == "F2 / Alt+R: rename this chat", "the keys and what it does, not the title again"
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"New chat")
@@ -330,11 +334,15 @@ async def test_keys_are_handled_while_a_reply_is_being_generated(make_app) -> No
         assert app.query_one(PromptInput).text == "next"
 
 
-def test_every_key_binding_is_in_the_help() -> None:
-    help_text = "\n".join(DuettoApp.KEY_HELP)
+def test_every_f_key_action_has_a_chord_and_every_binding_is_in_the_help() -> None:
+    rows = dict(help_rows({}))
     for binding in DuettoApp.BINDINGS:
-        shown = "+".join(part.capitalize() if len(part) > 2 else part.upper() for part in binding.key.split("+"))
-        assert shown.replace("Escape", "Esc") in help_text, binding.key
+        keys = binding.key.split(",")
+        if any(key.startswith("f") and key[1:].isdigit() for key in keys):
+            assert any(key.startswith(("ctrl+", "alt+")) for key in keys), f"{binding.key}: F-keys get swallowed"
+        assert key_label(binding.key) in rows, binding.key
+    assert rows["F2 / Alt+R"] == "rename this chat"
+    assert key_label("escape") == "Esc" and key_label("ctrl+shift+k") == "Ctrl+Shift+K"
 
 
 def test_duetto_chat_passes_the_options_given_on_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
