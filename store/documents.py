@@ -7,6 +7,7 @@ document is usable once ``complete`` is set by the last step.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -50,6 +51,8 @@ class Chunk:
     compressed_tokens: int
     embedding: np.ndarray
     model_sha256: str
+    file_path: str | None = None
+    """The file it came from, for a document read from a folder."""
 
     @property
     def tokens(self) -> int:
@@ -160,12 +163,13 @@ def add_chunk(
     compressed_tokens: int,
     embedding: np.ndarray,
     model_sha256: str,
+    file_path: str | None = None,
 ) -> None:
     """One chunk in one transaction: after a crash it is either wholly there or absent."""
     with db.conn:
         db.execute(
             "INSERT INTO chunks (document_id, position, text, token_start, token_end, compressed_text, "
-            "compressed_tokens, embedding, model_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "compressed_tokens, embedding, model_sha256, file_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 document_id,
                 position,
@@ -176,7 +180,93 @@ def add_chunk(
                 compressed_tokens,
                 np.asarray(embedding, dtype=np.float32).tobytes(),
                 model_sha256,
+                file_path,
             ],
+        )
+
+
+def begin_folder(db: sqlite_utils.Database, name: str, source: str, owner: User | None = None) -> Document:
+    """The document a folder is read into: new, or the same folder's earlier read (complete or
+    not), marked unfinished until this read ends (a crash leaves it resumable, not half-new)."""
+    validate_document_name(name)
+    owner = owner or ensure_user(db)
+    existing = find_document(db, name)
+    if existing is not None:
+        if existing.user_id != owner.id:
+            raise NameTaken(f"another user has a document named {name!r}; pick another --name")
+        if existing.source != source:
+            raise NameTaken(
+                f"a document named {name!r} already exists and was not read from {source}; "
+                "pick another --name or `duetto docs rm` it"
+            )
+        with db.conn:
+            db.execute("UPDATE documents SET complete = 0 WHERE id = ?", [existing.id])
+        return find_document(db, name)
+    with db.conn:
+        db["documents"].insert(
+            {
+                "name": name,
+                "source": source,
+                "sha256": "",
+                "tokens": 0,
+                "complete": 0,
+                "created_at": clock.now(),
+                "user_id": owner.id,
+            }  # fmt: skip
+        )
+    document = find_document(db, name)
+    assert document is not None
+    return document
+
+
+def document_files(db: sqlite_utils.Database, document_id: int) -> dict[str, str]:
+    """The files read completely into the document: path → content sha256."""
+    rows = db.execute("SELECT path, sha256 FROM document_files WHERE document_id = ?", [document_id]).fetchall()
+    return {row[0]: row[1] for row in rows}
+
+
+def chunk_file_paths(db: sqlite_utils.Database, document_id: int) -> set[str]:
+    rows = db.execute(
+        "SELECT DISTINCT file_path FROM chunks WHERE document_id = ? AND file_path IS NOT NULL", [document_id]
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def forget_file(db: sqlite_utils.Database, document_id: int, path: str) -> None:
+    """Drop a file's chunks (their index entries and states by cascade) and its record, together."""
+    with db.conn:
+        db.execute("DELETE FROM chunks WHERE document_id = ? AND file_path = ?", [document_id, path])
+        db.execute("DELETE FROM document_files WHERE document_id = ? AND path = ?", [document_id, path])
+
+
+def record_file(db: sqlite_utils.Database, document_id: int, path: str, sha256: str, chunks: int) -> None:
+    """A file is wholly read: written after its last chunk."""
+    with db.conn:
+        db.execute(
+            "INSERT OR REPLACE INTO document_files (document_id, path, sha256, chunks) VALUES (?, ?, ?, ?)",
+            [document_id, path, sha256, chunks],
+        )
+
+
+def next_chunk_place(db: sqlite_utils.Database, document_id: int) -> tuple[int, int]:
+    """(position, token offset) after the document's last chunk."""
+    row = db.execute(
+        "SELECT coalesce(max(position) + 1, 0), coalesce(max(token_end), 0) FROM chunks WHERE document_id = ?",
+        [document_id],
+    ).fetchone()
+    return row[0], row[1]
+
+
+def finish_folder(db: sqlite_utils.Database, document_id: int) -> None:
+    """The folder's read is over: its content hash (over every file's) and size, and complete."""
+    files = sorted(document_files(db, document_id).items())
+    digest = hashlib.sha256("\n".join(f"{path}\t{sha}" for path, sha in files).encode()).hexdigest()
+    with db.conn:
+        db.execute(
+            "UPDATE documents SET sha256 = ?, complete = 1, "
+            "tokens = (SELECT coalesce(sum(token_end - token_start), 0) FROM chunks WHERE document_id = ?) "
+            "WHERE id = ?",
+            [digest, document_id, document_id],
         )
 
 
@@ -211,7 +301,7 @@ def reclaim_space(db: sqlite_utils.Database) -> bool:
 
 _CHUNK_COLUMNS = (
     "id, document_id, position, text, token_start, token_end, compressed_text, compressed_tokens, "
-    "embedding, model_sha256"
+    "embedding, model_sha256, file_path"
 )
 
 
@@ -243,6 +333,7 @@ def _chunk(row: Sequence) -> Chunk:
         compressed_tokens=row[7] or 0,
         embedding=np.frombuffer(row[8], dtype=np.float32) if row[8] else np.empty(0, dtype=np.float32),
         model_sha256=row[9] or "",
+        file_path=row[10],
     )
 
 

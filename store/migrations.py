@@ -227,6 +227,27 @@ def m007_chat_prompts_and_search(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m008_document_files(db: sqlite_utils.Database) -> None:
+    """Documents read from a folder: the file each chunk came from and each file's content hash,
+    so that adding the folder again rereads only the files that changed and drops the chunks of
+    files that are gone. A file's row is written after its last chunk: a file with chunks but
+    no row was cut short, and is read again."""
+    _execute_statements(
+        db,
+        """
+        ALTER TABLE chunks ADD COLUMN file_path TEXT;
+        CREATE TABLE document_files (
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            chunks INTEGER NOT NULL,
+            PRIMARY KEY (document_id, path)
+        )
+        """,
+    )
+
+
 def _execute_statements(db: sqlite_utils.Database, script: str) -> None:
     """Run DDL one statement at a time: executescript would commit mid-migration.
 

@@ -314,7 +314,8 @@ def ask_documents(
         full_context=full_context,
     )
     citations = [
-        {"document": c.document, "chunk": c.position, "variant": c.variant, "label": c.label} for c in answer.citations
+        {"document": c.document, "chunk": c.position, "variant": c.variant, "label": c.label, "file": c.file_path}
+        for c in answer.citations
     ]
     if as_json:
         print_json({"text": answer.text, "stats": answer.stats, "citations": citations})

@@ -16,6 +16,7 @@ from rich.table import Table
 from duetto.app.cli.console import human_bytes, print_json, stderr_console, stdout_console
 from duetto.app.cli.loading import load_reader, model_paths
 from duetto.app.core.documents import InvalidDocument, decode_document, ingest_document
+from duetto.app.core.folders import ingest_folder
 from duetto.app.core.models import open_target
 from duetto.app.core.questions import prepare_documents
 from duetto.app.core.wording import plural, shorten
@@ -38,7 +39,16 @@ def docs() -> None:
 
 @docs.command("add")
 @click.argument("path")
-@click.option("--name", default=None, help="Name to ask about it by (default: the file name without extension).")
+@click.option(
+    "--name", default=None, help="Name to ask about it by (default: the file or folder name without extension)."
+)
+@click.option(
+    "--glob",
+    "globs",
+    multiple=True,
+    metavar="PATTERN",
+    help="For a folder: read only files matching this gitignore-style pattern ('*.py', 'src/**/*.ts'); repeatable.",
+)
 @click.option("--profile", default=None, help="Model profile whose draft model reads the document.")
 @click.option("--model", default=None, metavar="MODEL|PATH", help="Small model to read with instead of the profile's.")
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads (default: all cores).")
@@ -58,11 +68,13 @@ def docs() -> None:
     "--json",
     "as_json",
     is_flag=True,
-    help='Print {"name","tokens","chunks","memory_tokens","seconds"} (and "prepare" with --prepare).',
+    help='Print {"name","tokens","chunks","memory_tokens","seconds"} (and "prepare" with --prepare); for a '
+    'folder also "files","read","unchanged","removed","skipped".',
 )
 def add_document(
     path: str,
     name: str | None,
+    globs: tuple[str, ...],
     profile: str | None,
     model: str | None,
     threads: int | None,
@@ -71,10 +83,19 @@ def add_document(
     user: str,
     as_json: bool,
 ) -> None:
-    """Read PATH (plain text, Markdown or PDF; '-' for stdin) into document memory.
+    """Read PATH (plain text, Markdown or PDF; '-' for stdin; or a folder) into document memory.
+
+    A folder becomes one document: every text file not excluded by a .gitignore (or only those
+    --glob selects), code cut at its top-level definitions. Add the folder again to bring it up
+    to date: only files whose content changed are read; deleted files' chunks go.
 
     Interrupted? Run the same command again: it continues where it stopped.
     """
+    if path != "-" and Path(path).is_dir():
+        _add_folder(Path(path), name, globs, profile, model, threads, prepare, target, user, as_json)
+        return
+    if globs:
+        raise click.UsageError("--glob selects files in a folder; PATH is not a folder")
     if path == "-":
         if name is None:
             raise click.UsageError("reading from stdin needs --name")
@@ -118,6 +139,39 @@ def add_document(
             f"{result.name}: {plural(result.tokens, 'token')} in {plural(result.chunks, 'chunk')}, "
             f"memory {plural(result.memory_tokens, 'token')} "
             f"compressed, {result.seconds:.1f} s{resumed}"
+        )
+    report = result.as_json()
+    if prepare:
+        report["prepare"] = _prepare(db, [name], profile, target, owner, threads, as_json)
+    if as_json:
+        print_json(report)
+
+
+def _add_folder(
+    folder: Path, name: str | None, globs: tuple[str, ...], profile: str | None, model: str | None,
+    threads: int | None, prepare: bool, target: str | None, user: str, as_json: bool,
+) -> None:  # fmt: skip
+    """``docs add FOLDER``: read it in, or bring an earlier read up to date."""
+    name = folder.resolve().name if name is None else name
+    db = open_database()
+    owner = named_user(db, user)
+    document_store.validate_document_name(name)
+    reader, model_id = load_reader(profile, model, threads=threads)
+    with _progress_bar("reading", name, "chunks", quiet=as_json) as show:
+        result = ingest_folder(db, reader, model_id, name, folder, globs, on_progress=show, owner=owner)
+    reader.session.close()
+    if not as_json:
+        binary = [path for path, why in result.skipped if why == "binary"]
+        for path, why in [skipped for skipped in result.skipped if skipped[1] != "binary"]:
+            stderr_console.print(f"skipped {path}: {why}", markup=False)
+        if binary:
+            stderr_console.print(f"skipped {plural(len(binary), 'binary file')} ({', '.join(binary[:3])}"
+                                 f"{', …' if len(binary) > 3 else ''})", markup=False)  # fmt: skip
+        removed = f", {plural(len(result.removed), 'file')} gone" if result.removed else ""
+        stderr_console.print(
+            f"{result.name}: {plural(result.files, 'file')} ({len(result.read)} read, {result.unchanged} unchanged"
+            f"{removed}), {plural(result.chunks, 'chunk')}, {plural(result.tokens, 'token')}, "
+            f"memory {plural(result.memory_tokens, 'token')}, {result.seconds:.1f} s"
         )
     report = result.as_json()
     if prepare:

@@ -52,10 +52,14 @@ class Citation:
     position: int
     chunk_id: int
     variant: str
+    file_path: str | None = None
+    """The file of a document read from a folder."""
 
     @property
     def label(self) -> str:
-        return f"{self.document}#{self.position}"
+        """``notes#3``; a folder's chunk names its file: ``repo/src/app.py#12``."""
+        where = f"{self.document}/{self.file_path}" if self.file_path else self.document
+        return f"{where}#{self.position}"
 
 
 @dataclass
@@ -215,7 +219,10 @@ def answer_from_documents(
         loaded_tokens=prepared.loaded_tokens,
         memory="chunks",
     )
-    citations = [Citation(names[chunk.document_id], chunk.position, chunk.id, variant) for chunk, variant in chosen]
+    citations = [
+        Citation(names[chunk.document_id], chunk.position, chunk.id, variant, chunk.file_path)
+        for chunk, variant in chosen
+    ]
     stats["citations"] = [{"label": citation.label, "chunk_id": citation.chunk_id} for citation in citations]
     return DocumentAnswer(reply_text, stats, reply_stats, citations, reply.pieces)
 

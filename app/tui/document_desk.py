@@ -17,6 +17,7 @@ from textual.widget import Widget
 from textual.worker import get_current_worker
 
 from duetto.app.core.documents import IngestResult, decode_document, ingest_document
+from duetto.app.core.folders import FolderResult, ingest_folder
 from duetto.app.core.wording import plural
 from duetto.app.tui.documents_screen import ChunkScreen, DocumentsChoice, DocumentsScreen, SourcesScreen
 from duetto.app.tui.status_bar import StatusBar
@@ -38,7 +39,9 @@ class IngestProgress(Message):
 
 
 class IngestFinished(Message):
-    def __init__(self, name: str, conversation_id: int | None, result: IngestResult | None, error: str = "") -> None:
+    def __init__(
+        self, name: str, conversation_id: int | None, result: IngestResult | FolderResult | None, error: str = ""
+    ) -> None:
         super().__init__()
         self.name, self.conversation_id, self.result, self.error = name, conversation_id, result, error
 
@@ -83,18 +86,45 @@ class DocumentDesk(Widget):
             return
         conversation_id = self.app.conversation.id if self.app.conversation else None
         self.app.query_one(StatusBar).state = f"reading {name}…"
-        self.ingest(name, text, source, conversation_id)
+        owner = self.app.user
+
+        def read(db, reader, model_id, progress, cancelled):
+            return ingest_document(db, reader, model_id, name, text, source=source, on_progress=progress,
+                                   should_cancel=cancelled, owner=owner)  # fmt: skip
+
+        self.ingest(name, read, conversation_id)
+
+    def start_folder_ingest(self, folder: Path) -> None:
+        """Read a folder in (or bring it up to date) as one document, as ``duetto docs add FOLDER`` does."""
+        name = folder.resolve().name
+        try:
+            document_store.validate_document_name(name)
+        except StoreError as error:
+            self.notify(f"{error} (rename the folder, or use duetto docs add --name)", severity="error", timeout=15)
+            return
+        if self.app.engine is None:
+            self.notify("The models are still loading; add the folder once they are.", severity="warning")
+            return
+        conversation_id = self.app.conversation.id if self.app.conversation else None
+        self.app.query_one(StatusBar).state = f"reading {name}…"
+        owner = self.app.user
+
+        def read(db, reader, model_id, progress, cancelled):
+            return ingest_folder(db, reader, model_id, name, folder, on_progress=progress, should_cancel=cancelled,
+                                 owner=owner)  # fmt: skip
+
+        self.ingest(name, read, conversation_id)
 
     @work(thread=True, group="ingest")
-    def ingest(self, name: str, text: str, source: str | None, conversation_id: int | None) -> None:
+    def ingest(self, name: str, read, conversation_id: int | None) -> None:
+        """Run ``read(db, reader, model_id, on_progress, should_cancel)`` (a file's or a folder's) in a thread."""
         worker = get_current_worker()
         try:
             reader, model_id = self.app.engine.reader()
             db = open_database(self.app.config.database_path)
-            result = ingest_document(
-                db, reader, model_id, name, text, source=source,
-                on_progress=lambda done, total: self.post_message(IngestProgress(name, done, total)),
-                should_cancel=lambda: worker.is_cancelled, owner=self.app.user,
+            result = read(
+                db, reader, model_id, lambda done, total: self.post_message(IngestProgress(name, done, total)),
+                lambda: worker.is_cancelled,
             )  # fmt: skip
         except (EngineError, StoreError, InterruptedError) as error:
             self.post_message(IngestFinished(name, conversation_id, None, str(error)))
@@ -154,6 +184,9 @@ class DocumentDesk(Widget):
             self.notify("Answers come from: " + ", ".join(names) if names else "No documents attached.")
         if choice.add_path:
             path = Path(choice.add_path).expanduser()
+            if path.is_dir():
+                self.start_folder_ingest(path)
+                return
             try:
                 data = path.read_bytes()
             except OSError as error:

@@ -65,7 +65,9 @@ class DocumentsScreen(ModalScreen[DocumentsChoice | None]):
                 )
             else:
                 yield Static("No documents yet. Paste a long text in the chat, or give a file's path below.")
-            yield Static("Read a file (text, Markdown, PDF) into memory and attach it: path, then Enter")
+            yield Static(
+                "Read a file (text, Markdown, PDF) or a folder of code into memory and attach it: path, then Enter"
+            )
             yield Input(placeholder="~/notes/report.md", id="add-path")
 
     def selected(self) -> frozenset[int]:

@@ -34,3 +34,44 @@ def test_list_show_export_and_remove_a_conversation(tiny_models: dict[str, Path]
     assert unwritable.returncode == 1 and "cannot write" in unwritable.stderr and "Traceback" not in unwritable.stderr
     assert run_duetto("chats", "rm", str(first["chat"])).returncode == 0
     assert json.loads(run_duetto("chats", "list", "--json").stdout) == []
+
+
+def test_search_finds_messages_and_an_exported_conversation_imports_whole(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    model = ("--threads", "1", "--target", str(tiny_models["target"]), "--max-tokens", "5", "--json")
+    chat = json.loads(run_duetto("ask", "how do I sort a dict by value", "-c", *model).stdout)["chat"]
+    run_duetto("ask", "and with lambda kv: kv[1]?", "--chat", str(chat), *model)
+
+    hits = json.loads(run_duetto("chats", "search", "lambda", "kv", "--json").stdout)
+    assert [(hit["chat"], hit["role"]) for hit in hits] == [(chat, "user")]
+    assert "«lambda»" in hits[0]["snippet"]
+    assert json.loads(run_duetto("chats", "search", "sor", "--json").stdout)[0]["chat"] == chat, "a prefix"
+    quoted = run_duetto("chats", "search", 'kv[1]"', "OR", "-")  # FTS5 syntax in what a user types is text
+    assert quoted.returncode == 1 and "no message holds" in quoted.stderr and "Traceback" not in quoted.stderr
+    assert run_duetto("chats", "search", "lambda", "--user", "nobody").returncode == 1
+
+    exported = tmp_path / "chat.json"
+    run_duetto("chats", "export", str(chat), "--format", "json", "-o", str(exported))
+    imported = json.loads(run_duetto("chats", "import", str(exported), "--json").stdout)
+    assert imported["id"] != chat and imported["messages"] == 4
+    original, restored = (
+        json.loads(run_duetto("chats", "show", str(i), "--json").stdout) for i in (chat, imported["id"])
+    )
+    assert restored["messages"] == original["messages"], "roles, text, stats and times, whole"
+    assert restored["title"] == original["title"]
+
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"title": "x", "messages": [{"role": "user", "content": "ok"}, {"role": "robot"}]}))
+    refused = run_duetto("chats", "import", str(broken))
+    assert refused.returncode == 1 and "message 2 needs a role" in refused.stderr
+    assert len(json.loads(run_duetto("chats", "list", "--json").stdout)) == 2, "nothing of the broken file was kept"
+    not_json = run_duetto("chats", "import", str(tiny_models["target"]))
+    assert not_json.returncode == 1 and "not JSON" in not_json.stderr and "Traceback" not in not_json.stderr
+
+
+def test_usage_errors_are_one_line() -> None:
+    result = run_duetto("chats", "show", "not-a-number")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("duetto chats show: error: ") and "(see: duetto chats show --help)" in result.stderr

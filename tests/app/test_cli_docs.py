@@ -50,6 +50,26 @@ def test_add_list_show_and_remove_a_document(tmp_path: Path, tiny_models: dict[s
     assert missing.returncode == 1 and "no document named 'story'" in missing.stderr
 
 
+def test_without_a_terminal_docs_add_prints_progress_lines_and_show_cuts_previews_between_words(
+    tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
+    document = write_document(tmp_path / "story.md", 60)
+
+    added = add(document, tiny_models)  # stderr is a pipe here, as in a script or a log
+
+    lines = added.stderr.splitlines()
+    assert added.returncode == 0 and lines and all(line.strip() for line in lines), "no blank lines"
+    assert any(line.startswith("reading story: ") and line.endswith(" chunks") for line in lines), lines
+    assert "1 chunks" not in added.stderr
+    shown = run_duetto("docs", "show", "story").stdout.splitlines()
+    words = set(document.read_text().split())
+    for line in shown:
+        last_word = line.rstrip("…").split()[-1]
+        assert last_word in words, f"cut mid-word: {line[-30:]!r}"
+    empty_name = add(document, tiny_models, "--name", "")
+    assert empty_name.returncode == 1 and "invalid document name ''" in empty_name.stderr
+
+
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [

@@ -38,6 +38,9 @@ def test_list_json_shows_models_profiles_and_where_they_live(isolated_duetto: Pa
     assert data["models_dir"] == os.environ["DUETTO_MODELS"]
     assert {m["name"]: m["present"] for m in data["models"]}["qwen2.5-coder-1.5b"] is False
     assert {p["name"] for p in data["profiles"]} == {"default", "large", "tiny"}
+    table = run_duetto("models", "list", env={"COLUMNS": "300"})
+    assert f"data (database, users, documents): {isolated_duetto}" in table.stderr
+    assert os.environ["DUETTO_MODELS"] in table.stdout
 
 
 def test_import_validates_and_registers_a_model(tiny_models: dict[str, Path]) -> None:

@@ -134,3 +134,26 @@ async def test_a_file_that_is_not_text_is_a_notification(app: DuettoApp, tmp_pat
 
         assert any("binary" in notification for notification in app.notices)
         assert document_store.list_documents(app.db) == []
+
+
+async def test_the_documents_panel_reads_a_folder_of_code_into_one_document(app: DuettoApp, tmp_path: Path) -> None:
+    folder = tmp_path / "toolbox"
+    (folder / "src").mkdir(parents=True)
+    (folder / "src" / "tools.py").write_text(
+        "def hammer(nail):\n    return nail + 1\n\n\ndef saw(board):\n    return board / 2\n"
+    )
+    (folder / "notes.md").write_text("# Toolbox\n\nThe hammer adds one to a nail.\n")
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.engine is not None)
+        await pilot.press("ctrl+o")  # the chord for F6
+        await wait_for(pilot, lambda: isinstance(app.screen, DocumentsScreen))
+        app.screen.query_one("#add-path", Input).value = str(folder)
+        app.screen.query_one("#add-path", Input).focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.conversation is not None and memory_store.attached_documents(
+            app.db, app.conversation.id))  # fmt: skip
+
+        [document] = memory_store.attached_documents(app.db, app.conversation.id)
+        assert document.name == "toolbox"
+        chunks = document_store.list_chunks(app.db, [document.id])
+        assert {chunk.file_path for chunk in chunks} == {"src/tools.py", "notes.md"}

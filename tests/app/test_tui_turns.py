@@ -1,0 +1,267 @@
+"""Pilot tests of what the chat app does with turns and messages: write a reply again, edit and
+resend, continue a cut reply, copy a message or a code block, search, export, system prompts,
+prompt history and rebound keys (on the tiny models)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from chat_app import tiny_chat_app, wait_for
+
+from duetto.app.tui.app import DuettoApp
+from duetto.app.tui.chat_view import ChatView, MessageBlock, StreamingFence, UserMessage
+from duetto.app.tui.dialogs import HelpScreen
+from duetto.app.tui.prompt_input import PromptInput
+from duetto.app.tui.sidebar import Sidebar
+from duetto.app.tui.status_bar import StatusBar
+from duetto.app.tui.system_prompt_screen import SystemPromptScreen
+from duetto.engine.decoder import DecodeSettings
+from duetto.store.conversations import (
+    add_message,
+    create_conversation,
+    ensure_user,
+    get_conversation,
+    list_conversations,
+    list_messages,
+)
+from duetto.store.database import open_database
+from duetto.store.personas import list_personas
+
+REPLY_WITH_CODE = (
+    "Two ways:\n\n```python\nfirst = sorted(d.items())\n```\n\nor\n\n```python\nsecond = dict(sorted(d.items()))\n```\n"
+)
+
+
+@pytest.fixture
+def make_app(tiny_models: dict[str, Path], tmp_path: Path):
+    def factory(**settings) -> DuettoApp:
+        settings = DecodeSettings(max_tokens=settings.pop("max_tokens", 8), **settings)
+        return tiny_chat_app(tiny_models, tmp_path / "chat.db", settings)
+
+    return factory
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    return open_database(tmp_path / "chat.db")
+
+
+async def ready(pilot, app: DuettoApp) -> None:
+    await wait_for(pilot, lambda: app.engine is not None)
+
+
+async def send(pilot, app: DuettoApp, text: str) -> None:
+    await ready(pilot, app)
+    shown = len(app.query_one(ChatView).messages())
+    app.query_one(PromptInput).focus()
+    app.query_one(PromptInput).text = text
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: not app.generating and len(app.query_one(ChatView).messages()) >= shown + 2)
+
+
+def shown(app: DuettoApp) -> list[tuple[str, str]]:
+    return [(message.role, message.text) for message in app.query_one(ChatView).messages()]
+
+
+def stored(db, app: DuettoApp) -> list[tuple[str, str]]:
+    return [(message.role, message.content) for message in list_messages(db, app.conversation.id)]
+
+
+async def test_ctrl_r_writes_the_last_reply_again_in_its_place(make_app, db) -> None:
+    app = make_app(temperature=1.0)
+    async with app.run_test() as pilot:
+        await send(pilot, app, "the cat sat")
+        first_reply = shown(app)[1][1]
+
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not app.generating and shown(app)[1][1] != first_reply)
+
+        assert [role for role, _ in shown(app)] == ["user", "assistant"]
+        assert stored(db, app) == shown(app), "the screen and the database agree"
+
+
+async def test_an_edited_message_is_resent_and_the_turns_after_it_are_replaced(make_app, db) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        await send(pilot, app, "first question")
+        await send(pilot, app, "second question")
+        await send(pilot, app, "third question")
+
+        second = app.query_one(ChatView).messages()[2]
+        assert isinstance(second, UserMessage) and second.message_id is not None
+        second.focus()
+        await pilot.press("e")
+        prompt = app.query_one(PromptInput)
+        assert prompt.text == "second question" and prompt.has_focus
+        assert "editing" in app.query_one(StatusBar).state
+        prompt.text = "second, edited"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not app.generating and len(shown(app)) == 4)
+
+        assert [text for role, text in shown(app) if role == "user"] == ["first question", "second, edited"]
+        assert stored(db, app) == shown(app)
+
+        await pilot.press("alt+e")  # the last message of mine, from the prompt box
+        assert prompt.text == "second, edited"
+        await pilot.press("escape")
+        assert prompt.text == "" and app.editing is None and len(stored(db, app)) == 4, "Esc: nothing changed"
+
+
+async def test_ctrl_g_continues_a_reply_cut_at_the_token_limit(make_app, db) -> None:
+    app = make_app(max_tokens=3)
+    async with app.run_test() as pilot:
+        await send(pilot, app, "the cat sat")
+        cut = shown(app)[1][1]
+        assert app.query_one(ChatView).query(".note"), "the cut reply says so"
+
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: not app.generating and len(shown(app)[1][1]) > len(cut))
+
+        assert shown(app)[1][1].startswith(cut)
+        assert stored(db, app) == shown(app)
+        assert list_messages(db, app.conversation.id)[1].stats["continued"] is True
+
+
+async def test_a_message_or_one_of_its_code_blocks_is_copied_by_key_and_by_click(make_app, db) -> None:
+    conversation = create_conversation(db, ensure_user(db), "sorting")
+    add_message(db, conversation.id, "user", "how do I sort a dict?")
+    add_message(db, conversation.id, "assistant", REPLY_WITH_CODE)
+    app = make_app()
+    copied: list[str] = []
+    async with app.run_test() as pilot:
+        await ready(pilot, app)
+        app.copy_to_clipboard = copied.append  # what Textual writes to the terminal as OSC 52
+        reply = app.query_one(ChatView).messages()[1]
+        assert isinstance(reply, MessageBlock)
+
+        await pilot.press("alt+y")
+        assert copied[-1] == "second = dict(sorted(d.items()))"
+        reply.focus()
+        await pilot.press("1")
+        assert copied[-1] == "first = sorted(d.items())"
+        await pilot.press("c")
+        assert copied[-1] == REPLY_WITH_CODE
+        await pilot.press("3")
+        assert len(copied) == 3 and any("2 code blocks" in notice for notice in app.notices)
+        await pilot.click(reply.query(StreamingFence).last())
+        assert copied[-1].rstrip("\n") == "second = dict(sorted(d.items()))"
+        assert any("Copied code block" in notice for notice in app.notices)
+
+
+async def test_search_finds_a_chat_by_the_words_of_its_messages(make_app, db) -> None:
+    user = ensure_user(db)
+    for title, text in (("Regex", "match dates like 2024-01-31"), ("Sorting", "sort a dict by its values")):
+        conversation = create_conversation(db, user, title)
+        add_message(db, conversation.id, "user", text)
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot, app)
+        sidebar = app.query_one(Sidebar)
+        sidebar.display = False
+
+        await pilot.press("ctrl+f")
+        assert sidebar.display
+        await pilot.press(*"values")
+        await wait_for(pilot, lambda: sidebar.titles() == ["Sorting"])
+        await pilot.press(*[*["backspace"] * 6, *"dat"])  # a prefix matches while typing
+        await wait_for(pilot, lambda: sidebar.titles() == ["Regex"])
+
+
+async def test_ctrl_s_exports_the_open_chat_as_markdown(
+    make_app, db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = make_app()
+    async with app.run_test() as pilot:
+        await send(pilot, app, "the cat sat")
+        await pilot.press("ctrl+s")
+        exported = tmp_path / f"duetto-chat-{app.conversation.id}.md"
+        text = exported.read_text()
+        assert text.startswith("# the cat sat\n") and "**You:**\n\nthe cat sat" in text
+        assert shown(app)[1][1].rstrip() in text
+        assert not list(tmp_path.glob(".*.partial")), "written whole, no leftovers"
+
+
+async def test_a_system_prompt_is_chosen_for_a_chat_kept_as_a_persona_and_used_by_the_next_turn(make_app, db) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot, app)
+        await pilot.press("f9")
+        assert isinstance(app.screen, SystemPromptScreen)
+        app.screen.query_one("#prompt-text").text = "You are a pirate."
+        app.screen.query_one("#persona-name").value = "pirate"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert not isinstance(app.screen, SystemPromptScreen)
+
+        await send(pilot, app, "the cat sat")
+
+        assert get_conversation(db, app.conversation.id).system_prompt == "You are a pirate."
+        assert app.chats[app.conversation.id].system_prompt == "You are a pirate.", "the turn used it"
+        assert [persona.name for persona in list_personas(db, ensure_user(db))] == ["pirate"]
+        await pilot.press("alt+i")  # the chord: F-keys are often swallowed
+        assert isinstance(app.screen, SystemPromptScreen)
+        assert app.screen.query_one("#prompt-text").text == "You are a pirate."
+
+
+async def test_up_brings_back_earlier_prompts_even_after_a_restart(make_app) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        await send(pilot, app, "alpha")
+        await send(pilot, app, "beta")
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot, app)
+        prompt = app.query_one(PromptInput)
+        prompt.focus()
+        await pilot.press(*"draft")
+        await pilot.press("up")
+        assert prompt.text == "beta"
+        await pilot.press("up")
+        assert prompt.text == "alpha"
+        await pilot.press("down")
+        assert prompt.text == "beta"
+        await pilot.press("down")
+        assert prompt.text == "draft", "below the newest: the text being written, kept"
+
+
+async def test_keys_rebound_in_keys_yaml_work_and_the_help_says_so(
+    make_app, db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Path(os.environ["DUETTO_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "keys.yaml").write_text("regenerate: alt+w\nhelp: [f1, ctrl+underscore]\n")
+    app = make_app(temperature=1.0)
+    async with app.run_test() as pilot:
+        await send(pilot, app, "the cat sat")
+        first_reply = shown(app)[1][1]
+        await pilot.press("alt+w")
+        await wait_for(pilot, lambda: not app.generating and shown(app)[1][1] != first_reply)
+
+        await pilot.press("ctrl+underscore")
+        assert isinstance(app.screen, HelpScreen)
+        assert ("Alt+W", "write the last reply again (it is replaced)") in app.screen.rows
+        assert ("F1 / Ctrl+_", "this help") in app.screen.rows
+        assert not any(keys == "Ctrl+R" for keys, _ in app.screen.rows), "the default key gave way"
+
+
+async def test_a_bad_keys_file_is_named_and_the_default_keys_stay(make_app) -> None:
+    home = Path(os.environ["DUETTO_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "keys.yaml").write_text("regenrate: ctrl+r\n")
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot, app)
+        assert any("keys.yaml: no action named regenrate" in notice for notice in app.notices)
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+
+
+async def test_long_titles_are_cut_between_words(make_app, db) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        await send(pilot, app, "how do I parse ISO dates with timezones in python without a library")
+    [conversation] = list_conversations(db, ensure_user(db))
+    assert conversation.title == "how do I parse ISO dates with…"
