@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from duetto.app.core.fingerprints import model_fingerprint
@@ -28,6 +29,45 @@ from duetto.store.pair_checks import load_pair_check, save_pair_check
 
 READER_CONTEXT_LENGTH = 1024
 """Enough for one chunk or one question: the reader never holds more."""
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    """A target and the draft model that drafts for it (None: lookup drafting only), by the names
+    a user gives (manifest or imported names, or file paths); what a conversation remembers."""
+
+    target: str
+    draft: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{_short(self.draft)} → {_short(self.target)}" if self.draft else _short(self.target)
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"target": self.target, "draft": self.draft}
+
+    @classmethod
+    def from_dict(cls, data: object) -> ModelPair | None:
+        """The pair a conversation stored, or None when what is stored is not one."""
+        if not isinstance(data, dict) or not isinstance(data.get("target"), str):
+            return None
+        draft = data.get("draft")
+        return cls(data["target"], draft if isinstance(draft, str) else None)
+
+
+def _short(name_or_path: str) -> str:
+    """A model's name as given; a file path's stem."""
+    return Path(name_or_path).stem if name_or_path.endswith(".gguf") else name_or_path
+
+
+def available_pairs() -> list[tuple[str, ModelPair]]:
+    """(profile, pair) of the manifest's profiles whose model files are on this machine."""
+    manifest = load_manifest()
+    return [
+        (profile.name, ModelPair(profile.target, profile.draft))
+        for profile in manifest.profiles.values()
+        if not missing_models([profile.target, profile.draft])
+    ]
 
 
 def chosen_model_names(

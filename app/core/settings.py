@@ -96,6 +96,16 @@ def load_chat_settings(db: sqlite_utils.Database, user: User, defaults: ChatSett
         raise InvalidSetting(f"a saved setting of user {user.name!r} is invalid: {error}") from error
 
 
+def conversation_chat_settings(stored: dict[str, Any] | None, defaults: ChatSettings) -> ChatSettings | None:
+    """The chat settings a conversation kept (``conversations.settings["chat"]``) over ``defaults``;
+    None when it kept none. Raises InvalidSetting naming a bad value."""
+    chat = (stored or {}).get("chat")
+    if not isinstance(chat, dict):
+        return None
+    known = {key: value for key, value in chat.items() if key in CHAT_KEYS}
+    return ChatSettings(**{**asdict(defaults), **known})
+
+
 def save_chat_settings(db: sqlite_utils.Database, user: User, settings: ChatSettings) -> None:
     """Store every chat setting (the value was validated when it was built)."""
     set_settings(db, user, asdict(settings))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from textual import work
@@ -31,8 +31,8 @@ from duetto.app.core.chat import (
     system_prompt_for,
 )
 from duetto.app.core.chat_export import conversation_markdown, write_whole
-from duetto.app.core.models import Engine
-from duetto.app.core.settings import ChatSettings, load_chat_settings, save_chat_settings
+from duetto.app.core.models import Engine, ModelPair
+from duetto.app.core.settings import ChatSettings, conversation_chat_settings, load_chat_settings, save_chat_settings
 from duetto.app.tui.chat_view import ChatView, CopyRequested, EditRequested, UserMessage
 from duetto.app.tui.clipboard import copy_with_program
 from duetto.app.tui.config import ChatConfig
@@ -52,6 +52,7 @@ from duetto.app.tui.keys import (
     load_keymap,
 )
 from duetto.app.tui.messages import EngineFailed, EngineReady, ReplyDelta, ReplyFinished, ReplyProgress
+from duetto.app.tui.pair_screen import PairScreen
 from duetto.app.tui.profile_screen import ProfileScreen
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.settings_screen import SettingsScreen
@@ -75,6 +76,7 @@ from duetto.store.conversations import (
     matching_conversations,
     messages_written_by,
     rename_conversation,
+    set_conversation_settings,
     set_system_prompt,
 )
 from duetto.store.database import open_database
@@ -118,6 +120,10 @@ class DuettoApp(App[None]):
         """The user's message being edited in the prompt box: Enter resends it, later turns go."""
         self.next_system_prompt: str | None = None
         """A system prompt chosen before the chat's first message: the new conversation gets it."""
+        self.wanted_pair: ModelPair | None = config.pair
+        """The pair replies should come from (the open conversation's); its engine may still be loading."""
+        self.engine_pair: ModelPair | None = None
+        """The pair of the engine in use."""
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -178,19 +184,52 @@ class DuettoApp(App[None]):
 
     @work(thread=True, exclusive=True, group="engine")
     def load_engine(self, user_name: str) -> None:
+        pair = self.wanted_pair
         try:
-            engine = self.config.engine_factory(user_name)
+            if pair is None or pair == self.config.pair or self.config.pair_engine_factory is None:
+                engine = self.config.engine_factory(user_name)
+            else:
+                engine = self.config.pair_engine_factory(user_name, pair)
         except (EngineError, StoreError) as error:  # a per-user engine may read the store
             self.post_message(EngineFailed(str(error)))
             return
-        self.post_message(EngineReady(engine, user_name))
+        self.post_message(EngineReady(engine, user_name, pair))
 
     def on_engine_ready(self, message: EngineReady) -> None:
         if self.config.engine_per_user and message.user_name != self.user.name:
             message.engine.close()  # built for a profile the user has since left
             return
+        if message.pair != self.wanted_pair:  # the chat opened meanwhile is answered by another pair
+            message.engine.close()
+            self.load_engine(self.user.name)
+            return
         self.use_engine(message.engine)
-        self.query_one(StatusBar).models = self.config.models_label
+        self.engine_pair = message.pair
+        self.query_one(StatusBar).models = message.pair.label if message.pair else self.config.models_label
+
+    def use_pair(self, pair: ModelPair | None) -> None:
+        """Answer with ``pair`` from the next reply on: its engine is loaded unless it is the one in use."""
+        pair = pair or self.config.pair
+        if pair == self.wanted_pair or self.config.pair_engine_factory is None:
+            return
+        available = [choice for _, choice in self.pair_choices()]
+        if pair != self.config.pair and pair not in available:
+            self.notify(f"This chat was answered by {pair.label}, which is not on this machine; "
+                        f"it goes on with {self.wanted_pair.label}.", severity="warning", timeout=15)  # fmt: skip
+            return
+        self.wanted_pair = pair
+        if not self.models_on_disk or self.user is None or (self.engine is None and self.engine_pair is None):
+            return  # no engine yet: the first one, loading or about to, is checked against the wanted pair
+        self.use_engine(None)  # free the last pair's memory before the next one loads
+        self.query_one(StatusBar).models = f"loading {pair.label}…"
+        self.load_engine(self.user.name)
+
+    def pair_choices(self) -> list[tuple[str, ModelPair]]:
+        """The pairs on this machine, the session's own first."""
+        choices = self.config.pair_choices() if self.config.pair_choices else []
+        if self.config.pair is not None and self.config.pair not in [pair for _, pair in choices]:
+            choices.insert(0, ("this session's", self.config.pair))
+        return choices
 
     def use_engine(self, engine: Engine | None) -> None:
         """Replies use ``engine`` from now on; the last one's chats go with it and its memory is freed."""
@@ -258,6 +297,7 @@ class DuettoApp(App[None]):
     async def send_prompt(self, text: str) -> None:
         if self.conversation is None:
             self.conversation = create_conversation(self.db, self.user, conversation_title(text))
+            self.remember_chat_settings()
             if self.next_system_prompt is not None:
                 self.conversation = set_system_prompt(self.db, self.conversation.id, self.next_system_prompt)
                 self.next_system_prompt = None
@@ -364,6 +404,7 @@ class DuettoApp(App[None]):
     async def open_conversation(self, conversation: Conversation) -> None:
         self.conversation = conversation
         self.stop_editing()
+        await self.apply_conversation_settings(conversation)
         messages = list_messages(self.db, conversation.id)
         shown = []
         sources: list[tuple[int, str]] = []
@@ -393,6 +434,20 @@ class DuettoApp(App[None]):
             await self.query_one(ChatView).show_messages([])
             await self.refresh_sidebar()
 
+    async def apply_conversation_settings(self, conversation: Conversation) -> None:
+        """Answer the conversation as it was answered: its own settings and pair, when it kept them."""
+        try:
+            kept = conversation_chat_settings(conversation.settings, self.saved_chat_settings())
+        except StoreError as error:
+            self.notify(f"{error}; using the profile's.", title="Chat settings", severity="warning", timeout=15)
+            kept = None
+        if kept is not None:
+            pinned = {name: getattr(self.config.settings, name) for name in self.config.command_line_settings}
+            await self.apply_chat_settings(replace(kept, **pinned))
+        pair = ModelPair.from_dict((conversation.settings or {}).get("pair"))
+        if pair is not None:
+            self.use_pair(pair)
+
     def saved_chat_settings(self) -> ChatSettings:
         """The profile's saved settings over the config's defaults; command-line choices win."""
         defaults = self.config.settings
@@ -414,13 +469,26 @@ class DuettoApp(App[None]):
         await self.query_one(ChatView).set_show_sources(chat_settings.show_draft_sources)
 
     async def save_and_apply(self, chat_settings: ChatSettings) -> None:
-        """Apply ``chat_settings`` and save them for the profile (this session only without a database)."""
+        """Apply ``chat_settings`` and save them for the profile and the open chat (this session
+        only without a database)."""
         try:
             if self.user is not None:
                 save_chat_settings(self.db, self.user, chat_settings)
         except StoreError as error:
             self.notify(str(error), title="Settings not saved", severity="error", timeout=15)
         await self.apply_chat_settings(chat_settings)
+        self.remember_chat_settings()
+
+    def remember_chat_settings(self) -> None:
+        """The open conversation keeps its pair and settings, to be answered the same way when reopened."""
+        if self.conversation is None or self.db is None:
+            return
+        pair = self.wanted_pair
+        kept = {"chat": asdict(self.chat_settings), **({"pair": pair.as_dict()} if pair else {})}
+        try:
+            self.conversation = set_conversation_settings(self.db, self.conversation.id, kept)
+        except StoreError as error:
+            self.notify(str(error), title="Chat settings not kept", severity="error", timeout=15)
 
     async def switch_profile(self, name: str) -> None:
         if self.generating:
@@ -583,6 +651,26 @@ class DuettoApp(App[None]):
             else f"code block {len(blocks)} of {len(blocks)} (Shift+Tab selects it; 1–{len(blocks)} copy the others)"
         )
         self.copy_text(blocks[-1], what)
+
+    # --- models, search, export, system prompt ---------------------------------------------
+
+    def action_switch_pair(self) -> None:
+        choices = self.pair_choices()
+        if self.config.pair_engine_factory is None or not choices:
+            self.notify("Only this session's models are available.")
+            return
+        if self.generating:
+            self.notify("Stop the reply (Esc) before switching models.", severity="warning")
+            return
+
+        def chosen(pair: ModelPair | None) -> None:
+            if pair is None or pair == self.wanted_pair:
+                return
+            self.use_pair(pair)
+            self.remember_chat_settings()
+            self.notify(f"{pair.label} answers from the next reply on; it rereads this chat first.")
+
+        self.push_screen(PairScreen(choices, self.wanted_pair), chosen)
 
     # --- search, export, system prompt ------------------------------------------------------
 

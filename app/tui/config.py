@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from duetto.app.core.models import Engine
+from duetto.app.core.models import Engine, ModelPair
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.manifest import ModelSpec
 
@@ -30,3 +30,9 @@ class ChatConfig:
     """Manifest models to fetch (in a screen with progress bars) before the engine can load."""
     window_tokens: int | None = None
     """Tokens of a conversation kept whole before folding (None: the whole context)."""
+    pair: ModelPair | None = None
+    """The models ``engine_factory`` loads; None: the app cannot switch pairs (a test's engine)."""
+    pair_engine_factory: Callable[[str, ModelPair], Engine] | None = None
+    """Builds the engine of another pair for a profile (a conversation that remembers its own)."""
+    pair_choices: Callable[[], list[tuple[str, ModelPair]]] | None = None
+    """(profile name, pair) of the pairs whose models are on this machine, for the models dialog."""

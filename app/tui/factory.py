@@ -12,6 +12,8 @@ from pathlib import Path
 
 from duetto.app.core.models import (
     Engine,
+    ModelPair,
+    available_pairs,
     chosen_model_names,
     load_engine,
     missing_models,
@@ -21,15 +23,7 @@ from duetto.app.core.settings import CHAT_MAX_TOKENS
 from duetto.app.tui.app import DuettoApp
 from duetto.app.tui.config import ChatConfig
 from duetto.engine.decoder import Decoder, DecodeSettings
-from duetto.engine.manifest import load_manifest
 from duetto.store.conversations import DEFAULT_USER, validate_user_name
-
-
-def short_name(name_or_path: str) -> str:
-    """A manifest or imported model's name as given; a path's file stem."""
-    if name_or_path in load_manifest().models:
-        return name_or_path
-    return Path(name_or_path).stem if name_or_path.endswith(".gguf") else name_or_path
 
 
 def chat_app(
@@ -54,22 +48,25 @@ def chat_app(
     missing = missing_models([target_name, draft_name])
     if not missing:
         resolve_paths(target_name, draft_name)
-    label = f"{short_name(draft_name)} → {short_name(target_name)}" if draft_name else short_name(target_name)
+    pair = ModelPair(target_name, draft_name)
     if settings.mode == "fast" and draft_name is None:
         settings = replace(settings, mode="exact")
 
-    def engine_for(user: str) -> Engine:
-        """The engine for ``user``: the shared models, the target carrying the user's plugin if any."""
-        target_path, draft_path = resolve_paths(target_name, draft_name)
+    def engine_for_pair(user: str, chosen: ModelPair) -> Engine:
+        """The engine for ``user`` on ``chosen``: the shared models, the target carrying the user's plugin if any."""
+        target_path, draft_path = resolve_paths(chosen.target, chosen.draft)
         return load_engine(
             target_path, draft_path, context_length=context_length, threads=threads, user=user,
             database_path=database_path, decoder_class=decoder_class,
         )  # fmt: skip
 
+    def engine_for(user: str) -> Engine:
+        return engine_for_pair(user, pair)
+
     return DuettoApp(
         ChatConfig(
             engine_factory=engine_for,
-            models_label=label,
+            models_label=pair.label,
             settings=settings,
             command_line_settings=command_line_settings,
             user_name=user_name,
@@ -77,5 +74,8 @@ def chat_app(
             database_path=database_path,
             missing_models=tuple(missing),
             window_tokens=window_tokens,
+            pair=pair,
+            pair_engine_factory=engine_for_pair,
+            pair_choices=available_pairs,
         )
     )

@@ -86,6 +86,9 @@ APP_KEYS: tuple[KeyAction, ...] = (
     ),
     KeyAction("delete_chat", "f8,alt+d", "Delete this chat", "delete this chat (asks first)"),
     KeyAction(
+        "switch_pair", "f10,alt+m", "Models for this chat", "models for this chat: switch the draft and target pair"
+    ),
+    KeyAction(
         "system_prompt", "f9,alt+i", "System prompt", "this chat's system prompt: a saved persona or your own words"
     ),
 )

@@ -5,14 +5,14 @@ from __future__ import annotations
 from textual.message import Message
 
 from duetto.app.core.chat import Turn
-from duetto.app.core.models import Engine
+from duetto.app.core.models import Engine, ModelPair
 from duetto.app.tui.draft_sources import Spans
 
 
 class EngineReady(Message):
-    def __init__(self, engine: Engine, user_name: str) -> None:
+    def __init__(self, engine: Engine, user_name: str, pair: ModelPair | None) -> None:
         super().__init__()
-        self.engine, self.user_name = engine, user_name
+        self.engine, self.user_name, self.pair = engine, user_name, pair
 
 
 class EngineFailed(Message):

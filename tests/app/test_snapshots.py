@@ -80,3 +80,16 @@ def test_documents_panel(snap_compare, chat_app, tmp_path: Path) -> None:
         await pilot.pause()
 
     assert snap_compare(chat_app(), terminal_size=SIZE, run_before=open_documents)
+
+
+def test_system_prompt(snap_compare, chat_app) -> None:
+    assert snap_compare(chat_app(), press=["f9"], terminal_size=SIZE, run_before=engine_loaded)
+
+
+def test_a_selected_reply_and_the_search_box(snap_compare, chat_app) -> None:
+    async def select_reply(pilot) -> None:
+        await engine_loaded(pilot)
+        await pilot.press("shift+tab")
+        await pilot.pause()
+
+    assert snap_compare(chat_app(with_history=True), terminal_size=SIZE, run_before=select_reply)

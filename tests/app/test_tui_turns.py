@@ -5,14 +5,17 @@ prompt history and rebound keys (on the tiny models)."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from chat_app import tiny_chat_app, wait_for
 
+from duetto.app.core.models import ModelPair
 from duetto.app.tui.app import DuettoApp
 from duetto.app.tui.chat_view import ChatView, MessageBlock, StreamingFence, UserMessage
 from duetto.app.tui.dialogs import HelpScreen
+from duetto.app.tui.pair_screen import PairScreen
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.sidebar import Sidebar
 from duetto.app.tui.status_bar import StatusBar
@@ -265,3 +268,45 @@ async def test_long_titles_are_cut_between_words(make_app, db) -> None:
         await send(pilot, app, "how do I parse ISO dates with timezones in python without a library")
     [conversation] = list_conversations(db, ensure_user(db))
     assert conversation.title == "how do I parse ISO dates with…"
+
+
+async def test_a_chat_keeps_its_model_pair_and_settings_and_can_switch_pair_mid_chat(
+    tiny_models: dict[str, Path], tmp_path: Path, db
+) -> None:
+    def app_with_pairs() -> DuettoApp:
+        app = tiny_chat_app(tiny_models, tmp_path / "chat.db", DecodeSettings(max_tokens=6))
+        target_only = ModelPair(str(tiny_models["target"]), None)
+        app.config = replace(app.config, pair_choices=lambda: [("tiny", app.config.pair), ("lookup", target_only)])
+        return app
+
+    app = app_with_pairs()
+    async with app.run_test() as pilot:
+        await send(pilot, app, "the cat sat")
+        first_chat = app.conversation.id
+        assert app.engine.has_draft_model
+        await pilot.press("f10")
+        assert isinstance(app.screen, PairScreen)
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: app.engine is not None and not app.engine.has_draft_model)
+        assert app.query_one(StatusBar).models == "target"
+        await pilot.press("ctrl+t")  # exact → target: kept with this chat
+        await send(pilot, app, "and the dog")
+        assert list_messages(db, first_chat)[-1].stats["mode"] == "target"
+        assert list_messages(db, first_chat)[-1].stats["drafted"] == 0
+
+        await pilot.press("ctrl+n")
+        await send(pilot, app, "a second chat")
+        second_chat = app.conversation.id
+        assert get_conversation(db, second_chat).settings["pair"]["draft"] is None, "new chats keep the pair in use"
+
+    app = app_with_pairs()
+    async with app.run_test() as pilot:
+        await ready(pilot, app)
+        await app.open_conversation(get_conversation(db, first_chat))
+        await wait_for(pilot, lambda: app.engine is not None and app.engine_pair == app.wanted_pair)
+        assert not app.engine.has_draft_model and app.settings.mode == "target", "reopened as it was answered"
+        await pilot.press("f10", "up", "enter")
+        await wait_for(pilot, lambda: app.engine is not None and app.engine.has_draft_model)
+        await send(pilot, app, "back to the pair")
+        assert list_messages(db, first_chat)[-1].stats["tokens"] >= 1
+        assert get_conversation(db, first_chat).settings["pair"]["draft"] == str(tiny_models["draft"])
