@@ -38,7 +38,7 @@ def split_into_chunks(
         if count_tokens(segment) <= target_tokens:
             pieces.append(segment)
         else:
-            pieces.extend(_cut_between_words(segment, count_tokens, target_tokens))
+            pieces.extend(cut_between_words(segment, count_tokens, target_tokens))
     chunks: list[TextChunk] = []
     current = ""
     current_tokens = 0
@@ -63,7 +63,7 @@ def split_into_chunks(
     return chunks
 
 
-def _cut_between_words(segment: str, count_tokens: Callable[[str], int], target_tokens: int) -> list[str]:
+def cut_between_words(segment: str, count_tokens: Callable[[str], int], target_tokens: int) -> list[str]:
     parts: list[str] = []
     current = ""
     for word in _WORD.findall(segment):

@@ -17,7 +17,7 @@ import ast
 import re
 from collections.abc import Callable
 
-from duetto.engine.chunking import DEFAULT_CHUNK_TOKENS, TextChunk
+from duetto.engine.chunking import DEFAULT_CHUNK_TOKENS, TextChunk, cut_between_words
 from duetto.engine.code_blocks import outline
 
 CODE_EXTENSIONS = frozenset(
@@ -91,8 +91,12 @@ CODE_EXTENSIONS = frozenset(
 )
 """File extensions chunked as code (the rest, Markdown and text above all, as prose)."""
 
-_CONTINUES_BLOCK = re.compile(r"^[\s)\]}]|^(end|else|elif|except|finally|catch|rescue|ensure)\b")
-"""A line that belongs to the block above it: indented, a closing bracket, or a block's tail keyword."""
+_CONTINUES_BLOCK = re.compile(r"^[\s)\]{}]|^(end|else|elif|except|finally|catch|rescue|ensure)\b")
+"""A line that belongs to the block above it: indented, a bracket (a C function's ``{`` on its own
+line), or a block's tail keyword."""
+_LINE = re.compile(r"[^\n]*\n|[^\n]+$")
+"""A line with its newline; only ``\n`` ends one (``str.splitlines`` also splits at form feeds,
+which Python's parser does not count, and would misplace every definition after one)."""
 _ATTACHES_BELOW = re.compile(r"^(@|#|//|/\*|\*|--|;|\"\"\"|''')")
 """A column-0 line that belongs to the block below it: a decorator or a comment."""
 
@@ -118,7 +122,7 @@ def _python_blocks(text: str) -> list[str] | None:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return None
-    lines = text.splitlines(keepends=True)
+    lines = _LINE.findall(text)
     starts: list[int] = []
     previous_end = 0
     for node in tree.body:
@@ -138,12 +142,14 @@ def _python_blocks(text: str) -> list[str] | None:
 def _indented_blocks(text: str) -> list[str]:
     blocks: list[list[str]] = []
     attached: list[str] = []  # comments and decorators waiting for the block they belong to
-    for line in text.splitlines(keepends=True):
+    for line in _LINE.findall(text):
         bare = line.strip()
         if not bare:
             (attached if attached else blocks[-1] if blocks else attached).append(line)
             continue
-        if _CONTINUES_BLOCK.match(line) and blocks and not attached:
+        if _CONTINUES_BLOCK.match(line) and attached:
+            attached.append(line)  # the body of a comment (" * ..." under "/**") waits with it
+        elif _CONTINUES_BLOCK.match(line) and blocks:
             blocks[-1].append(line)
         elif _ATTACHES_BELOW.match(line):
             attached.append(line)
@@ -164,8 +170,12 @@ def split_code_into_chunks(
     for block in top_level_blocks(text, path):
         if count_tokens(block) <= target_tokens:
             pieces.append(block)
-        else:
-            pieces.extend(_cut_block(block, count_tokens, target_tokens))
+            continue
+        for part in _cut_block(block, count_tokens, target_tokens):
+            if count_tokens(part) <= target_tokens:
+                pieces.append(part)
+            else:  # one line longer than a chunk (minified code, data): cut between words, then anywhere
+                pieces.extend(_cut_long_line(part, count_tokens, target_tokens))
     chunks: list[TextChunk] = []
     current = ""
     position = 0
@@ -190,7 +200,7 @@ def split_code_into_chunks(
 def _cut_block(block: str, count_tokens: Callable[[str], int], target_tokens: int) -> list[str]:
     """A block too long for one chunk, cut where its body's own blocks begin (a blank line
     before a line at the body's outer indentation), and between lines where even those are too long."""
-    lines = block.splitlines(keepends=True)
+    lines = _LINE.findall(block)
     indents = [len(line) - len(line.lstrip()) for line in lines[1:] if line.strip()]
     body_indent = min(indents) if indents else 0
     parts: list[str] = []
@@ -209,6 +219,19 @@ def _cut_block(block: str, count_tokens: Callable[[str], int], target_tokens: in
         current += line
     if current:
         parts.append(current)
+    return parts
+
+
+def _cut_long_line(text: str, count_tokens: Callable[[str], int], target_tokens: int) -> list[str]:
+    parts: list[str] = []
+    for piece in cut_between_words(text, count_tokens, target_tokens):
+        while count_tokens(piece) > target_tokens:  # no spaces to cut at: halve until it fits
+            cut = len(piece) // 2
+            while count_tokens(piece[:cut]) > target_tokens:
+                cut //= 2
+            parts.append(piece[:cut])
+            piece = piece[cut:]
+        parts.append(piece)
     return parts
 
 

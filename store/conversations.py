@@ -282,7 +282,8 @@ def fts_query(text: str) -> str:
     """The user's words as an FTS5 query that finds messages holding all of them (each word
     quoted, so that ``-``, ``:``, ``*`` or ``OR`` in what they typed are words, not operators;
     the last one matches as a prefix, for search as you type)."""
-    words = [word.replace('"', '""') for word in text.split()]
+    printable = "".join(character if character.isprintable() else " " for character in text)
+    words = [word.replace('"', '""') for word in printable.split()]
     if not words:
         return ""
     return " ".join(f'"{word}"' for word in words[:-1]) + (" " if len(words) > 1 else "") + f'"{words[-1]}"*'
@@ -319,6 +320,7 @@ def import_conversation(
     messages: list[dict[str, Any]],
     *,
     system_prompt: str | None = None,
+    settings: dict[str, Any] | None = None,
     created_at: str | None = None,
 ) -> Conversation:
     """A whole conversation in one transaction (``duetto chats import``): its messages with their
@@ -329,6 +331,7 @@ def import_conversation(
             {
                 "user_id": user.id, "title": title.strip() or "New chat", "created_at": created_at or now,
                 "updated_at": now, "system_prompt": system_prompt or None,
+                "settings": json.dumps(settings) if settings else None,
             }
         ).last_pk  # fmt: skip
         db["messages"].insert_all(

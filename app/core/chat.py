@@ -279,7 +279,9 @@ class ChatSession:
         decoder = self.engine.decoder
         budget = reply_budget(settings.max_tokens, decoder.target.context_length)
         so_far = self.turns[-1]["content"]
+        self.window.on_fold = lambda: listeners.progress("remembering earlier turns…")
         prompt_tokens = self.window.prompt_tokens(self.turns[:-1], budget) + decoder.target.tokenize(so_far)
+        fold_before = self.window.last_fold
         if len(prompt_tokens) + 1 >= decoder.target.context_length:
             raise ContextFull("the reply already fills the context window; start a new chat to go on")
         reply = Reply()
@@ -292,7 +294,7 @@ class ChatSession:
                     listeners.on_written(item)
         assert reply.stats is not None
         self.turns[-1] = {"role": "assistant", "content": so_far + reply.text}
-        return Turn(reply.text, reply.stats, reply.pieces)
+        return Turn(reply.text, reply.stats, reply.pieces, fold_before=fold_before)
 
     def memory(self, through_message_id: int) -> ConversationMemory | None:
         """The memory of folded turns, for storing beside the conversation (None: nothing folded)."""
@@ -354,18 +356,17 @@ class StoredChat:
         return self._answer(db, text, settings, listeners)
 
     def regenerate(self, settings: DecodeSettings, listeners: Listeners = NO_LISTENERS) -> Turn:
-        """Write the last reply again: the stored one is replaced (a question left without a
-        reply, its reply stopped before a word, is answered)."""
+        """Write the last reply again: the stored one is replaced once the new one is kept (a
+        reply stopped before its first word, or an error, leaves the old one); a question left
+        without a reply is answered."""
         db = open_database(self.database_path)
         messages = list_messages(db, self.conversation_id)
         questions = [message for message in messages if message.role == "user"]
         if not questions:
             raise TurnRefused("there is no reply to write again: this chat has no question yet")
         question = questions[-1]
-        if messages[-1].id != question.id:
-            delete_messages_from(db, self.conversation_id, messages[messages.index(question) + 1].id)
-            self._load(db)
-        return self._answer(db, question.content, settings, listeners)
+        after = messages[messages.index(question) + 1 :]
+        return self._answer(db, question.content, settings, listeners, replacing=after[0] if after else None)
 
     def edit(self, message_id: int, text: str, settings: DecodeSettings, listeners: Listeners = NO_LISTENERS) -> Turn:
         """Replace the user's message ``message_id`` with ``text`` and answer it: every later
@@ -395,10 +396,17 @@ class StoredChat:
         turn = self.session.continue_last(
             runnable_settings(settings, has_draft_model=self.engine.has_draft_model)[0], listeners
         )
-        stats = {**turn.stats.as_dict(), "continued": True}
-        replace_message(db, last.id, last.content + turn.text, stats)
         turn.message_id = last.id
-        turn.stored_stats = stats
+        if turn.text:
+            earlier = last.stats or {}
+            stats = {**turn.stats.as_dict(), "continued": True}
+            stats["tokens"] = turn.stats.tokens + int(earlier.get("tokens", 0) or 0)
+            replace_message(db, last.id, last.content + turn.text, stats)
+            turn.stored_stats = stats
+        if turn.folded:
+            memory = self.session.memory([message.id for message in messages][self.session.window.folded_messages - 1])
+            if memory is not None:
+                save_memory(db, self.conversation_id, memory, self.session.window.memory_length)
         return turn
 
     def _own_message(self, db, message_id: int) -> Message:
@@ -407,9 +415,14 @@ class StoredChat:
             raise TurnRefused(f"message {message_id} is not in this conversation")
         return message
 
-    def _answer(self, db, text: str, settings: DecodeSettings, listeners: Listeners) -> Turn:
-        """Reply to the stored conversation, whose last message is the user's ``text``."""
+    def _answer(
+        self, db, text: str, settings: DecodeSettings, listeners: Listeners, *, replacing: Message | None = None
+    ) -> Turn:
+        """Reply to the stored conversation, whose last message is the user's ``text`` (or, with
+        ``replacing``, comes right before that message, which the reply replaces when it is kept)."""
         messages = list_messages(db, self.conversation_id)
+        if replacing is not None:
+            messages = messages[: [message.id for message in messages].index(replacing.id)]
         message_ids = [message.id for message in messages]
         self.session.turns = [{"role": message.role, "content": message.content} for message in messages]
         documents = attached_documents(db, self.conversation_id)
@@ -428,6 +441,8 @@ class StoredChat:
                 listeners,
             )  # fmt: skip
         if turn.text or turn.stats.finish_reason != "cancelled":
+            if replacing is not None:
+                delete_messages_from(db, self.conversation_id, replacing.id)
             stored = add_message(
                 db, self.conversation_id, "assistant", turn.text, turn.stored_stats or turn.stats.as_dict()
             )

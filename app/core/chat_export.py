@@ -1,7 +1,8 @@
 """A conversation as Markdown or JSON, and back from JSON: for ``duetto chats`` and the chat app.
 
-The JSON holds everything a conversation is (title, system prompt, every message with its role,
-text, stats and time), so ``chats import`` of an export restores it whole. Files are written
+The JSON holds what a conversation is (title, system prompt, the model pair and settings it is
+answered with, every message with its role, text, stats and time), so ``chats import`` of an
+export restores it (the memory of folded turns is made again when the conversation next runs). Files are written
 under a temporary name and renamed, so an export is never seen half-written.
 """
 
@@ -38,6 +39,7 @@ def conversation_json(db: sqlite_utils.Database, conversation: Conversation, use
         "created_at": conversation.created_at,
         "updated_at": conversation.updated_at,
         "system_prompt": conversation.system_prompt,
+        "settings": conversation.settings,
         "user": user_name,
         "messages": messages,
     }
@@ -95,4 +97,9 @@ def import_json(db: sqlite_utils.Database, user: User, path: Path) -> Conversati
         messages.append({"role": message["role"], "content": message["content"], "stats": stats,
                          "created_at": created_at})  # fmt: skip
     created_at = data.get("created_at") if isinstance(data.get("created_at"), str) else None
-    return import_conversation(db, user, title, messages, system_prompt=system_prompt, created_at=created_at)
+    settings = data.get("settings")
+    if not (settings is None or isinstance(settings, dict)):
+        raise InvalidExport(f'{path}: "settings" must be an object')
+    return import_conversation(
+        db, user, title, messages, system_prompt=system_prompt, settings=settings, created_at=created_at
+    )

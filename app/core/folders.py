@@ -61,7 +61,7 @@ def scan_folder(root: Path, globs: Sequence[str] = ()) -> FolderScan:
     if not root.is_dir():
         raise InvalidDocument(f"no such folder: {root}")
     wanted = pathspec.GitIgnoreSpec.from_lines(globs) if globs else None
-    ignores: list[tuple[str, pathspec.PathSpec]] = []  # (directory relative to root, its .gitignore)
+    ignores: list[tuple[str, pathspec.GitIgnoreSpec]] = []  # (directory relative to root, its .gitignore)
     scan = FolderScan()
     total_bytes = 0
     for directory, subdirectories, file_names in os.walk(root):
@@ -115,14 +115,18 @@ def _joined(directory: str, name: str) -> str:
     return f"{directory}/{name}" if directory else name
 
 
-def _ignored(ignores: list[tuple[str, pathspec.PathSpec]], path: str) -> bool:
-    """Whether a .gitignore above ``path`` (each read relative to its own directory) excludes it."""
-    for directory, spec in ignores:
+def _ignored(ignores: list[tuple[str, pathspec.GitIgnoreSpec]], path: str) -> bool:
+    """Whether the .gitignore files above ``path`` exclude it, as git decides: each read relative
+    to its own directory, the deepest one that has a say winning (so ``!keep.log`` in a
+    subdirectory brings back what ``*.log`` at the root excluded)."""
+    ignored = False
+    for directory, spec in ignores:  # root first: os.walk visits parents before children
         if directory and not path.startswith(directory + "/"):
             continue
-        if spec.match_file(path[len(directory) + 1 :] if directory else path):
-            return True
-    return False
+        verdict = spec.check_file(path[len(directory) + 1 :] if directory else path).include
+        if verdict is not None:
+            ignored = verdict
+    return ignored
 
 
 @dataclass(frozen=True)
@@ -167,10 +171,11 @@ def ingest_folder(
     if not scan.files:
         why = f" ({len(scan.skipped)} skipped: {scan.skipped[0][0]}: {scan.skipped[0][1]}, …)" if scan.skipped else ""
         raise InvalidDocument(f"{root}: no text files to read{why}")
-    document = document_store.begin_folder(db, name, str(root.resolve()), owner)
-    existing = document_store.list_chunks(db, [document.id])
-    if existing and existing[0].model_sha256 != model_id:
+    earlier = document_store.find_document(db, name)
+    existing = document_store.list_chunks(db, [earlier.id]) if earlier is not None else []
+    if existing and existing[0].model_sha256 != model_id:  # checked before the document is reopened
         raise StoreError(f"document {name!r} was read by another model; `duetto docs rm {name}` first")
+    document = document_store.begin_folder(db, name, str(root.resolve()), owner)
     recorded = document_store.document_files(db, document.id)
     current = {file.path: file for file in scan.files}
     removed = sorted(path for path in recorded if path not in current)

@@ -41,6 +41,7 @@ from duetto.app.tui.document_desk import PASTE_DOCUMENT_CHARACTERS, DocumentDesk
 from duetto.app.tui.draft_sources import DraftLegend, Spans
 from duetto.app.tui.fetch_screen import FetchScreen
 from duetto.app.tui.keys import (
+    APP_ACTIONS,
     APP_KEYS,
     PASTE_NOTE,
     KeysFileError,
@@ -197,10 +198,13 @@ class DuettoApp(App[None]):
 
     def on_engine_ready(self, message: EngineReady) -> None:
         if self.config.engine_per_user and message.user_name != self.user.name:
-            message.engine.close()  # built for a profile the user has since left
+            self.close_engine(message.engine)  # built for a profile the user has since left
+            return
+        if self.engine is not None and message.pair == self.engine_pair:
+            self.close_engine(message.engine)  # a second load of the pair in use (switched away and back)
             return
         if message.pair != self.wanted_pair:  # the chat opened meanwhile is answered by another pair
-            message.engine.close()
+            self.close_engine(message.engine)
             self.load_engine(self.user.name)
             return
         self.use_engine(message.engine)
@@ -211,6 +215,10 @@ class DuettoApp(App[None]):
         """Answer with ``pair`` from the next reply on: its engine is loaded unless it is the one in use."""
         pair = pair or self.config.pair
         if pair == self.wanted_pair or self.config.pair_engine_factory is None:
+            return
+        busy = self.engine_busy()
+        if busy:
+            self.notify(f"The models stay {self.wanted_pair.label} while {busy}.", severity="warning", timeout=10)
             return
         available = [choice for _, choice in self.pair_choices()]
         if pair != self.config.pair and pair not in available:
@@ -232,11 +240,30 @@ class DuettoApp(App[None]):
         return choices
 
     def use_engine(self, engine: Engine | None) -> None:
-        """Replies use ``engine`` from now on; the last one's chats go with it and its memory is freed."""
+        """Replies use ``engine`` from now on; the last one's chats go with it and its memory is
+        freed (in a thread: closing waits for a document reader that may be loading)."""
         old, self.engine = self.engine, engine
         self.chats.clear()
         if old is not None:
-            old.close()
+            self.close_engine(old)
+
+    @work(thread=True, group="close-engine")
+    def close_engine(self, engine: Engine) -> None:
+        engine.close()
+
+    def engine_busy(self) -> str:
+        """What is using the engine now (a reply, a document being read), or "" when nothing is:
+        an engine in use must not be closed under it."""
+        if self.generating:
+            return "a reply is being written (Esc stops it)"
+        if any(worker.group == "ingest" and not worker.is_finished for worker in self.workers):
+            return "a document is being read"
+        return ""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While a dialog is open, the app's keys are the dialog's (Ctrl+S saves there, Ctrl+R
+        does not write a reply behind it); quitting always works."""
+        return not (self.screen.is_modal and action in APP_ACTIONS and action != "quit")
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         self.query_one(StatusBar).models = "no models"
@@ -361,12 +388,14 @@ class DuettoApp(App[None]):
     async def on_reply_finished(self, message: ReplyFinished) -> None:
         chat_view = self.query_one(ChatView)
         turn = message.turn
-        if self.conversation is not None and self.conversation.id == message.conversation_id:
-            chat_view.set_message_ids([stored.id for stored in list_messages(self.db, message.conversation_id)])
         if turn is not None and turn.citations:
             await chat_view.append_reply(sources_line([citation.label for citation in turn.citations]))
         _, spans = await chat_view.end_reply()
         self.generating = False
+        if self.conversation is not None and self.conversation.id == message.conversation_id:
+            stored = list_messages(self.db, message.conversation_id)
+            if not chat_view.set_message_ids([(kept.role, kept.id) for kept in stored]):
+                await self.show_conversation()  # a reply that was not kept (failed, stopped before a word)
         status = self.query_one(StatusBar)
         if turn is None:
             status.state = "error"
@@ -405,17 +434,22 @@ class DuettoApp(App[None]):
         self.conversation = conversation
         self.stop_editing()
         await self.apply_conversation_settings(conversation)
-        messages = list_messages(self.db, conversation.id)
+        await self.show_conversation()
+        await self.refresh_sidebar()
+
+    async def show_conversation(self) -> None:
+        """The open conversation's messages as stored (after a turn that kept nothing, too)."""
+        assert self.conversation is not None
+        messages = list_messages(self.db, self.conversation.id)
         shown = []
         sources: list[tuple[int, str]] = []
         for stored in messages:
-            cited = [(cited["chunk_id"], cited["label"]) for cited in (stored.stats or {}).get("citations", [])]
+            cited = cited_sources(stored.stats)
             sources = cited or sources
             shown.append((stored.role, stored.content + sources_line([label for _, label in cited]),
                           self.reply_spans.get(stored.id), stored.id))  # fmt: skip
         await self.query_one(ChatView).show_messages(shown)
         self.query_one(DocumentDesk).show_sources(sources)  # F7 opens what this chat's last answer cited
-        await self.refresh_sidebar()
 
     # --- profiles and settings ----------------------------------------------------------------
 
@@ -664,7 +698,7 @@ class DuettoApp(App[None]):
             return
 
         def chosen(pair: ModelPair | None) -> None:
-            if pair is None or pair == self.wanted_pair:
+            if pair is None or pair == self.wanted_pair or self.engine_busy():
                 return
             self.use_pair(pair)
             self.remember_chat_settings()
@@ -713,6 +747,7 @@ class DuettoApp(App[None]):
             if choice.as_default:
                 set_setting(self.db, self.user, SYSTEM_PROMPT_SETTING, choice.prompt)
                 default = choice.prompt
+                self.chats.clear()  # every chat without a prompt of its own now uses this one
             own = None if choice.prompt == default else choice.prompt
             if self.conversation is None:
                 self.next_system_prompt = own
@@ -780,6 +815,19 @@ class DuettoApp(App[None]):
             modes[(modes.index(self.settings.mode) + 1) % len(modes)] if self.settings.mode in modes else "exact"
         )
         await self.save_and_apply(replace(self.chat_settings, mode=next_mode))
+
+
+def cited_sources(stats: dict | None) -> list[tuple[int, str]]:
+    """(chunk id, label) of what a stored document answer cited; nothing for anything else (an
+    imported conversation's stats are whatever its file held)."""
+    citations = (stats or {}).get("citations") if isinstance(stats, dict) else None
+    if not isinstance(citations, list):
+        return []
+    return [
+        (cited["chunk_id"], cited["label"])
+        for cited in citations
+        if isinstance(cited, dict) and isinstance(cited.get("chunk_id"), int) and isinstance(cited.get("label"), str)
+    ]
 
 
 def sources_line(labels: list[str] | None) -> str:

@@ -177,14 +177,23 @@ class ChatView(VerticalScroll):
         await self.remove_children(children[children.index(message) :])
 
     async def remove_after(self, message: Widget) -> None:
-        """Remove everything shown after ``message`` (the notes under a reply being continued)."""
+        """Remove everything shown after ``message`` (the notes under a reply being continued),
+        but its own coloured view."""
         children = list(self.children)
-        await self.remove_children(children[children.index(message) + 1 :])
+        own_view = getattr(message, "source_view", None)
+        await self.remove_children(
+            [child for child in children[children.index(message) + 1 :] if child is not own_view]
+        )
 
-    def set_message_ids(self, ids: list[int]) -> None:
-        """Give the shown messages their stored ids, oldest first (after a turn is saved)."""
-        for message, message_id in zip(self.messages(), ids, strict=False):
+    def set_message_ids(self, stored: list[tuple[str, int]]) -> bool:
+        """Give the shown messages the ids of the stored ones, (role, id) oldest first, after a turn
+        is saved; False (and nothing changed) when what is shown is not what is stored."""
+        shown = self.messages()
+        if [message.role for message in shown] != [role for role, _ in stored]:
+            return False
+        for message, (_, message_id) in zip(shown, stored, strict=True):
             message.message_id = message_id
+        return True
 
     async def add_note(self, text: str) -> None:
         """A line from duetto itself under the reply (a reply cut at the token limit, say)."""

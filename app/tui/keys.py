@@ -37,31 +37,38 @@ class KeyAction:
     """What the palette lists it as."""
     help: str
     """What it does, for F1."""
-    priority: bool = False
-    """Handled before the focused widget sees the key (the prompt box binds some of them itself)."""
+    priority: bool = True
+    """Handled before the focused widget sees the key. Text boxes would take it otherwise: a
+    terminal sends Alt+Y as a key whose character is "y", which the prompt box would type, and
+    the prompt box binds Ctrl+Y, F6 and F7 itself. The app refuses actions while a dialog is open
+    (``DuettoApp.check_action``), so there the key reaches the dialog."""
 
     def binding(self, keys: str | None = None) -> Binding:
         return Binding(keys or self.keys, self.id, self.title, id=self.id, priority=self.priority)
 
 
 APP_KEYS: tuple[KeyAction, ...] = (
-    KeyAction("quit", "ctrl+q", "Quit", "quit", priority=True),
+    KeyAction("quit", "ctrl+q", "Quit", "quit"),
     KeyAction("help", "f1,alt+h", "Help: every key", "this help"),
-    KeyAction("cancel_reply", "escape", "Stop reply", "stop the reply being written (the partial reply is kept)"),
+    KeyAction(
+        "cancel_reply",
+        "escape",
+        "Stop reply",
+        "stop the reply being written (the partial reply is kept)",
+        priority=False,
+    ),
     KeyAction("new_chat", "ctrl+n", "New chat", "start a new chat"),
     KeyAction(
         "regenerate",
         "ctrl+r",
         "Regenerate the last reply",
         "write the last reply again (it is replaced)",
-        priority=True,
     ),
     KeyAction(
         "continue_reply",
         "ctrl+g",
         "Continue the last reply",
         "go on with a reply that was stopped or cut at the token limit",
-        priority=True,
     ),
     KeyAction(
         "edit_last",
@@ -69,9 +76,9 @@ APP_KEYS: tuple[KeyAction, ...] = (
         "Edit my last message",
         "edit your last message and send it again (the reply after it is replaced)",
     ),
-    KeyAction("copy_reply", "ctrl+y", "Copy the last reply", "copy the last reply", priority=True),
+    KeyAction("copy_reply", "ctrl+y", "Copy the last reply", "copy the last reply"),
     KeyAction("copy_code", "alt+y", "Copy the last reply's code", "copy the last code block of the last reply"),
-    KeyAction("search", "ctrl+f", "Search chats", "search every message of your chats", priority=True),
+    KeyAction("search", "ctrl+f", "Search chats", "search every message of your chats"),
     KeyAction("export_chat", "ctrl+s", "Export this chat", "save this chat as Markdown in the current directory"),
     KeyAction("toggle_sidebar", "ctrl+b", "Show or hide the chat list", "show or hide the chat list"),
     KeyAction("cycle_mode", "ctrl+t", "Switch mode", "switch mode: exact → fast → target"),
@@ -79,11 +86,8 @@ APP_KEYS: tuple[KeyAction, ...] = (
     KeyAction("settings", "f3,alt+s", "Settings", "settings: mode, temperature, drafter, …"),
     KeyAction("switch_profile", "f4,alt+p", "Switch profile", "switch profile (user), or add one"),
     KeyAction("toggle_draft_sources", "f5,alt+c", "Colour the draft's text", "colour the draft's text (model, lookup)"),
-    # priority: the prompt box (a TextArea) binds F6 and F7 to select line / select all.
-    KeyAction("documents", "f6,ctrl+o", "Documents", "documents: attach to this chat, read a file in", priority=True),
-    KeyAction(
-        "sources", "f7,alt+o", "Open a cited source", "open a chunk the last document answer cited", priority=True
-    ),
+    KeyAction("documents", "f6,ctrl+o", "Documents", "documents: attach to this chat, read a file in"),
+    KeyAction("sources", "f7,alt+o", "Open a cited source", "open a chunk the last document answer cited"),
     KeyAction("delete_chat", "f8,alt+d", "Delete this chat", "delete this chat (asks first)"),
     KeyAction(
         "switch_pair", "f10,alt+m", "Models for this chat", "models for this chat: switch the draft and target pair"
@@ -104,6 +108,9 @@ OTHER_KEYS: tuple[tuple[str, str], ...] = (
 """Keys that belong to a widget rather than the app, for the help."""
 
 PASTE_NOTE = "A paste longer than 6,000 characters is offered to be kept as a document."
+
+
+APP_ACTIONS = frozenset(action.id for action in APP_KEYS)
 
 
 def app_bindings() -> list[Binding]:

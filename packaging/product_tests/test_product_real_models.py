@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import openai
@@ -125,3 +126,60 @@ def test_pipx_install_of_the_wheel_gives_a_working_duetto(user_environment: dict
 
     assert result.returncode == 0, result.stderr
     assert "5" in json.loads(result.stdout)["text"]
+
+
+def test_a_coding_session_in_the_chat_app_copies_code_writes_again_searches_and_exports(
+    installed_env: Path, user_environment: dict[str, str], tmp_path: Path
+) -> None:
+    """The chat app from the wheel, in tmux, on the real pair: a function asked for, its code block
+    copied (OSC 52 into tmux's buffer), the reply written again, the chat found by a word of its
+    reply, exported as Markdown; then the shell sees the same conversation."""
+    terminal = Terminal(str(installed_env / "bin" / "duetto"), user_environment, cwd=tmp_path)
+
+    def stored_reply() -> dict:
+        shown = json.loads(run(installed_env, user_environment, "chats", "show", "1", "--json").stdout)
+        assert [message["role"] for message in shown["messages"]] == ["user", "assistant"]
+        return shown["messages"][1]
+
+    try:
+        terminal.start()
+        terminal.wait_for(r"qwen2\.5-coder-1\.5b.*mode exact")
+        terminal.keys("Write a Python function is_even(n) that returns True for even numbers. Only code.", "Enter")
+        terminal.wait_for(r"1\.5b │ mode exact │ \d+\.\d tok/s")  # no "writing…" between: the reply is complete
+        first = stored_reply()
+        assert "def is_even" in first["content"]
+
+        terminal.keys("M-y")  # Alt+Y: the last reply's code block
+        terminal.wait_for(r"Copied the code block")
+        assert "def is_even" in terminal.clipboard() and "```" not in terminal.clipboard()
+
+        terminal.keys("C-r")  # write the reply again, in its place
+        deadline = time.monotonic() + 180
+        while stored_reply()["created_at"] == first["created_at"]:
+            assert time.monotonic() < deadline, f"no new reply; the screen was:\n{terminal.screen()}"
+            time.sleep(1)
+        assert "def is_even" in stored_reply()["content"]
+
+        terminal.keys("C-f", "zebra")
+        time.sleep(1)
+        assert "Write a Python" not in sidebar(terminal.screen()), "no chat holds 'zebra'"
+        terminal.keys(*["BSpace"] * 5, "is_even")
+        terminal.wait_for(r"Write a Python")
+        assert "Write a Python" in sidebar(terminal.screen())
+
+        terminal.keys("C-s")  # export the open chat to the current directory
+        terminal.wait_for(r"Chat exported")
+        exported = (tmp_path / "duetto-chat-1.md").read_text()
+        assert exported.startswith("# Write a Python function is_even(n)") and "def is_even" in exported
+
+        terminal.keys("C-q")
+        assert terminal.wait_until_exited(), "Ctrl+Q quits"
+        assert "Traceback" not in terminal.screen()
+    finally:
+        terminal.close()
+    found = json.loads(run(installed_env, user_environment, "chats", "search", "is_even", "--json").stdout)
+    assert found and found[0]["chat"] == 1
+
+
+def sidebar(screen: str) -> str:
+    return "\n".join(line[:32] for line in screen.splitlines())

@@ -148,3 +148,13 @@ def test_folder_errors_are_one_line(tmp_path: Path, tiny_models: dict[str, Path]
     assert add(tmp_path / "shop", tiny_models).returncode == 0
     clash = add(other, tiny_models)
     assert clash.returncode == 1 and "already exists and was not read from" in clash.stderr
+
+
+def test_a_nested_gitignore_can_bring_back_what_the_root_one_excluded(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    (root / "sub").mkdir(parents=True)
+    (root / ".gitignore").write_text("*.log\n")
+    (root / "sub" / ".gitignore").write_text("!keep.log\n")
+    for path in ("a.log", "sub/keep.log", "sub/drop.log", "sub/code.py"):
+        (root / path).write_text("text\n")
+    assert [file.path for file in scan_folder(root).files] == ["sub/code.py", "sub/keep.log"]

@@ -195,7 +195,7 @@ def test_a_reply_cut_at_the_limit_continues_from_its_last_word(engine: Engine, t
     [_, reply] = list_messages(db, conversation_id)
     assert reply.id == cut.message_id == more.message_id
     assert reply.content == cut.text + more.text and more.text
-    assert reply.stats["continued"] is True and reply.stats["tokens"] == more.stats.tokens
+    assert reply.stats["continued"] is True and reply.stats["tokens"] == cut.stats.tokens + more.stats.tokens
     whole = chat.session.turns[-1]["content"]
     assert whole == reply.content
 
@@ -212,3 +212,15 @@ def test_the_system_prompt_is_the_conversations_else_the_profiles_else_duettos(e
     target = engine.decoder.target
     prompt = reopened.session.window.prompt_tokens([{"role": "user", "content": "hello"}], 16)
     assert "You are a pirate." in "".join(target.token_text(token) for token in prompt)
+
+
+def test_a_regenerated_reply_stopped_before_its_first_word_keeps_the_old_one(engine: Engine, tmp_path: Path) -> None:
+    chat, db, conversation_id = stored_chat(engine, tmp_path)
+    chat.ask(" ".join(WORDS * 6), DecodeSettings(max_tokens=4))
+    before = list_messages(db, conversation_id)
+    other, _, _ = stored_chat(engine, tmp_path, "another chat")
+    other.ask(" ".join(reversed(WORDS * 6)), DecodeSettings(max_tokens=4))  # the KV cache holds it now
+
+    turn = chat.regenerate(DecodeSettings(max_tokens=4), Listeners(should_cancel=lambda: True))
+
+    assert turn.message_id is None and list_messages(db, conversation_id) == before

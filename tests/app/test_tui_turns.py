@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from chat_app import tiny_chat_app, wait_for
+from textual import events
 
+from duetto.app.core.chat_export import import_json
 from duetto.app.core.models import ModelPair
 from duetto.app.tui.app import DuettoApp
 from duetto.app.tui.chat_view import ChatView, MessageBlock, StreamingFence, UserMessage
@@ -310,3 +312,62 @@ async def test_a_chat_keeps_its_model_pair_and_settings_and_can_switch_pair_mid_
         await send(pilot, app, "back to the pair")
         assert list_messages(db, first_chat)[-1].stats["tokens"] >= 1
         assert get_conversation(db, first_chat).settings["pair"]["draft"] == str(tiny_models["draft"])
+
+
+async def press_as_a_terminal_sends(pilot, app: DuettoApp, key: str, character: str) -> None:
+    """A key as a real terminal delivers it: Alt+Y arrives with the character "y" (Textual's pilot
+    sends none for a chord), which a text box with the focus would type."""
+    app._driver.send_message(events.Key(key, character))
+    await pilot.pause()
+
+
+async def test_alt_chords_act_while_the_prompt_box_has_the_focus_and_are_not_typed(make_app, db) -> None:
+    conversation = create_conversation(db, ensure_user(db), "sorting")
+    add_message(db, conversation.id, "user", "how do I sort a dict?")
+    add_message(db, conversation.id, "assistant", REPLY_WITH_CODE)
+    app = make_app()
+    copied: list[str] = []
+    async with app.run_test() as pilot:
+        await ready(pilot, app)
+        app.copy_to_clipboard = copied.append
+        prompt = app.query_one(PromptInput)
+        prompt.focus()
+
+        await press_as_a_terminal_sends(pilot, app, "alt+y", "y")
+        assert copied == ["second = dict(sorted(d.items()))"] and prompt.text == ""
+        await press_as_a_terminal_sends(pilot, app, "alt+i", "i")
+        assert isinstance(app.screen, SystemPromptScreen) and prompt.text == ""
+
+
+async def test_the_apps_keys_do_not_act_behind_an_open_dialog(
+    make_app, db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = make_app(temperature=1.0)
+    async with app.run_test() as pilot:
+        await send(pilot, app, "the cat sat")
+        before = stored(db, app)
+        await pilot.press("f2")  # the rename dialog
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.3)
+        assert not app.generating and stored(db, app) == before, "no reply written behind the dialog"
+        await pilot.press("escape")
+        await pilot.press("f9")
+        assert isinstance(app.screen, SystemPromptScreen)
+        await pilot.press("ctrl+s")  # the dialog's own Ctrl+S (use), not the app's export
+        await pilot.pause()
+        assert not isinstance(app.screen, SystemPromptScreen)
+        assert not list(tmp_path.glob("duetto-chat-*.md"))
+
+
+async def test_an_imported_chat_with_odd_stats_opens(make_app, db, tmp_path: Path) -> None:
+    export = tmp_path / "odd.json"
+    export.write_text(
+        '{"title": "odd", "messages": [{"role": "user", "content": "hi"}, '
+        '{"role": "assistant", "content": "hello", "stats": {"citations": "abc"}}]}'
+    )
+    import_json(db, ensure_user(db), export)
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot, app)
+        assert shown(app) == [("user", "hi"), ("assistant", "hello")]

@@ -95,3 +95,27 @@ def test_compressed_code_is_made_of_the_codes_own_lines(text: str, path: str) ->
 def test_code_is_known_by_its_extension() -> None:
     assert is_code_path("src/app.py") and is_code_path("Makefile") and is_code_path("web/x.tsx")
     assert not is_code_path("README.md") and not is_code_path("notes.txt")
+
+
+def test_c_braces_on_their_own_line_and_doc_comments_stay_with_their_function() -> None:
+    c = (
+        "/**\n * Adds two numbers.\n */\nint add(int a, int b)\n{\n    return a + b;\n}\n\n"
+        "int main(void)\n{\n    return 0;\n}\n"
+    )
+    blocks = top_level_blocks(c, "m.c")
+    assert blocks[0].startswith("/**") and "return a + b;" in blocks[0] and blocks[0].rstrip().endswith("}")
+    assert blocks[1].startswith("int main(void)\n{")
+
+
+def test_form_feeds_do_not_move_python_definitions() -> None:
+    text = "def f1():\n    return 1\n\x0c\ndef f2():\n    a = 1\n    return a\n\x0c\ndef f3():\n    return 3\n"
+    blocks = top_level_blocks(text, "m.py")
+    assert [block.split("\n")[0] for block in blocks] == ["def f1():", "def f2():", "def f3():"]
+    assert "return a" in blocks[1]
+
+
+def test_a_line_longer_than_a_chunk_is_cut_to_fit() -> None:
+    minified = "var x=" + "a" * 5000 + ";\n"
+    chunks = split_code_into_chunks(minified, lambda text: len(text) // 4 + 1, 160, path="m.js")
+    assert len(chunks) > 1 and all(len(chunk.text) // 4 + 1 <= 160 for chunk in chunks)
+    assert "".join(chunk.text for chunk in chunks) == minified.strip("\n")

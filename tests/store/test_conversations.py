@@ -11,6 +11,7 @@ from duetto.store.conversations import (
     list_users,
     remove_user,
     rename_conversation,
+    search_messages,
 )
 from duetto.store.database import open_database
 from duetto.store.errors import NameTaken, NotFound, StoreError
@@ -75,3 +76,12 @@ def test_duplicate_user_names_are_refused() -> None:
     add_user(db, "carol")
     with pytest.raises(NameTaken):
         add_user(db, "carol")
+
+
+def test_search_takes_any_text_a_user_types(db) -> None:
+    user = ensure_user(db)
+    conversation = create_conversation(db, user, "odd text")
+    add_message(db, conversation.id, "user", 'sort "by" value: -x* OR NEAR(c++) a\x00b')
+    for typed in ('"', "-", "*", "OR", "NEAR(", "c++", "x:y", "a\x00b", "\x1b[31m", "^", "(", "🙂", "'"):
+        search_messages(db, user, typed)  # a result or nothing: never FTS5's syntax error
+    assert [hit.conversation.id for hit in search_messages(db, user, "value: -x")] == [conversation.id]

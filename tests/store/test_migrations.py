@@ -40,7 +40,7 @@ def test_the_second_step_creates_the_chat_and_document_tables() -> None:
     assert set(db["messages"].columns_dict) == {"id", "conversation_id", "role", "content", "stats", "created_at"}
     assert set(db["chunks"].columns_dict) == {
         "id", "document_id", "position", "text", "token_start", "token_end", "compressed_text", "embedding",
-        "model_sha256", "compressed_tokens",
+        "model_sha256", "compressed_tokens", "file_path",
     }  # fmt: skip
     assert not db["memory_states"].exists(), "created by the second step, dropped unused by the fifth"
     assert "ON DELETE CASCADE" in db["chunks"].schema and "ON DELETE CASCADE" in db["messages"].schema
@@ -74,6 +74,32 @@ def test_the_chunk_index_follows_inserts_and_cascading_deletes() -> None:
     assert db.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'lighthouse'").fetchall() == [(1,)]
     db.execute("DELETE FROM documents")
     assert db.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'lighthouse'").fetchall() == []
+
+
+def test_the_message_index_is_built_for_messages_kept_before_it_and_follows_edits(tmp_path: Path) -> None:
+    db = sqlite_utils.Database(tmp_path / "old.db")
+    db.execute("PRAGMA foreign_keys = ON")
+    monkeypatched = [step for step in MIGRATIONS if step.__name__ < "m007"]
+    db[MIGRATIONS_TABLE].create({"name": str, "applied_at": str}, pk="name")
+    for step in monkeypatched:  # a database from before the index
+        step(db)
+        db[MIGRATIONS_TABLE].insert({"name": step.__name__, "applied_at": "then"})
+    db.execute("INSERT INTO users (name, created_at) VALUES ('u', 'then')")
+    db.execute("INSERT INTO conversations (user_id, title, created_at, updated_at) VALUES (1, 't', 'then', 'then')")
+    db.execute(
+        "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (1, 'user', 'old words', 'then')"
+    )
+
+    migrate(db)
+
+    def found(word: str) -> list:
+        return db.execute("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?", [word]).fetchall()
+
+    assert found("old") == [(1,)]
+    db.execute("UPDATE messages SET content = 'new words' WHERE id = 1")
+    assert found("old") == [] and found("new") == [(1,)]
+    db.execute("DELETE FROM conversations")
+    assert found("new") == []
 
 
 def test_pair_checks_are_kept_per_file_and_forgotten_when_a_file_changes(tmp_path: Path) -> None:
