@@ -9,6 +9,7 @@ has its own database connection for what it shows; documents are the DocumentDes
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
@@ -85,6 +86,8 @@ from duetto.store.errors import StoreError
 from duetto.store.personas import list_personas, save_persona
 from duetto.store.settings import get_setting, set_setting
 
+SEARCH_PAUSE_SECONDS = 0.15
+"""The chat list follows the search box this long after the last key."""
 PROMPT_HISTORY_LENGTH = 500
 """Earlier prompts Up can bring back."""
 TurnRun = Callable[[StoredChat, DecodeSettings, Listeners], Turn]
@@ -551,8 +554,15 @@ class DuettoApp(App[None]):
         await self.open_conversation(get_conversation(self.db, message.conversation.id))
         self.query_one(PromptInput).focus()
 
-    async def on_sidebar_filter_changed(self, message: Sidebar.FilterChanged) -> None:
-        await self.refresh_sidebar(message.text)
+    def on_sidebar_filter_changed(self, message: Sidebar.FilterChanged) -> None:
+        self.search_chats(message.text)
+
+    @work(exclusive=True, group="search")
+    async def search_chats(self, text: str) -> None:
+        """The chat list for what the search box holds, once typing pauses: rebuilt on every key,
+        it held the app's queue while a fast typist's (or a paste's) next keys came in."""
+        await asyncio.sleep(SEARCH_PAUSE_SECONDS)
+        await self.refresh_sidebar(text)
 
     # --- actions --------------------------------------------------------------------------
 

@@ -49,7 +49,9 @@ class Sidebar(Vertical):
         return self.query_one(Input).value
 
     def focus_search(self) -> None:
-        self.query_one(Input).focus()
+        """Focus the search box now, not after the keys already on their way (``focus()`` waits
+        for them, and a fast typist's first letters would land in the prompt box)."""
+        self.screen.set_focus(self.query_one(Input))
 
     def titles(self) -> list[str]:
         return [item.conversation.title for item in self.query(ConversationItem)]
