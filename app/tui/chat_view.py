@@ -72,8 +72,10 @@ MESSAGE_BINDINGS = [
 ]
 
 
-class MessageKeys(Widget, can_focus=False):
-    """What a focused message does with its keys (a mixin for the two kinds of message)."""
+class MessageKeys:
+    """What a focused message does with its keys (a mixin for the two kinds of message; not a
+    Widget itself, whose default styles would then outrank the message's own: every message
+    became as tall as the screen)."""
 
     text: str
     role: str
@@ -93,7 +95,7 @@ class MessageKeys(Widget, can_focus=False):
                 self.notify(f"This message has {len(blocks)} code block{'' if len(blocks) == 1 else 's'}.")
 
 
-class MessageBlock(MessageKeys, Markdown, can_focus=True):
+class MessageBlock(Markdown, MessageKeys, can_focus=True):
     """One message; the assistant's reply grows through a MarkdownStream while it is generated."""
 
     BINDINGS = MESSAGE_BINDINGS
@@ -118,7 +120,7 @@ class MessageBlock(MessageKeys, Markdown, can_focus=True):
         self.source_view: SourceText | None = None
 
 
-class UserMessage(MessageKeys, Static, can_focus=True):
+class UserMessage(Static, MessageKeys, can_focus=True):
     """One message of the user's, shown exactly as typed or pasted: pasted code keeps its lines,
     indentation and backslashes (as Markdown they would be joined and eaten)."""
 
