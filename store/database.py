@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -11,15 +12,22 @@ from duetto.store import locations
 from duetto.store.errors import StoreError
 from duetto.store.migrations import migrate
 
+PRIVATE_DIRECTORY = 0o700
+PRIVATE_FILE = 0o600
+
 
 def open_database(path: Path | None = None) -> sqlite_utils.Database:
     """Open (creating if needed) and migrate the database; use it only from this thread.
 
-    WAL lets the TUI read while a worker writes; foreign keys make deletes cascade.
+    WAL lets the TUI read while a worker writes; foreign keys make deletes cascade. The database
+    holds people's conversations: its directory is made readable by its owner alone (0700) and
+    the file created 0600, which SQLite gives its -wal and -shm files too.
     """
     path = path or locations.database_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIRECTORY)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
         db = sqlite_utils.Database(path)
         db.execute("PRAGMA foreign_keys = ON")
         db.enable_wal()

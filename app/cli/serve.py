@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import socket
 import sys
@@ -74,6 +75,12 @@ def serve(
     except StoreError as error:
         raise click.BadParameter(str(error), param_hint="--user") from None
     listening = _bind(host, port)
+    if not api_key and not _only_this_machine(listening):
+        listening.close()
+        raise click.UsageError(
+            f"--host {host} takes requests from other machines: give --api-key (or $DUETTO_API_KEY), "
+            "or keep the default 127.0.0.1"
+        )
     use_draft = decoding.uses_draft_model(mode)
     target_name, _ = chosen_model_names(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
@@ -128,6 +135,11 @@ def serve(
 def _model_id(target_name: str, target_path: Path) -> str:
     """The name requests use for the target: its manifest or import name, or its file's stem."""
     return target_path.stem if target_name == str(target_path) or target_name.endswith(".gguf") else target_name
+
+
+def _only_this_machine(listening: socket.socket) -> bool:
+    """Whether the socket takes connections from this machine alone (a loopback address)."""
+    return ipaddress.ip_address(listening.getsockname()[0].split("%")[0]).is_loopback
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -177,7 +177,7 @@ def _message(index: int, message: Any) -> ChatMessage:
     role = message.get("role")
     if role == "tool" or role == "function":
         raise invalid(f"{where}: tool results are not supported", f"{where}.role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise invalid(f"{where}.role must be one of {', '.join(ROLES)}", f"{where}.role")
     content = message.get("content")
     if content is None and role == "assistant":
@@ -193,7 +193,7 @@ def _text(content: Any, where: str) -> str:
         texts = []
         for index, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                kind = repr(part.get("type"))[:40] if isinstance(part, dict) else type(part).__name__
                 raise invalid(f"{where}[{index}]: only text parts are supported, not {kind}", f"{where}[{index}]")
             texts.append(part["text"])
         return "".join(texts)

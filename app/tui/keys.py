@@ -13,6 +13,7 @@ the palette, which read the keys in effect, say what the keys are now.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from duetto.store import locations
 from duetto.store.errors import StoreError
 
 KEYS_FILE_NAME = "keys.yaml"
+KEY_NAME = re.compile(r"^[a-z0-9_]+(\+[a-z0-9_]+)*$|^[^\s,+]$")
+"""A key as Textual names it (``ctrl+shift+k``, ``f2``, ``underscore``) or one character."""
 
 
 @dataclass(frozen=True)
@@ -167,11 +170,11 @@ def load_keymap(path: Path | None = None) -> dict[str, str]:
         raise KeysFileError(f"{path}: no action named {', '.join(unknown)}; the actions are {', '.join(sorted(known))}")
     keymap: dict[str, str] = {}
     for name, keys in data.items():
-        if isinstance(keys, list):
-            keys = ",".join(str(key) for key in keys)
-        if not isinstance(keys, str) or not keys.strip():
+        pieces = keys if isinstance(keys, list) else str(keys).split(",") if isinstance(keys, str) else [keys]
+        named = [piece.strip() for piece in pieces if isinstance(piece, str) and piece.strip()]
+        if not named or len(named) != len(pieces) or any(not KEY_NAME.match(key) for key in named):
             raise KeysFileError(f"{path}: {name} needs keys such as 'ctrl+r' or 'f2,alt+r', not {keys!r}")
-        keymap[name] = ",".join(key.strip() for key in keys.split(",") if key.strip())
+        keymap[name] = ",".join(named)
     return keymap
 
 
