@@ -33,3 +33,4 @@ def test_the_server_will_not_listen_beyond_this_machine_without_an_api_key(tiny_
     assert refused.returncode == 2 and "--api-key" in refused.stderr and refused.stderr.count("\n") == 1
     assert "loading" not in refused.stderr.lower(), "refused before any model loads"
     assert os.environ.get("DUETTO_API_KEY") is None
+    assert "[default: 127.0.0.1]" in " ".join(run_duetto("serve", "--help").stdout.split())
