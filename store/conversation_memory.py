@@ -9,6 +9,7 @@ import sqlite_utils
 
 from duetto.store import clock
 from duetto.store.documents import Document, list_documents
+from duetto.store.transactions import writing
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class ConversationMemory:
 
 
 def attach_document(db: sqlite_utils.Database, conversation_id: int, document_id: int) -> None:
-    with db.conn:
+    with writing(db):
         db.execute(
             "INSERT OR IGNORE INTO conversation_documents (conversation_id, document_id) VALUES (?, ?)",
             [conversation_id, document_id],
@@ -28,7 +29,7 @@ def attach_document(db: sqlite_utils.Database, conversation_id: int, document_id
 
 
 def detach_document(db: sqlite_utils.Database, conversation_id: int, document_id: int) -> None:
-    with db.conn:
+    with writing(db):
         db.execute(
             "DELETE FROM conversation_documents WHERE conversation_id = ? AND document_id = ?",
             [conversation_id, document_id],
@@ -55,7 +56,7 @@ def load_memory(db: sqlite_utils.Database, conversation_id: int) -> Conversation
 
 
 def save_memory(db: sqlite_utils.Database, conversation_id: int, memory: ConversationMemory, tokens: int) -> None:
-    with db.conn:
+    with writing(db):
         db.execute(
             "INSERT OR REPLACE INTO conversation_memory "
             "(conversation_id, through_message_id, text, tokens, updated_at) VALUES (?, ?, ?, ?, ?)",

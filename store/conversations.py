@@ -12,6 +12,7 @@ import sqlite_utils
 
 from duetto.store import clock, locations
 from duetto.store.errors import NameTaken, NotFound, StoreError
+from duetto.store.transactions import writing
 
 DEFAULT_USER = "default"
 USER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -57,7 +58,7 @@ def add_user(db: sqlite_utils.Database, name: str) -> User:
     validate_user_name(name)
     if db["users"].count_where("name = ?", [name]):
         raise NameTaken(f"user {name!r} already exists")
-    with db.conn:
+    with writing(db):
         user_id = db["users"].insert({"name": name, "created_at": clock.now()}).last_pk
     return User(id=user_id, name=name)
 
@@ -99,7 +100,7 @@ def remove_user(db: sqlite_utils.Database, name: str) -> None:
     directory = locations.user_dir(validate_user_name(user.name))
     if directory.exists():  # first: a user whose rows are gone must not leave weights behind
         shutil.rmtree(directory)
-    with db.conn:
+    with writing(db):
         db.execute("DELETE FROM users WHERE id = ?", [user.id])
 
 
@@ -117,7 +118,7 @@ def _conversation(row: dict[str, Any]) -> Conversation:
 
 def create_conversation(db: sqlite_utils.Database, user: User, title: str = "New chat") -> Conversation:
     created = clock.now()
-    with db.conn:
+    with writing(db):
         conversation_id = (
             db["conversations"]
             .insert(
@@ -157,7 +158,7 @@ def rename_conversation(db: sqlite_utils.Database, conversation_id: int, title: 
     if not title.strip():
         raise StoreError("a conversation title cannot be empty")
     get_conversation(db, conversation_id)
-    with db.conn:
+    with writing(db):
         db["conversations"].update(conversation_id, {"title": title.strip()})
     return get_conversation(db, conversation_id)
 
@@ -165,7 +166,7 @@ def rename_conversation(db: sqlite_utils.Database, conversation_id: int, title: 
 def set_system_prompt(db: sqlite_utils.Database, conversation_id: int, prompt: str | None) -> Conversation:
     """Give the conversation its own system prompt (None or blank: back to the profile's)."""
     get_conversation(db, conversation_id)
-    with db.conn:
+    with writing(db):
         db["conversations"].update(conversation_id, {"system_prompt": prompt if prompt and prompt.strip() else None})
     return get_conversation(db, conversation_id)
 
@@ -175,14 +176,14 @@ def set_conversation_settings(
 ) -> Conversation:
     """Keep the conversation's own settings (None: the profile's from now on)."""
     get_conversation(db, conversation_id)
-    with db.conn:
+    with writing(db):
         db["conversations"].update(conversation_id, {"settings": json.dumps(settings) if settings else None})
     return get_conversation(db, conversation_id)
 
 
 def delete_conversation(db: sqlite_utils.Database, conversation_id: int) -> None:
     get_conversation(db, conversation_id)
-    with db.conn:
+    with writing(db):
         db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
 
 
@@ -194,7 +195,7 @@ def add_message(
     stats: dict[str, Any] | None = None,
 ) -> Message:
     created = clock.now()
-    with db.conn:
+    with writing(db):
         message_id = (
             db["messages"]
             .insert(
@@ -239,7 +240,7 @@ def delete_messages_from(db: sqlite_utils.Database, conversation_id: int, messag
     """Delete message ``message_id`` and every later one of the conversation (a turn edited or
     written again replaces what followed it), and the memory of folded turns if it reached
     them; returns how many messages went."""
-    with db.conn:
+    with writing(db):
         deleted = db.execute(
             "DELETE FROM messages WHERE conversation_id = ? AND id >= ?", [conversation_id, message_id]
         ).rowcount
@@ -252,7 +253,7 @@ def delete_messages_from(db: sqlite_utils.Database, conversation_id: int, messag
 
 def replace_message(db: sqlite_utils.Database, message_id: int, content: str, stats: dict[str, Any] | None) -> Message:
     """A message's new text and stats (a reply continued where it stopped)."""
-    with db.conn:
+    with writing(db):
         db["messages"].update(
             message_id, {"content": content, "stats": json.dumps(stats) if stats is not None else None}
         )
@@ -326,7 +327,7 @@ def import_conversation(
     """A whole conversation in one transaction (``duetto chats import``): its messages with their
     roles, text, stats and times, or nothing at all."""
     now = clock.now()
-    with db.conn:
+    with writing(db):
         conversation_id = db["conversations"].insert(
             {
                 "user_id": user.id, "title": title.strip() or "New chat", "created_at": created_at or now,

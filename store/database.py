@@ -10,8 +10,12 @@ import sqlite_utils
 
 from duetto.store import locations
 from duetto.store.errors import StoreError
-from duetto.store.migrations import migrate
+from duetto.store.migrations import NewerSchema, migrate
 
+BUSY_SECONDS = 30.0
+"""How long a write waits while another duetto (the chat app, a `docs add`, the server) writes the
+same database, before it fails; each of their transactions is one chunk, one message or one
+setting, so a wait is milliseconds."""
 PRIVATE_DIRECTORY = 0o700
 PRIVATE_FILE = 0o600
 
@@ -28,10 +32,18 @@ def open_database(path: Path | None = None) -> sqlite_utils.Database:
         path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIRECTORY)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
-        db = sqlite_utils.Database(path)
+        # IMMEDIATE: a write takes the write lock first, waiting up to BUSY_SECONDS for another
+        # duetto's. A deferred one read first (an insert's full-text trigger reads the index's
+        # config), and SQLite cannot wait on a reader's upgrade: "database is locked" at once.
+        db = sqlite_utils.Database(sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level="IMMEDIATE"))
         db.execute("PRAGMA foreign_keys = ON")
         db.enable_wal()
         migrate(db)
+    except NewerSchema as error:
+        raise StoreError(
+            f"{path} was written by a newer duetto (schema step {error}, unknown to this one): "
+            "upgrade duetto to open it; nothing was changed"
+        ) from None
     except (OSError, sqlite3.Error) as error:
         raise StoreError(f"cannot open the database {path}: {error}") from error
     return db

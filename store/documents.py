@@ -19,6 +19,7 @@ import sqlite_utils
 from duetto.store import clock
 from duetto.store.conversations import User, ensure_user
 from duetto.store.errors import NameTaken, NotFound, StoreError
+from duetto.store.transactions import writing
 
 DOCUMENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,79}$")
 
@@ -131,7 +132,7 @@ def begin_document(
                 f"document {name!r} is a half-finished read of different content; `duetto docs rm {name}` first"
             )
         return existing
-    with db.conn:
+    with writing(db):
         db["documents"].insert(
             {
                 "name": name,
@@ -166,7 +167,7 @@ def add_chunk(
     file_path: str | None = None,
 ) -> None:
     """One chunk in one transaction: after a crash it is either wholly there or absent."""
-    with db.conn:
+    with writing(db):
         db.execute(
             "INSERT INTO chunks (document_id, position, text, token_start, token_end, compressed_text, "
             "compressed_tokens, embedding, model_sha256, file_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -199,10 +200,10 @@ def begin_folder(db: sqlite_utils.Database, name: str, source: str, owner: User 
                 f"a document named {name!r} already exists and was not read from {source}; "
                 "pick another --name or `duetto docs rm` it"
             )
-        with db.conn:
+        with writing(db):
             db.execute("UPDATE documents SET complete = 0 WHERE id = ?", [existing.id])
         return find_document(db, name)
-    with db.conn:
+    with writing(db):
         db["documents"].insert(
             {
                 "name": name,
@@ -234,14 +235,14 @@ def chunk_file_paths(db: sqlite_utils.Database, document_id: int) -> set[str]:
 
 def forget_file(db: sqlite_utils.Database, document_id: int, path: str) -> None:
     """Drop a file's chunks (their index entries and states by cascade) and its record, together."""
-    with db.conn:
+    with writing(db):
         db.execute("DELETE FROM chunks WHERE document_id = ? AND file_path = ?", [document_id, path])
         db.execute("DELETE FROM document_files WHERE document_id = ? AND path = ?", [document_id, path])
 
 
 def record_file(db: sqlite_utils.Database, document_id: int, path: str, sha256: str, chunks: int) -> None:
     """A file is wholly read: written after its last chunk."""
-    with db.conn:
+    with writing(db):
         db.execute(
             "INSERT OR REPLACE INTO document_files (document_id, path, sha256, chunks) VALUES (?, ?, ?, ?)",
             [document_id, path, sha256, chunks],
@@ -261,7 +262,7 @@ def finish_folder(db: sqlite_utils.Database, document_id: int) -> None:
     """The folder's read is over: its content hash (over every file's) and size, and complete."""
     files = sorted(document_files(db, document_id).items())
     digest = hashlib.sha256("\n".join(f"{path}\t{sha}" for path, sha in files).encode()).hexdigest()
-    with db.conn:
+    with writing(db):
         db.execute(
             "UPDATE documents SET sha256 = ?, complete = 1, "
             "tokens = (SELECT coalesce(sum(token_end - token_start), 0) FROM chunks WHERE document_id = ?) "
@@ -271,7 +272,7 @@ def finish_folder(db: sqlite_utils.Database, document_id: int) -> None:
 
 
 def mark_complete(db: sqlite_utils.Database, document_id: int) -> None:
-    with db.conn:
+    with writing(db):
         db.execute("UPDATE documents SET complete = 1 WHERE id = ?", [document_id])
 
 
@@ -281,7 +282,7 @@ def remove_document(db: sqlite_utils.Database, name: str, owner: User | None = N
     document = find_document(db, name)
     if document is None or owner is not None and document.user_id != owner.id:
         raise NotFound(f"no document named {name!r}; see: duetto docs list")
-    with db.conn:
+    with writing(db):
         db.execute("DELETE FROM documents WHERE id = ?", [document.id])
 
 
@@ -374,7 +375,7 @@ def put_chunk_state(
     token_count: int,
     state: bytes,
 ) -> None:
-    with db.conn:
+    with writing(db):
         db.execute(
             "INSERT OR REPLACE INTO chunk_states (chunk_id, model_sha256, variant, prefix_sha256, token_count, "
             "state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -263,11 +263,19 @@ def _execute_statements(db: sqlite_utils.Database, script: str) -> None:
             pending = ""
 
 
+class NewerSchema(Exception):
+    """The database has a step this duetto does not know: a newer duetto wrote it (the step's name)."""
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
-    """Apply the steps not yet recorded, each in its own transaction; returns their names."""
+    """Apply the steps not yet recorded, each in its own transaction; returns their names. A
+    database with a step this duetto does not know is left as it is (NewerSchema)."""
     if not db[MIGRATIONS_TABLE].exists():
         db[MIGRATIONS_TABLE].create({"name": str, "applied_at": str}, pk="name")
     applied = {row["name"] for row in db[MIGRATIONS_TABLE].rows}
+    unknown = sorted(applied - {step.__name__ for step in MIGRATIONS})
+    if unknown:
+        raise NewerSchema(unknown[-1])
     newly_applied = []
     for step in MIGRATIONS:
         if step.__name__ in applied:

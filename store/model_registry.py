@@ -9,6 +9,7 @@ import sqlite_utils
 
 from duetto.store import clock
 from duetto.store.errors import NameTaken, NotFound
+from duetto.store.transactions import writing
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def add_imported_model(db: sqlite_utils.Database, model: ImportedModel, *, repla
     """Record ``model``; a name already taken is an error unless ``replace``."""
     if not replace:
         ensure_name_free(db, model.name)
-    with db.conn:
+    with writing(db):
         db["imported_models"].upsert(
             {
                 "name": model.name,
@@ -67,5 +68,5 @@ def get_imported_model(db: sqlite_utils.Database, name: str) -> ImportedModel:
 
 def remove_imported_model(db: sqlite_utils.Database, name: str) -> None:
     get_imported_model(db, name)
-    with db.conn:
+    with writing(db):
         db["imported_models"].delete(name)

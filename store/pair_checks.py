@@ -12,6 +12,7 @@ from pathlib import Path
 import sqlite_utils
 
 from duetto.store import clock
+from duetto.store.transactions import writing
 
 
 def file_key(path: Path) -> str:
@@ -30,7 +31,7 @@ def load_pair_check(db: sqlite_utils.Database, draft: Path, target: Path) -> tup
 def save_pair_check(
     db: sqlite_utils.Database, draft: Path, target: Path, compatible: bool, problems: list[str]
 ) -> None:
-    with db.conn:
+    with writing(db):
         db["pair_checks"].upsert(
             {
                 "draft_key": file_key(draft),

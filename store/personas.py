@@ -9,6 +9,7 @@ import sqlite_utils
 from duetto.store import clock
 from duetto.store.conversations import User
 from duetto.store.errors import NotFound, StoreError
+from duetto.store.transactions import writing
 
 PERSONA_NAME_LENGTH = 40
 
@@ -26,7 +27,7 @@ def save_persona(db: sqlite_utils.Database, user: User, name: str, prompt: str) 
         raise StoreError(f"a persona needs a name of 1 to {PERSONA_NAME_LENGTH} characters")
     if not prompt.strip():
         raise StoreError(f"persona {name!r} needs a system prompt")
-    with db.conn:
+    with writing(db):
         db["personas"].upsert(
             {"user_id": user.id, "name": name, "prompt": prompt.strip(), "created_at": clock.now()},
             pk=("user_id", "name"),
@@ -40,6 +41,6 @@ def list_personas(db: sqlite_utils.Database, user: User) -> list[Persona]:
 
 
 def remove_persona(db: sqlite_utils.Database, user: User, name: str) -> None:
-    with db.conn:
+    with writing(db):
         if not db.execute("DELETE FROM personas WHERE user_id = ? AND name = ?", [user.id, name]).rowcount:
             raise NotFound(f"no persona named {name!r}")

@@ -13,6 +13,7 @@ import sqlite_utils
 
 from duetto.store.conversations import User
 from duetto.store.errors import StoreError
+from duetto.store.transactions import writing
 
 
 class InvalidSetting(StoreError):
@@ -41,7 +42,7 @@ def set_settings(db: sqlite_utils.Database, user: User, values: dict[str, Any]) 
         rows = [{"user_id": user.id, "key": key, "value": json.dumps(value)} for key, value in values.items()]
     except (TypeError, ValueError) as error:
         raise InvalidSetting(f"a setting must be a JSON value: {error}") from error
-    with db.conn:
+    with writing(db):
         db["user_settings"].upsert_all(rows, pk=("user_id", "key"))
 
 
