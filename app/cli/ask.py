@@ -13,6 +13,7 @@ from duetto.app.cli.options import DecodingOptions, decoding_options, mode_optio
 from duetto.app.core.chat import (
     NO_LISTENERS,
     SYSTEM_PROMPT,
+    SYSTEM_PROMPT_SETTING,
     ChatSession,
     Listeners,
     StoredChat,
@@ -34,6 +35,8 @@ from duetto.store.conversations import (
 )
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
+from duetto.store.personas import list_personas
+from duetto.store.settings import get_setting
 
 
 def _write_to_stdout(text: str) -> None:
@@ -72,10 +75,20 @@ def prompt_with_piped_input(prompt: str | None) -> str | None:
     return f"{material.rstrip()}\n\n{prompt}"
 
 
-def chosen_system_prompt(text: str | None, path: Path | None) -> str:
-    """The system prompt from --system or --system-file (not both), else duetto's own."""
-    if text is not None and path is not None:
-        raise click.UsageError("give --system or --system-file, not both")
+def chosen_system_prompt(text: str | None, path: Path | None, persona: str | None, user: str) -> str | None:
+    """The system prompt from --system, --system-file or --persona (one of them), or None when
+    none was given."""
+    if sum(choice is not None for choice in (text, path, persona)) > 1:
+        raise click.UsageError("give one of --system, --system-file and --persona")
+    if persona is not None:
+        db = open_database()
+        by_name = {saved.name: saved.prompt for saved in list_personas(db, named_user(db, user))}
+        if persona not in by_name:
+            known = ", ".join(by_name) or "none yet: save one in the chat app (F9)"
+            raise click.BadParameter(
+                f"{user} has no persona named {persona!r} (theirs: {known})", param_hint="--persona"
+            )
+        return by_name[persona]
     if path is not None:
         try:
             text = path.read_text(encoding="utf-8")
@@ -83,7 +96,13 @@ def chosen_system_prompt(text: str | None, path: Path | None) -> str:
             raise click.BadParameter(f"cannot read {path}: {error}", param_hint="--system-file") from None
     if text is not None and not text.strip():
         raise click.BadParameter("the system prompt is empty", param_hint="--system")
-    return text if text is not None else SYSTEM_PROMPT
+    return text
+
+
+def profile_system_prompt(user: str) -> str:
+    """The user's default system prompt (set in the chat app, F9), else duetto's own."""
+    db = open_database()
+    return get_setting(db, named_user(db, user), SYSTEM_PROMPT_SETTING) or SYSTEM_PROMPT
 
 
 def stats_line(stats: ReplyStats) -> str:
@@ -107,6 +126,9 @@ def stats_line(stats: ReplyStats) -> str:
 @reply_options
 @click.option("--seed", type=int, default=None, help="Seed for sampling (temperature > 0).")
 @click.option("--system", "system_text", default=None, metavar="TEXT", help="System prompt instead of duetto's own.")
+@click.option(
+    "--persona", default=None, metavar="NAME", help="A system prompt the user saved by name in the chat app (F9)."
+)
 @click.option(
     "--system-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -156,6 +178,7 @@ def ask(
     temperature: float,
     seed: int | None,
     system_text: str | None,
+    persona: str | None,
     system_file: Path | None,
     extract: bool,
     as_json: bool,
@@ -180,13 +203,13 @@ def ask(
         raise click.UsageError("--json needs a PROMPT (interactive chat prints text)")
     if full_context and not document_names:
         raise click.UsageError("--full-context goes with --doc NAME")
-    system_prompt = chosen_system_prompt(system_text, system_file)
-    if document_names and system_prompt != SYSTEM_PROMPT:
+    explicit_prompt = chosen_system_prompt(system_text, system_file, persona, user)
+    if document_names and explicit_prompt is not None:
         raise click.UsageError("--system does not apply to --doc: document answers have their own instructions")
     if extract and (as_json or prompt is None):
         raise click.UsageError("--extract goes with a PROMPT and without --json")
     if continue_last or chat_id is not None:
-        if prompt is None or document_names or system_prompt != SYSTEM_PROMPT or extract:
+        if prompt is None or document_names or explicit_prompt is not None or extract:
             raise click.UsageError("-c/--chat take a PROMPT, without --doc, --system or --extract")
         requested = decoding.settings(mode, max_tokens=max_tokens, temperature=temperature, seed=seed)
         ask_in_conversation(prompt, chat_id, decoding, mode, requested, as_json, user)
@@ -197,6 +220,7 @@ def ask(
             raise click.UsageError("--doc needs a question")
         ask_documents(prompt, document_names, full_context, decoding, requested, as_json, user)
         return
+    system_prompt = explicit_prompt or profile_system_prompt(user)
     use_draft = decoding.uses_draft_model(mode)
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     if mode == "fast" and draft_path is None:

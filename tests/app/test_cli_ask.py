@@ -4,6 +4,12 @@ from pathlib import Path
 
 from duetto_cli import run_duetto
 
+from duetto.app.core.chat import SYSTEM_PROMPT_SETTING
+from duetto.store.conversations import ensure_user
+from duetto.store.database import open_database
+from duetto.store.personas import save_persona
+from duetto.store.settings import set_setting
+
 
 def prompt_sizes_in(stderr: str) -> list[int]:
     """The prompt sizes of the stats lines ask prints after each reply."""
@@ -125,7 +131,26 @@ def test_a_system_prompt_from_the_command_line_or_a_file(tiny_models: dict[str, 
     assert json.loads(given.stdout)["text"] == json.loads(from_file.stdout)["text"]
     assert json.loads(given.stdout)["stats"]["prompt_tokens"] != plain["stats"]["prompt_tokens"]
     both = run_duetto("ask", "hi", *model, "--system", "x", "--system-file", str(tmp_path / "system.txt"))
-    assert both.returncode == 2 and "not both" in both.stderr
+    assert both.returncode == 2 and "give one of --system, --system-file and --persona" in both.stderr
+
+
+def test_a_persona_or_the_profiles_default_system_prompt_is_used(tiny_models: dict[str, Path]) -> None:
+    model = ("--threads", "1", "--target", str(tiny_models["target"]), "--max-tokens", "6", "--json")
+    given = json.loads(run_duetto("ask", "hello world", *model, "--system", "You answer in haiku.").stdout)
+    db = open_database()
+    user = ensure_user(db)
+    save_persona(db, user, "poet", "You answer in haiku.")
+
+    by_name = json.loads(run_duetto("ask", "hello world", *model, "--persona", "poet").stdout)
+    assert (
+        by_name == {**by_name, "text": given["text"]}
+        and by_name["stats"]["prompt_tokens"] == given["stats"]["prompt_tokens"]
+    )
+    missing = run_duetto("ask", "hi", *model, "--persona", "pirate")
+    assert missing.returncode == 2 and "no persona named 'pirate' (theirs: poet)" in missing.stderr
+    set_setting(db, user, SYSTEM_PROMPT_SETTING, "You answer in haiku.")
+    by_default = json.loads(run_duetto("ask", "hello world", *model).stdout)
+    assert by_default["text"] == given["text"], "the profile's default system prompt (set in the app, F9)"
 
 
 def test_extract_prints_the_answer_alone_and_refuses_json(tiny_models: dict[str, Path]) -> None:
