@@ -114,11 +114,12 @@ class Decoder:
         should_cancel: Callable[[], bool] | None = None,
         on_written: Callable[[Written], None] | None = None,
         prediction: Sequence[int] = (),
+        on_prompt_progress: Callable[[int, int], None] | None = None,
     ) -> Reply:
         """Run ``generate`` to the end and collect the reply; each step's text goes to ``on_delta``
         (when there is any), each step whole to ``on_written``."""
         reply = Reply()
-        for item in self.generate(prompt_tokens, settings, should_cancel, prediction=prediction):
+        for item in self.generate(prompt_tokens, settings, should_cancel, on_prompt_progress, prediction=prediction):
             if isinstance(item, ReplyStats):
                 reply.stats = item
                 return reply

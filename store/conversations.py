@@ -302,7 +302,9 @@ def search_messages(db: sqlite_utils.Database, user: User, text: str, limit: int
         " WHERE messages_fts MATCH ? AND c.user_id = ? ORDER BY bm25(messages_fts) LIMIT ?",
         [opening, closing, query, user.id, limit],
     ).fetchall()
-    conversations = {row[3]: get_conversation(db, row[3]) for row in rows}
+    conversations = {
+        conversation_id: get_conversation(db, conversation_id) for conversation_id in {row[3] for row in rows}
+    }
     return [MessageHit(conversations[row[3]], row[0], row[1], " ".join(row[2].split())) for row in rows]
 
 

@@ -140,11 +140,7 @@ def add_document(
             f"memory {plural(result.memory_tokens, 'token')} "
             f"compressed, {result.seconds:.1f} s{resumed}"
         )
-    report = result.as_json()
-    if prepare:
-        report["prepare"] = _prepare(db, [name], profile, target, owner, threads, as_json)
-    if as_json:
-        print_json(report)
+    _report(db, result.as_json(), name, prepare, profile, target, owner, threads, as_json)
 
 
 def _add_folder(
@@ -173,7 +169,14 @@ def _add_folder(
             f"{removed}), {plural(result.chunks, 'chunk')}, {plural(result.tokens, 'token')}, "
             f"memory {plural(result.memory_tokens, 'token')}, {result.seconds:.1f} s"
         )
-    report = result.as_json()
+    _report(db, result.as_json(), name, prepare, profile, target, owner, threads, as_json)
+
+
+def _report(
+    db, report: dict, name: str, prepare: bool, profile: str | None, target: str | None, owner: User,
+    threads: int | None, as_json: bool,
+) -> None:  # fmt: skip
+    """After a read: prepare it when asked (``--prepare``), and print the report with ``--json``."""
     if prepare:
         report["prepare"] = _prepare(db, [name], profile, target, owner, threads, as_json)
     if as_json:

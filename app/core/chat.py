@@ -248,15 +248,9 @@ class ChatSession:
         def reading(read: int, total: int) -> None:
             listeners.progress(f"reading the prompt {read:,}/{total:,} tokens…")
 
-        reply = Reply()
-        for item in decoder.generate(prompt_tokens, settings, listeners.should_cancel, reading):
-            if isinstance(item, ReplyStats):
-                reply.stats = item
-            else:
-                reply.add(item)
-                if listeners.on_written is not None:
-                    listeners.on_written(item)
-        assert reply.stats is not None
+        reply = decoder.reply(
+            prompt_tokens, settings, None, listeners.should_cancel, listeners.on_written, on_prompt_progress=reading
+        )
         if reply.text or reply.stats.finish_reason != "cancelled":
             self.turns.append({"role": "assistant", "content": reply.text})
         fold_after = None
@@ -284,15 +278,7 @@ class ChatSession:
         fold_before = self.window.last_fold
         if len(prompt_tokens) + 1 >= decoder.target.context_length:
             raise ContextFull("the reply already fills the context window; start a new chat to go on")
-        reply = Reply()
-        for item in decoder.generate(prompt_tokens, settings, listeners.should_cancel):
-            if isinstance(item, ReplyStats):
-                reply.stats = item
-            else:
-                reply.add(item)
-                if listeners.on_written is not None:
-                    listeners.on_written(item)
-        assert reply.stats is not None
+        reply = decoder.reply(prompt_tokens, settings, None, listeners.should_cancel, listeners.on_written)
         self.turns[-1] = {"role": "assistant", "content": so_far + reply.text}
         return Turn(reply.text, reply.stats, reply.pieces, fold_before=fold_before)
 

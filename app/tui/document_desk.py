@@ -81,18 +81,13 @@ class DocumentDesk(Widget):
         except StoreError as error:
             self.notify(str(error), title="Cannot keep this document", severity="error", timeout=15)
             return
-        if self.app.engine is None:
-            self.notify("The models are still loading; add the document once they are.", severity="warning")
-            return
-        conversation_id = self.app.conversation.id if self.app.conversation else None
-        self.app.query_one(StatusBar).state = f"reading {name}…"
         owner = self.app.user
 
         def read(db, reader, model_id, progress, cancelled):
             return ingest_document(db, reader, model_id, name, text, source=source, on_progress=progress,
                                    should_cancel=cancelled, owner=owner)  # fmt: skip
 
-        self.ingest(name, read, conversation_id)
+        self.start_reading(name, read)
 
     def start_folder_ingest(self, folder: Path) -> None:
         """Read a folder in (or bring it up to date) as one document, as ``duetto docs add FOLDER`` does."""
@@ -102,17 +97,21 @@ class DocumentDesk(Widget):
         except StoreError as error:
             self.notify(f"{error} (rename the folder, or use duetto docs add --name)", severity="error", timeout=15)
             return
-        if self.app.engine is None:
-            self.notify("The models are still loading; add the folder once they are.", severity="warning")
-            return
-        conversation_id = self.app.conversation.id if self.app.conversation else None
-        self.app.query_one(StatusBar).state = f"reading {name}…"
         owner = self.app.user
 
         def read(db, reader, model_id, progress, cancelled):
             return ingest_folder(db, reader, model_id, name, folder, on_progress=progress, should_cancel=cancelled,
                                  owner=owner)  # fmt: skip
 
+        self.start_reading(name, read)
+
+    def start_reading(self, name: str, read) -> None:
+        """Run ``read`` (a file's or a folder's) once the models are loaded, for the open chat."""
+        if self.app.engine is None:
+            self.notify("The models are still loading; add the document once they are.", severity="warning")
+            return
+        conversation_id = self.app.conversation.id if self.app.conversation else None
+        self.app.query_one(StatusBar).state = f"reading {name}…"
         self.ingest(name, read, conversation_id)
 
     @work(thread=True, group="ingest")

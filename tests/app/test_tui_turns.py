@@ -48,6 +48,12 @@ def make_app(tiny_models: dict[str, Path], tmp_path: Path):
     return factory
 
 
+def a_chat_with_code(db) -> None:
+    conversation = create_conversation(db, ensure_user(db), "sorting")
+    add_message(db, conversation.id, "user", "how do I sort a dict?")
+    add_message(db, conversation.id, "assistant", REPLY_WITH_CODE)
+
+
 @pytest.fixture
 def db(tmp_path: Path):
     return open_database(tmp_path / "chat.db")
@@ -130,9 +136,7 @@ async def test_ctrl_g_continues_a_reply_cut_at_the_token_limit(make_app, db) -> 
 
 
 async def test_a_message_or_one_of_its_code_blocks_is_copied_by_key_and_by_click(make_app, db) -> None:
-    conversation = create_conversation(db, ensure_user(db), "sorting")
-    add_message(db, conversation.id, "user", "how do I sort a dict?")
-    add_message(db, conversation.id, "assistant", REPLY_WITH_CODE)
+    a_chat_with_code(db)
     app = make_app()
     copied: list[str] = []
     async with app.run_test() as pilot:
@@ -322,9 +326,7 @@ async def press_as_a_terminal_sends(pilot, app: DuettoApp, key: str, character: 
 
 
 async def test_alt_chords_act_while_the_prompt_box_has_the_focus_and_are_not_typed(make_app, db) -> None:
-    conversation = create_conversation(db, ensure_user(db), "sorting")
-    add_message(db, conversation.id, "user", "how do I sort a dict?")
-    add_message(db, conversation.id, "assistant", REPLY_WITH_CODE)
+    a_chat_with_code(db)
     app = make_app()
     copied: list[str] = []
     async with app.run_test() as pilot:
