@@ -35,8 +35,10 @@ from duetto.store.errors import StoreError
 class SlowDecoder(Decoder):
     """The tiny models write in microseconds; this one waits between deltas so a test can press Esc."""
 
-    def generate(self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None):
-        for item in super().generate(prompt_tokens, settings, should_cancel, on_prompt_progress, on_step):
+    def generate(
+        self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None, prediction=()
+    ):
+        for item in super().generate(prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction):
             time.sleep(0.02)
             yield item
 
@@ -301,9 +303,11 @@ class GatedDecoder(Decoder):
 
     gate = threading.Event()
 
-    def generate(self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None):
+    def generate(
+        self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None, prediction=()
+    ):
         for index, item in enumerate(
-            super().generate(prompt_tokens, settings, should_cancel, on_prompt_progress, on_step)
+            super().generate(prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction)
         ):
             if index == 1:
                 assert self.gate.wait(30), "the test never opened the gate"
