@@ -10,9 +10,11 @@ The engine does not know where users live: callers pass the directory (``store.l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -26,6 +28,10 @@ LORA_FILE = "lora.gguf"
 PluginKind = Literal["side", "lora"]
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
+PARTIAL_PREFIX = ".partial-"
+LEFTOVER_SECONDS = 60
+"""A temporary this old is no other write's work in progress: a plugin's is written in well under
+a second, once its training is over."""
 
 
 def ensure_private_directory(directory: Path) -> Path:
@@ -36,17 +42,25 @@ def ensure_private_directory(directory: Path) -> Path:
 
 
 def _write_private(destination: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a 0600 file through ``write``, atomically: a temporary name first, then a rename."""
+    """Write a 0600 file through ``write``, atomically: a temporary name first, on disk before the
+    rename (so that a power cut cannot leave an empty file under the final name), then a rename.
+    A temporary left by a process killed mid-write is removed by the next write that succeeds."""
     ensure_private_directory(destination.parent)
-    descriptor, temporary = tempfile.mkstemp(dir=destination.parent, prefix=".partial-")
+    descriptor, temporary = tempfile.mkstemp(dir=destination.parent, prefix=PARTIAL_PREFIX)
     try:
         os.fchmod(descriptor, FILE_MODE)
         with os.fdopen(descriptor, "wb") as stream:
             write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(temporary, destination)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    for leftover in destination.parent.glob(PARTIAL_PREFIX + "*"):
+        with contextlib.suppress(FileNotFoundError):  # another process's cleanup got there first
+            if time.time() - leftover.stat().st_mtime > LEFTOVER_SECONDS:
+                leftover.unlink()
 
 
 def plugin_kind(directory: Path) -> PluginKind | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlite_utils
 
 from duetto.store import locations
-from duetto.store.errors import StoreError
+from duetto.store.errors import StoreError, storage_failure
 from duetto.store.migrations import NewerSchema, migrate
 
 BUSY_SECONDS = 30.0
@@ -45,5 +45,5 @@ def open_database(path: Path | None = None) -> sqlite_utils.Database:
             "upgrade duetto to open it; nothing was changed"
         ) from None
     except (OSError, sqlite3.Error) as error:
-        raise StoreError(f"cannot open the database {path}: {error}") from error
+        raise storage_failure(error, path) or StoreError(f"cannot open the database {path}: {error}") from error
     return db

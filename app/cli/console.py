@@ -51,11 +51,13 @@ class RichByteProgress:
         self._total = 0
 
     def __enter__(self) -> RichByteProgress:
-        self._bars.start()
+        if stderr_console.is_terminal:  # in a log, bars are blank lines: only what say() prints
+            self._bars.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._bars.stop()
+        if stderr_console.is_terminal:
+            self._bars.stop()
 
     def begin(self, label: str, total: int, completed: int = 0) -> None:
         self._task = self._bars.add_task(label, total=total, completed=completed)

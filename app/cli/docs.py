@@ -114,21 +114,29 @@ def add_document(
     owner = named_user(db, user)
     document_store.validate_document_name(name)
     existing = document_store.find_document(db, name)
-    if existing is not None and existing.complete:
-        if prepare and existing.sha256 == hashlib.sha256(text.encode("utf-8")).hexdigest():
-            # The same document read in before (an earlier --prepare was interrupted): prepare it.
-            report = {
-                "name": existing.name,
-                "tokens": existing.tokens,
-                "chunks": existing.chunk_count,
-                "memory_tokens": existing.memory_tokens,
-                "seconds": 0.0,
-                "prepare": _prepare(db, [name], profile, target, owner, threads, as_json),
-            }
-            if as_json:
-                print_json(report)
-            return
-        raise InvalidDocument(f"a document named {name!r} already exists; pick another --name or `duetto docs rm` it")
+    if existing is not None and existing.complete and existing.user_id == owner.id:
+        if existing.sha256 != hashlib.sha256(text.encode("utf-8")).hexdigest():
+            raise InvalidDocument(
+                f"a document named {name!r} already exists with other content; pick another --name "
+                "or `duetto docs rm` it"
+            )
+        # The same text read in before (the run that read it was killed before it said so, or the
+        # user ran the command twice): nothing to read; an interrupted --prepare goes on.
+        report = {
+            "name": existing.name,
+            "tokens": existing.tokens,
+            "chunks": existing.chunk_count,
+            "memory_tokens": existing.memory_tokens,
+            "seconds": 0.0,
+            "unchanged": True,
+        }
+        if not as_json:
+            stderr_console.print(f"{name}: already read, unchanged ({plural(existing.chunk_count, 'chunk')})")
+        if prepare:
+            report["prepare"] = _prepare(db, [name], profile, target, owner, threads, as_json)
+        if as_json:
+            print_json(report)
+        return
     reader, model_id = load_reader(profile, model, threads=threads)
     with _progress_bar("reading", name, "chunks", quiet=as_json) as show:
         result = ingest_document(db, reader, model_id, name, text, source=source, on_progress=show, owner=owner)

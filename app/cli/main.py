@@ -1,12 +1,13 @@
 """The ``duetto`` command: a click group whose subcommands live in their own modules.
 
-Errors a user can act on (EngineError, StoreError) become one line on stderr and
-exit status 1; usage errors become one line too (click's own are three), with status 2.
+Errors a user can act on (EngineError, StoreError, a disk that is full or read-only) become
+one line on stderr and exit status 1; usage errors become one line too (click's own are three), with status 2.
 Tracebacks are for bugs only.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from importlib.metadata import version
 
@@ -25,7 +26,7 @@ from duetto.app.cli.plugin import plugin
 from duetto.app.cli.serve import serve
 from duetto.app.cli.users import users
 from duetto.engine.errors import EngineError
-from duetto.store.errors import StoreError
+from duetto.store.errors import StoreError, storage_failure
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -43,6 +44,14 @@ class DuettoGroup(click.Group):
             sys.exit(error.exit_code)
         except (EngineError, StoreError) as error:
             click.echo(f"duetto: error: {error}", err=True)
+            sys.exit(EXIT_ERROR)
+        except (OSError, sqlite3.Error) as error:
+            # A disk that is full or read-only under a write that is not the store's (a plugin, an
+            # export); anything else is a bug and keeps its traceback.
+            failure = storage_failure(error, getattr(error, "filename", None) or "a file")
+            if failure is None:
+                raise
+            click.echo(f"duetto: error: {failure}", err=True)
             sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             click.echo("duetto: interrupted", err=True)

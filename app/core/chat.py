@@ -39,6 +39,7 @@ from duetto.store.conversations import (
 from duetto.store.database import open_database
 from duetto.store.errors import StoreError
 from duetto.store.settings import get_setting
+from duetto.store.transactions import writing
 
 SYSTEM_PROMPT = "You are duetto, a concise and helpful assistant running offline on the user's computer."
 CONVERSATION_TITLE_LENGTH = 40
@@ -336,9 +337,14 @@ class StoredChat:
         listeners: Listeners = NO_LISTENERS,
     ) -> Turn:
         """Save ``text``, reply to it (from the attached documents when there are any) and save
-        the reply with its stats, and the conversation's memory when turns were folded."""
+        the reply with its stats, and the conversation's memory when turns were folded.
+
+        The same question still waiting for its reply (the process asking it was killed, the
+        laptop slept) is answered, not kept twice: asking again is how a user finishes it."""
         db = open_database(self.database_path)
-        add_message(db, self.conversation_id, "user", text)
+        messages = list_messages(db, self.conversation_id)
+        if not (messages and messages[-1].role == "user" and messages[-1].content == text):
+            add_message(db, self.conversation_id, "user", text)
         return self._answer(db, text, settings, listeners)
 
     def regenerate(self, settings: DecodeSettings, listeners: Listeners = NO_LISTENERS) -> Turn:
@@ -383,16 +389,18 @@ class StoredChat:
             runnable_settings(settings, has_draft_model=self.engine.has_draft_model)[0], listeners
         )
         turn.message_id = last.id
-        if turn.text:
-            earlier = last.stats or {}
-            stats = {**turn.stats.as_dict(), "continued": True}
-            stats["tokens"] = turn.stats.tokens + int(earlier.get("tokens", 0) or 0)
-            replace_message(db, last.id, last.content + turn.text, stats)
-            turn.stored_stats = stats
-        if turn.folded:
-            memory = self.session.memory([message.id for message in messages][self.session.window.folded_messages - 1])
-            if memory is not None:
-                save_memory(db, self.conversation_id, memory, self.session.window.memory_length)
+        with writing(db):
+            if turn.text:
+                earlier = last.stats or {}
+                stats = {**turn.stats.as_dict(), "continued": True}
+                stats["tokens"] = turn.stats.tokens + int(earlier.get("tokens", 0) or 0)
+                replace_message(db, last.id, last.content + turn.text, stats)
+                turn.stored_stats = stats
+            if turn.folded:
+                through = [message.id for message in messages][self.session.window.folded_messages - 1]
+                memory = self.session.memory(through)
+                if memory is not None:
+                    save_memory(db, self.conversation_id, memory, self.session.window.memory_length)
         return turn
 
     def _own_message(self, db, message_id: int) -> Message:
@@ -426,16 +434,17 @@ class StoredChat:
                 runnable_settings(settings, has_draft_model=self.engine.has_draft_model)[0],
                 listeners,
             )  # fmt: skip
-        if turn.text or turn.stats.finish_reason != "cancelled":
-            if replacing is not None:
-                delete_messages_from(db, self.conversation_id, replacing.id)
-            stored = add_message(
-                db, self.conversation_id, "assistant", turn.text, turn.stored_stats or turn.stats.as_dict()
-            )
-            turn.message_id = stored.id
-            message_ids.append(stored.id)
-        if turn.folded:
-            memory = self.session.memory(message_ids[self.session.window.folded_messages - 1])
-            if memory is not None:
-                save_memory(db, self.conversation_id, memory, self.session.window.memory_length)
+        with writing(db):  # the old reply goes only with the new one kept, and the memory with it
+            if turn.text or turn.stats.finish_reason != "cancelled":
+                if replacing is not None:
+                    delete_messages_from(db, self.conversation_id, replacing.id)
+                stored = add_message(
+                    db, self.conversation_id, "assistant", turn.text, turn.stored_stats or turn.stats.as_dict()
+                )
+                turn.message_id = stored.id
+                message_ids.append(stored.id)
+            if turn.folded:
+                memory = self.session.memory(message_ids[self.session.window.folded_messages - 1])
+                if memory is not None:
+                    save_memory(db, self.conversation_id, memory, self.session.window.memory_length)
         return turn

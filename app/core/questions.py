@@ -92,9 +92,10 @@ class _StoredStates:
 
 
 def rank_chunks(
-    db: sqlite_utils.Database, reader: DocumentReader, documents: Sequence[Document], question: str
+    db: sqlite_utils.Database, reader: DocumentReader, model_id: str, documents: Sequence[Document], question: str
 ) -> list[Chunk]:
-    """Chunks best first: reciprocal rank fusion of embedding similarity and BM25.
+    """Chunks best first: reciprocal rank fusion of embedding similarity and BM25. The chunks'
+    embeddings must come from ``reader``'s model (``model_id``): another model's do not compare.
 
     Embeddings are centred on the documents' mean chunk embedding first: mean-pooled hidden
     states of a language model share one large common direction that otherwise swamps cosine.
@@ -104,6 +105,8 @@ def rank_chunks(
         return []
     if any(chunk.model_sha256 != chunks[0].model_sha256 for chunk in chunks):
         raise StoreError("these documents were read by different models; ask about them one at a time")
+    if chunks[0].model_sha256 != model_id:
+        raise StoreError("these documents were read by a different small model; re-add them with this one")
     matrix = np.stack([chunk.embedding for chunk in chunks])
     centre = matrix.mean(axis=0)
     centred = matrix - centre
@@ -198,9 +201,7 @@ def answer_from_documents(
         )
         return DocumentAnswer(reply_text, stats, reply_stats, pieces=reply.pieces)
 
-    ranked = rank_chunks(db, reader, documents, question)
-    if ranked and ranked[0].model_sha256 != model_id:
-        raise StoreError("these documents were read by a different small model; re-add them with this one")
+    ranked = rank_chunks(db, reader, model_id, documents, question)
     prefix, suffix = _answer_prompt_around_blocks(target, question)
     target_id = target_fingerprint(target)
     read_before = document_store.chunks_with_state(db, list(names), target_id, "full", prefix_digest(prefix))

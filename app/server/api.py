@@ -34,7 +34,7 @@ from duetto.engine.decoder import DecodeSettings
 from duetto.store.conversations import DEFAULT_USER, named_user
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
-from duetto.store.errors import NotFound, StoreError
+from duetto.store.errors import NotFound, StorageFailed, StoreError
 
 log = logging.getLogger("duetto.serve")
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -279,6 +279,8 @@ class _Server:
                         get_document(db, name, owner)
                     except NotFound as error:
                         raise ApiError(404, str(error), param="duetto.documents", code="not_found") from None
+        except StorageFailed as error:
+            raise ApiError(507, str(error), code="insufficient_storage") from None
         except StoreError as error:
             raise invalid(str(error)) from None
         except sqlite3.OperationalError as error:  # locked by another duetto for longer than the busy timeout

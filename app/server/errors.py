@@ -2,7 +2,8 @@
 
 Clients (the ``openai`` package, simonw/llm, editors) read ``error.message`` and raise by status:
 400 BadRequestError, 401 AuthenticationError, 404 NotFoundError, 413, 415, 429/503 with
-Retry-After (the client retries), 500 InternalServerError.
+Retry-After (the client retries), 500 InternalServerError, 507 (the server's disk is full or
+read-only) InternalServerError too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ ERROR_TYPES = {
     429: "rate_limit_error",
     500: "server_error",
     503: "server_error",
+    507: "server_error",
 }
 
 

@@ -28,7 +28,7 @@ from duetto.engine.reply_stream import Written
 from duetto.store.conversations import named_user
 from duetto.store.database import open_database
 from duetto.store.documents import get_document
-from duetto.store.errors import NotFound, StoreError
+from duetto.store.errors import NotFound, StorageFailed, StoreError
 
 log = logging.getLogger("duetto.serve")
 DISCONNECT_POLL_SECONDS = 0.25
@@ -80,6 +80,8 @@ class Generation:
             self._emit(invalid(str(error), "messages", "context_length_exceeded"))
         except NotFound as error:
             self._emit(ApiError(404, str(error), code="not_found"))
+        except StorageFailed as error:  # the server's disk, not the request: a 507 the client can report
+            self._emit(ApiError(507, str(error), code="insufficient_storage"))
         except (EngineError, StoreError) as error:
             self._emit(invalid(str(error)))
         except Exception as error:  # a bug: the server keeps serving, the log keeps the traceback

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -90,6 +91,9 @@ SEARCH_PAUSE_SECONDS = 0.15
 """The chat list follows the search box this long after the last key."""
 PROMPT_HISTORY_LENGTH = 500
 """Earlier prompts Up can bring back."""
+OTHERS_WRITES_SECONDS = 1.0
+"""How often the app looks whether another duetto (`ask -c`, `docs add`, the server, a second
+window) has written to the database: one ``PRAGMA data_version``, microseconds."""
 TurnRun = Callable[[StoredChat, DecodeSettings, Listeners], Turn]
 """What a turn does with the stored chat: ask, regenerate, edit or continue."""
 
@@ -115,6 +119,8 @@ class DuettoApp(App[None]):
         """The open conversations on the current engine (their windows hold its KV cache's state)."""
         self.models_on_disk = not config.missing_models
         self.db = None
+        self.data_version: int | None = None
+        """The database's data_version when the app last showed it; another connection's commit changes it."""
         self.user = None
         self.conversation: Conversation | None = None
         self.generating = False
@@ -147,6 +153,8 @@ class DuettoApp(App[None]):
         except StoreError as error:
             self.notify(str(error), severity="error", timeout=30)
             return
+        self.data_version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        self.set_interval(OTHERS_WRITES_SECONDS, self.show_others_writes)
         self.query_one(PromptInput).focus()
         self.warm_up_highlighting()
         if self.config.missing_models:
@@ -432,6 +440,30 @@ class DuettoApp(App[None]):
         else:
             shown = list_conversations(self.db, self.user)
         await sidebar.show(shown, current)
+
+    async def show_others_writes(self) -> None:
+        """Show what another duetto process wrote since the last look: the chat list (a chat `ask
+        -c` started, one the server or another window renamed or removed) and the open chat's new
+        messages, unless a turn of this window's own is under way."""
+        try:
+            version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return  # a busy or failing disk: the next look tries again
+        if version == self.data_version:
+            return
+        self.data_version = version
+        conversations = list_conversations(self.db, self.user)
+        if self.conversation is not None and self.conversation.id not in {chat.id for chat in conversations}:
+            if self.generating or self.editing is not None:
+                return  # this window's turn ends with its own error; the chat is gone
+            await self.open_profile(self.user.name)
+            return
+        await self.refresh_sidebar()
+        if self.conversation is None or self.generating or self.editing is not None:
+            return
+        shown = [message.message_id for message in self.query_one(ChatView).messages()]
+        if shown != [message.id for message in list_messages(self.db, self.conversation.id)]:
+            await self.show_conversation()
 
     async def open_conversation(self, conversation: Conversation) -> None:
         self.conversation = conversation

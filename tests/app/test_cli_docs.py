@@ -37,8 +37,11 @@ def test_add_list_show_and_remove_a_document(tmp_path: Path, tiny_models: dict[s
     assert len(shown["chunks"]) == summary["chunks"]
     assert " ".join(chunk["text"] for chunk in shown["chunks"]).split() == document.read_text().split()
 
-    again = add(document, tiny_models)
-    assert again.returncode == 1 and "already exists" in again.stderr
+    again = add(document, tiny_models, "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["unchanged"] is True, "the same text: nothing to do"
+    other = write_document(tmp_path / "other" / "story.md", 61) if (tmp_path / "other").mkdir() is None else None
+    clash = add(other, tiny_models)
+    assert clash.returncode == 1 and "already exists with other content" in clash.stderr
 
     database = Path(os.environ["DUETTO_HOME"]) / "duetto.db"
     size_with_document = database.stat().st_size
@@ -276,3 +279,16 @@ def test_a_pdf_is_read_as_its_text(tmp_path: Path, tiny_models: dict[str, Path])
     shown = json.loads(run_duetto("docs", "show", "notice", "--json").stdout)
     assert "reading room opens at nine" in shown["chunks"][0]["text"]
     assert refused.returncode == 1 and "broken.pdf" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_document_read_by_another_small_model_is_a_one_line_error(
+    tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
+    assert add(write_document(tmp_path / "story.txt", 30), tiny_models).returncode == 0
+
+    # no draft model: the target reads the question, and its embeddings are not the draft's
+    result = run_duetto("ask", "--doc", "story", "where is the dog", "--target", str(tiny_models["target"]),
+                        "--threads", "1", "--max-tokens", "4")  # fmt: skip
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("read by a different small model; re-add them with this one")

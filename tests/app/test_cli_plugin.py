@@ -65,7 +65,9 @@ def test_train_eval_ask_and_remove_a_users_plugin(
     alice = evaluate("alice", text_file, tiny_models)
     bob = evaluate("bob", text_file, tiny_models)
     assert alice["perplexity_plugin"] < alice["perplexity_base"] and alice["tokens"] > 100
-    assert bob["perplexity_plugin"] == bob["perplexity_base"] == alice["perplexity_base"], "bob has no plugin"
+    assert bob["perplexity_plugin"] == bob["perplexity_base"], "bob has no plugin"
+    # alice's base is read beside her plugin's hidden states, bob's plainly: equal to float rounding
+    assert bob["perplexity_base"] == pytest.approx(alice["perplexity_base"], rel=1e-6)
 
     assert ask("alice", tiny_models) != ask("bob", tiny_models) == ask("default", tiny_models)
 

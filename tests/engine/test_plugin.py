@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
 import stat
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,14 @@ import pytest
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError, SidePlugin, TargetFingerprint
-from duetto.engine.plugin_files import load_side_plugin, plugin_kind, remove_plugin, save_side_plugin
+from duetto.engine.plugin_files import (
+    LEFTOVER_SECONDS,
+    PARTIAL_PREFIX,
+    load_side_plugin,
+    plugin_kind,
+    remove_plugin,
+    save_side_plugin,
+)
 from duetto.engine.plugin_session import PersonalisedSession, personalise
 from duetto.engine.plugin_training import (
     NotEnoughText,
@@ -124,6 +133,21 @@ def test_plugin_files_are_private_and_round_trip(target: ModelSession, tmp_path:
     np.testing.assert_array_equal(loaded.correction(hidden), plugin.correction(hidden))
     assert loaded.target == plugin.target
     assert remove_plugin(directory) and plugin_kind(directory) is None
+
+
+def test_a_temporary_left_by_a_killed_write_goes_with_the_next_write(target: ModelSession, tmp_path: Path) -> None:
+    directory = tmp_path / "users" / "alice"
+    save_side_plugin(directory, random_plugin(target, np.array([3]), scale=1.0))
+    old = directory / (PARTIAL_PREFIX + "killed")
+    old.write_bytes(b"half a plugin")
+    os.utime(old, (time.time() - LEFTOVER_SECONDS - 5,) * 2)
+    young = directory / (PARTIAL_PREFIX + "in-progress")
+    young.write_bytes(b"another process writing")
+
+    save_side_plugin(directory, random_plugin(target, np.array([4]), scale=1.0))
+
+    assert not old.exists(), "a killed write's temporary is removed"
+    assert young.exists(), "a temporary as young as a write in progress is left to its writer"
 
 
 def test_a_plugin_for_another_model_is_refused(target: ModelSession, draft: ModelSession) -> None:
