@@ -31,6 +31,11 @@ class ReplyStats:
     """Tokens drafted from the caller's prediction that the target accepted."""
     prediction_rejected: int = 0
     """Tokens drafted from the caller's prediction that the target rejected (verified for nothing)."""
+    server_cached_tokens: int = 0
+    """With a remote target: prompt tokens the server took from its own prompt cache."""
+    error: str | None = None
+    """Why the reply stopped short when something failed after it began (a remote server dying
+    mid-reply): what was written is kept, and marked with this."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -248,6 +248,18 @@ def m008_document_files(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m009_remote_targets(db: sqlite_utils.Database) -> None:
+    """Targets served elsewhere (``duetto models add-remote``): an OpenAI-compatible endpoint, the
+    model id to ask for, and the name of the environment variable that holds its key (the key
+    itself is never stored)."""
+    db["remote_targets"].create(
+        {"name": str, "url": str, "model": str, "api_key_env": str, "added_at": str},
+        pk="name",
+        not_null={"url", "added_at"},
+    )
+
+
 def _execute_statements(db: sqlite_utils.Database, script: str) -> None:
     """Run DDL one statement at a time: executescript would commit mid-migration.
 

@@ -112,6 +112,9 @@ def stats_line(stats: ReplyStats) -> str:
         f"{stats.tokens} tokens, {speed}first token {stats.ttft_seconds:.2f} s, {stats.seconds:.2f} s in all, "
         f"prompt {stats.prompt_tokens} tokens, mode {stats.mode}, drafter {stats.drafter}{acceptance}"
     )
+    if stats.drafter == "server":  # a remote target: what its own prompt cache saved
+        line = line.replace(f", mode {stats.mode}, drafter server", ", drafted by the server")
+        line += f", {stats.server_cached_tokens} of the prompt from the server's cache"
     if stats.finish_reason == "length":
         line += f"\ncut at the {stats.tokens}-token limit: raise --max-tokens for a longer answer"
     elif stats.finish_reason == "context":
@@ -245,6 +248,8 @@ def ask(
         else:
             sys.stdout.write("\n")
             stderr_console.print(f"[dim]{stats_line(reply.stats)}[/dim]")
+        if reply.stats.error:
+            raise EngineError(f"{reply.stats.error}; the reply stopped there")
         return
 
     stderr_console.print(f"[bold]duetto[/bold] chat with {target_path.name}. Ctrl-D quits, Ctrl-C stops a reply.")
@@ -298,9 +303,11 @@ def ask_in_conversation(
     turn = chat.ask(question, requested, listeners)
     if as_json:
         print_json({"text": turn.text, "stats": turn.stored_stats or turn.stats.as_dict(), "chat": conversation.id})
-        return
-    sys.stdout.write("\n")
-    stderr_console.print(f"[dim]{stats_line(turn.stats)}; conversation {conversation.id}[/dim]")
+    else:
+        sys.stdout.write("\n")
+        stderr_console.print(f"[dim]{stats_line(turn.stats)}; conversation {conversation.id}[/dim]")
+    if turn.stats.error:
+        raise EngineError(f"{turn.stats.error}; what it wrote is kept in conversation {conversation.id}, marked")
 
 
 def ask_documents(

@@ -15,11 +15,13 @@ from duetto.app.core.models import (
     resolve_paths,
 )
 from duetto.app.core.models import load_engine as build_engine
+from duetto.app.core.remote import build_remote_engine, remote_endpoint
 from duetto.engine.decoder import Decoder
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
 from duetto.engine.fetch import fetch_model
 from duetto.engine.manifest import ModelSpec
+from duetto.engine.remote_target import RemoteEndpoint
 from duetto.store import locations
 
 
@@ -35,8 +37,15 @@ def fetch_with_progress_bars(specs: list[ModelSpec]) -> None:
 
 def model_paths(
     profile: str | None, target: str | None, draft: str | None, use_draft: bool
-) -> tuple[Path, Path | None]:
-    """(target path, draft path or None), fetching missing manifest models with progress bars first."""
+) -> tuple[Path | RemoteEndpoint, Path | None]:
+    """(target path, draft path or None), fetching missing manifest models with progress bars first.
+    A remote target (``duetto models add-remote``) comes back as its endpoint, with the local
+    small model that writes its prompts: ``draft``, else the profile's."""
+    endpoint = remote_endpoint(target)
+    if endpoint is not None:
+        draft_name = draft or chosen_model_names(profile, None, None, True)[1]
+        fetch_with_progress_bars(missing_models([draft_name]))
+        return endpoint, resolve_paths(draft_name, None)[0] if draft_name else None
     target_name, draft_name = chosen_model_names(profile, target, draft, use_draft)
     fetch_with_progress_bars(missing_models([target_name, draft_name]))
     return resolve_paths(target_name, draft_name)
@@ -46,14 +55,27 @@ def _loading(target_path: Path, draft_path: Path | None):
     return stderr_console.status(f"loading {target_path.name}" + (f" and {draft_path.name}" if draft_path else ""))
 
 
-def load_decoder(target_path: Path, draft_path: Path | None, **options) -> Decoder:
-    """The core's ``build_decoder`` (same options) with a spinner on the terminal."""
+def load_decoder(target_path: Path | RemoteEndpoint, draft_path: Path | None, **options) -> Decoder:
+    """The core's ``build_decoder`` (same options) with a spinner on the terminal (for a remote
+    target, the decoder that asks it)."""
+    if isinstance(target_path, RemoteEndpoint):
+        return load_engine(target_path, draft_path, **options).decoder
     with _loading(target_path, draft_path):
         return build_decoder(target_path, draft_path, **options)
 
 
-def load_engine(target_path: Path, draft_path: Path | None, **options) -> Engine:
-    """The core's ``load_engine`` (same options) with a spinner on the terminal."""
+def load_engine(target_path: Path | RemoteEndpoint, draft_path: Path | None, **options) -> Engine:
+    """The core's ``load_engine`` (same options) with a spinner on the terminal; for a remote
+    target, the engine that asks it (the context length is the server's), and its notes said."""
+    if isinstance(target_path, RemoteEndpoint):
+        with stderr_console.status(f"reaching {target_path.name} at {target_path.url}"):
+            engine = build_remote_engine(
+                target_path, draft_path, threads=options.get("threads"), user=options.get("user"),
+                database_path=options.get("database_path"),
+            )  # fmt: skip
+        for note in engine.notes:
+            stderr_console.print(f"[yellow]note:[/yellow] {note}")
+        return engine
     with _loading(target_path, draft_path):
         return build_engine(target_path, draft_path, **options)
 

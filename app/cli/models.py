@@ -1,4 +1,5 @@
-"""``duetto models``: list, fetch, import, inspect and pair-check GGUF model files."""
+"""``duetto models``: list, fetch, import, inspect and pair-check GGUF model files; register,
+check and forget remote targets."""
 
 from __future__ import annotations
 
@@ -10,15 +11,29 @@ import click
 from rich.table import Table
 
 from duetto.app.cli.console import RichByteProgress, human_bytes, print_json, stderr_console, stdout_console
+from duetto.app.cli.loading import fetch_with_progress_bars
 from duetto.app.core.model_catalog import list_catalog, resolve_model_path
+from duetto.app.core.models import READER_CONTEXT_LENGTH, chosen_model_names, missing_models, resolve_paths
+from duetto.app.core.remote import RemoteCheck, check_remote, endpoint_of
+from duetto.app.core.wording import plural
 from duetto.engine.errors import ChecksumMismatch, UnknownModel
 from duetto.engine.fetch import SOURCE_KINDS, fetch_model, file_sha256, is_present, model_path, verify_file
 from duetto.engine.gguf_file import open_gguf, summarize
 from duetto.engine.manifest import ModelSpec, load_manifest
+from duetto.engine.model_session import ModelSession
 from duetto.engine.pairing import check_pair
+from duetto.engine.remote_target import RemoteError, normalized_url
 from duetto.store import locations
 from duetto.store.database import open_database
+from duetto.store.errors import NameTaken, NotFound
 from duetto.store.model_registry import ImportedModel, add_imported_model, ensure_name_free
+from duetto.store.remote_targets import (
+    RemoteTargetRecord,
+    add_remote_target,
+    find_remote_target,
+    list_remote_targets,
+    remove_remote_target,
+)
 
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -45,6 +60,7 @@ def list_models(as_json: bool) -> None:
                     {"name": p.name, "draft": p.draft, "target": p.target, "description": p.description}
                     for p in manifest.profiles.values()
                 ],
+                "remote_targets": [vars(remote) for remote in list_remote_targets(open_database())],
             }
         )
         return
@@ -64,6 +80,14 @@ def list_models(as_json: bool) -> None:
         marker = " (default)" if profile.name == manifest.default_profile else ""
         profiles.add_row(profile.name + marker, profile.draft or "-", profile.target)
     stdout_console.print(profiles)
+    remotes = list_remote_targets(open_database())
+    if remotes:
+        table = Table(title="remote targets (duetto models add-remote)", title_justify="left")
+        for column in ("name", "url", "model", "key from"):
+            table.add_column(column)
+        for remote in remotes:
+            table.add_row(remote.name, remote.url, remote.model or "-", remote.api_key_env or "-")
+        stdout_console.print(table)
 
 
 def _specs_for(names: tuple[str, ...]) -> list[ModelSpec]:
@@ -207,3 +231,97 @@ def check_pair_command(draft: str, target: str, as_json: bool) -> None:
         for problem in result.problems:
             stdout_console.print(f"  - {problem}", markup=False)
     sys.exit(0 if result.compatible else 1)
+
+
+@models.command("add-remote")
+@click.argument("name")
+@click.option("--url", required=True, help="The server's address, e.g. http://gpu-box:8080 (with or without /v1).")
+@click.option("--model", "model_id", default=None, help="The model id to ask for (a server serving several).")
+@click.option("--api-key-env", default=None, metavar="VAR", help="The environment variable holding its API key.")
+@click.option("--draft-model", default=None, help="Local small model the check compares with (default: the profile's).")
+@click.option(
+    "--check/--no-check", default=True, show_default=True, help="Reach the server and compare tokenizers first."
+)
+@click.option("--replace", is_flag=True, help="Replace a remote target of the same name.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was registered (and the check) as JSON.")
+def add_remote(
+    name: str, url: str, model_id: str | None, api_key_env: str | None, draft_model: str | None, check: bool,
+    replace: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Register NAME: a target model on a serving engine (llama-server, vLLM, an OpenAI-compatible
+    server), used with --target NAME in ask and in the chat app.
+
+    The small model stays here: it writes the prompts (the same tokenizer as the server's model,
+    checked), reads documents and folds old chats; only prompts and replies cross the network.
+    The key itself is never stored: only the name of the variable that holds it.
+    """
+    if not MODEL_NAME_PATTERN.match(name) or name.endswith(".gguf"):
+        raise click.BadParameter("letters, digits, '.', '_' or '-', not ending in .gguf", param_hint="NAME")
+    if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+        raise click.BadParameter("an environment variable name, like DUETTO_SERVER_KEY", param_hint="--api-key-env")
+    record = RemoteTargetRecord(name, normalized_url(url), model_id, api_key_env)
+    db = open_database()
+    if not replace and find_remote_target(db, name) is not None:
+        raise NameTaken(f"a remote target named {name!r} exists already (use --replace)")
+    report = vars(record).copy()
+    if check:
+        checked = _check(record, draft_model)
+        if checked.problems:
+            raise RemoteError(f"{name}: {checked.problems[0]}; not registered")
+        report["check"] = checked.as_dict()
+    add_remote_target(db, record, replace=replace)
+    if as_json:
+        print_json(report)
+        return
+    stderr_console.print(f"registered {name}: {record.url}" + (f" ({model_id})" if model_id else ""))
+    stderr_console.print(f"use it with: duetto ask --target {name} ...  or  duetto chat --target {name}")
+
+
+@models.command("check-remote")
+@click.argument("name")
+@click.option("--draft-model", default=None, help="Local small model to compare with (default: the profile's).")
+@click.option("--json", "as_json", is_flag=True, help="Print what the server offers as JSON.")
+def check_remote_command(name: str, draft_model: str | None, as_json: bool) -> None:
+    """Reach remote target NAME, say what it serves, and whether its tokenizer is the local small
+    model's (exit 1 if it cannot be used)."""
+    record = find_remote_target(open_database(), name)
+    if record is None:
+        raise NotFound(f"no remote target named {name!r}; see: duetto models list")
+    result = _check(record, draft_model)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        offer = result.offer
+        stdout_console.print(f"{name}: {record.url} speaks {offer.dialect}; serves {', '.join(offer.models) or '?'}")
+        if offer.context_length:
+            slots = f", {plural(offer.slots, 'request')} at once" if offer.slots else ""
+            stdout_console.print(f"  context {offer.context_length:,} tokens per request{slots}")
+        tokens = {True: "the same as the local small model's", False: "DIFFERENT from the local small model's",
+                  None: "not checked (the server has no /tokenize)"}[result.same_tokens]  # fmt: skip
+        stdout_console.print(f"  tokenizer: {tokens}")
+        for problem in result.problems:
+            stdout_console.print(f"  problem: {problem}", markup=False)
+    sys.exit(1 if result.problems else 0)
+
+
+@models.command("rm-remote")
+@click.argument("name")
+def remove_remote(name: str) -> None:
+    """Forget remote target NAME (the server is not touched)."""
+    remove_remote_target(open_database(), name)
+    stderr_console.print(f"removed remote target {name}")
+
+
+def _check(record: RemoteTargetRecord, draft_model: str | None) -> RemoteCheck:
+    """check_remote against the local small model (``draft_model``, else the default profile's)."""
+    draft_name = draft_model or chosen_model_names(None, None, None, True)[1]
+    local = None
+    if draft_name is not None:
+        fetch_with_progress_bars(missing_models([draft_name]))
+        local = ModelSession(resolve_paths(draft_name, None)[0], context_length=READER_CONTEXT_LENGTH)
+    try:
+        with stderr_console.status(f"reaching {record.url}"):
+            return check_remote(endpoint_of(record), local)
+    finally:
+        if local is not None:
+            local.close()

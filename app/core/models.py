@@ -185,6 +185,10 @@ class Engine:
         reader_factory: Callable[[], tuple[DocumentReader, str]] | None = None,
     ) -> None:
         self.decoder = decoder
+        self.where = "this machine"
+        """Where the target runs, for the status bar and stats lines (a remote target's name and URL)."""
+        self.notes: list[str] = []
+        """What a front-end should tell the user about this engine (a plugin a remote target ignores)."""
         self._reader_factory = reader_factory
         self._reader: tuple[DocumentReader, str] | None = None
         self._reader_lock = threading.Lock()

@@ -19,8 +19,10 @@ import sqlite_utils
 from duetto.app.core.fingerprints import target_fingerprint
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.document_reader import DocumentReader
-from duetto.engine.memory_prompt import MemoryBlock, prefix_digest, prepare_memory, save_block_states
+from duetto.engine.errors import EngineError
+from duetto.engine.memory_prompt import MemoryBlock, PreparedMemory, prefix_digest, prepare_memory, save_block_states
 from duetto.engine.model_session import ChatMessage, ModelSession
+from duetto.engine.remote_target import RemoteTarget
 from duetto.engine.reply_stream import TextPiece, Written
 from duetto.engine.stats import ReplyStats
 from duetto.store import documents as document_store
@@ -31,6 +33,9 @@ MEMORY_BUDGET_TOKENS = 480
 """Tokens of excerpts a question gets: the best chunks whole, then compressed ones."""
 FULL_TEXT_CHUNKS = 2
 MAX_BLOCKS = 4
+BLOCK_LABEL_TOKENS = 16
+"""What a block's label (``[notes#3]`` and its line) may add to the chunk's own tokens: a small
+context (a remote server's, say) gets fewer excerpts instead of a prompt it refuses."""
 FUSION_RANK_OFFSET = 3
 KEYWORD_WEIGHT = 2.0
 """Rank fusion weights, chosen on the bench-docs questions of the shorter document (bench-docs
@@ -203,11 +208,24 @@ def answer_from_documents(
 
     ranked = rank_chunks(db, reader, model_id, documents, question)
     prefix, suffix = _answer_prompt_around_blocks(target, question)
-    target_id = target_fingerprint(target)
-    read_before = document_store.chunks_with_state(db, list(names), target_id, "full", prefix_digest(prefix))
-    chosen = choose_blocks(ranked, read_before)
+    remote = isinstance(target, RemoteTarget)
+    target_id = None if remote else target_fingerprint(target)
+    read_before = (
+        set() if remote else document_store.chunks_with_state(db, list(names), target_id, "full", prefix_digest(prefix))
+    )
+    room = target.context_length - len(prefix) - len(suffix) - settings.max_tokens - BLOCK_LABEL_TOKENS * MAX_BLOCKS
+    if room < 1:
+        raise EngineError(
+            f"a {target.context_length}-token context leaves no room for excerpts after the question and a "
+            f"{settings.max_tokens}-token answer; raise --context or lower --max-tokens"
+        )
+    chosen = choose_blocks(ranked, read_before, min(MEMORY_BUDGET_TOKENS, room))
     blocks = [_memory_block(target, names[chunk.document_id], chunk, variant) for chunk, variant in chosen]
-    prepared = prepare_memory(target, prefix, blocks, suffix, _StoredStates(db, target_id))
+    if remote:  # only the compact context crosses the wire; the server's prompt cache keeps the prefix
+        prompt = [*prefix, *(token for block in blocks for token in block.tokens), *suffix]
+        prepared = PreparedMemory(prompt, len(prompt) - len(suffix), 0, 0.0)
+    else:
+        prepared = prepare_memory(target, prefix, blocks, suffix, _StoredStates(db, target_id))
     reply = decoder.reply(prepared.prompt_tokens, settings, on_delta, should_cancel, on_written)
     reply_text, reply_stats = reply.text, reply.stats
     stats = reply_stats.as_dict()
@@ -220,6 +238,8 @@ def answer_from_documents(
         loaded_tokens=prepared.loaded_tokens,
         memory="chunks",
     )
+    if remote:
+        stats["sent_tokens"] = len(prepared.prompt_tokens)
     citations = [
         Citation(names[chunk.document_id], chunk.position, chunk.id, variant, chunk.file_path)
         for chunk, variant in chosen

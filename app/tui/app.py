@@ -220,7 +220,11 @@ class DuettoApp(App[None]):
             return
         self.use_engine(message.engine)
         self.engine_pair = message.pair
-        self.query_one(StatusBar).models = message.pair.label if message.pair else self.config.models_label
+        label = message.pair.label if message.pair else self.config.models_label
+        remote = message.engine.where != "this machine"
+        self.query_one(StatusBar).models = f"{label} (target on {message.engine.where})" if remote else label
+        for note in message.engine.notes:
+            self.notify(note, severity="warning", timeout=15)
 
     def use_pair(self, pair: ModelPair | None) -> None:
         """Answer with ``pair`` from the next reply on: its engine is loaded unless it is the one in use."""

@@ -19,6 +19,7 @@ from duetto.app.core.models import (
     missing_models,
     resolve_paths,
 )
+from duetto.app.core.remote import build_remote_engine, remote_endpoint
 from duetto.app.core.settings import CHAT_MAX_TOKENS
 from duetto.app.tui.app import DuettoApp
 from duetto.app.tui.config import ChatConfig
@@ -44,16 +45,25 @@ def chat_app(
     pace the replies. An unknown name or a moved file fails here, in one line, before the screen."""
     validate_user_name(user_name)
     settings = settings or DecodeSettings(max_tokens=CHAT_MAX_TOKENS)
-    target_name, draft_name = chosen_model_names(profile, target, draft_model, True)
-    missing = missing_models([target_name, draft_name])
-    if not missing:
-        resolve_paths(target_name, draft_name)
+    endpoint = remote_endpoint(target, database_path)
+    if endpoint is not None:  # a remote target: the profile's small model writes its prompts
+        target_name, draft_name = endpoint.name, draft_model or chosen_model_names(profile, None, None, True)[1]
+        missing = missing_models([draft_name])
+    else:
+        target_name, draft_name = chosen_model_names(profile, target, draft_model, True)
+        missing = missing_models([target_name, draft_name])
+        if not missing:
+            resolve_paths(target_name, draft_name)
     pair = ModelPair(target_name, draft_name)
     if settings.mode == "fast" and draft_name is None:
         settings = replace(settings, mode="exact")
 
     def engine_for_pair(user: str, chosen: ModelPair) -> Engine:
         """The engine for ``user`` on ``chosen``: the shared models, the target carrying the user's plugin if any."""
+        remote = remote_endpoint(chosen.target, database_path)
+        if remote is not None:
+            draft_path = resolve_paths(chosen.draft, None)[0] if chosen.draft else None
+            return build_remote_engine(remote, draft_path, threads=threads, user=user, database_path=database_path)
         target_path, draft_path = resolve_paths(chosen.target, chosen.draft)
         return load_engine(
             target_path, draft_path, context_length=context_length, threads=threads, user=user,
