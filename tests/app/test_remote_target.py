@@ -222,3 +222,25 @@ def wait_for_port(port: int, seconds: float = 30.0) -> None:
         except OSError:
             assert time.monotonic() < deadline, f"nothing listens on {port}"
             time.sleep(0.1)
+
+
+def test_bench_remote_compares_answers_and_measures_a_team(
+    served: str, tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    assert register("box", served, tiny_models).returncode == 0
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(
+        json.dumps({"id": f"p{number}", "kind": "open", "prompt": text}) + "\n"
+        for number, text in enumerate(["the cat sat on the", "where did the dog sleep", "then the dog"])
+    ))  # fmt: skip
+
+    result = run_duetto("bench-remote", "box", "--prompts", str(prompts), "--clients", "3", "--max-tokens", "8",
+                        "--target-file", str(tiny_models["target"]), "--draft-model", str(tiny_models["draft"]),
+                        "--threads", "1", "--json")  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [row["identical"] for row in report["answers"]] == [True, True, True]
+    together = report["team"]["together"]
+    assert together["clients"] == 3 and together["answered"] == 3 and together["errors"] == []
+    assert together["aggregate_tokens_per_second"] > 0 and "avx2" in report["host"]["flags"]
