@@ -34,6 +34,7 @@ from duetto.app.cli.options import reader_and_target_options
 from duetto.app.core.documents import decode_document, ingest_document
 from duetto.app.core.questions import ANSWER_SYSTEM_PROMPT, answer_from_documents, prepare_documents
 from duetto.engine.decoder import DecodeSettings
+from duetto.engine.remote_target import RemoteEndpoint
 from duetto.store import documents as document_store
 from duetto.store.database import open_database
 
@@ -119,9 +120,13 @@ def bench_docs(
             raise click.BadParameter(f"no questions for {only!r}; documents: {', '.join(names)}", param_hint="--only")
         names = [only]
 
-    target_path, _ = model_paths(profile, target, None, False)
+    target_path, small_model = model_paths(profile, target, None, False)
+    remote = isinstance(target_path, RemoteEndpoint)  # its small model writes the prompts; nothing to prepare
     document_reader, reader_model = load_reader(profile, reader, threads=threads)
-    decoder = load_decoder(target_path, None, context_length=BENCH_CONTEXT_LENGTH, threads=threads)
+    decoder = load_decoder(
+        target_path, small_model if remote else None, context_length=BENCH_CONTEXT_LENGTH, threads=threads
+    )
+    prepare = prepare and not remote
     settings = DecodeSettings(mode="exact", drafter="lookup", max_tokens=max_tokens)
     documents_report: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []

@@ -428,6 +428,8 @@ class DuettoApp(App[None]):
         status.acceptance = stats.accepted / stats.drafted if stats.drafted else None
         status.state = "stopped" if stats.finish_reason == "cancelled" else ""
         note = cut_reply_note(stats.finish_reason, stats.tokens)
+        if stats.error:  # a remote target that broke mid-reply
+            note = f"{stats.error}: what it wrote is kept"
         if note:
             await chat_view.add_note(note)
         await self.refresh_sidebar()
