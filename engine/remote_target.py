@@ -332,8 +332,14 @@ class RemoteDecoder:
             if self.endpoint.model:
                 body["model"] = self.endpoint.model
             return "/completion", {"json": body}
-        text = self.target.local.llm.detokenize(list(prompt_tokens), special=True).decode("utf-8", errors="replace")
-        body = {"prompt": text, "max_tokens": limit, "stream": True, **sampling}
+        local = self.target.local.llm
+        if prompt_tokens[0] == local.token_bos() and local.metadata.get("tokenizer.ggml.add_bos_token") != "false":
+            prompt_tokens = prompt_tokens[1:]  # a text prompt gets the model's BOS from the server: not twice
+        text = local.detokenize(list(prompt_tokens), special=True).decode("utf-8", errors="replace")
+        # The penalties duetto never applies, off by name for the servers that apply them by default
+        # (llama-cpp-python's repeat_penalty 1.1, vLLM's repetition_penalty), so that greedy is greedy.
+        body = {"prompt": text, "max_tokens": limit, "stream": True, "repeat_penalty": 1.0,
+                "repetition_penalty": 1.0, **sampling}  # fmt: skip
         body["model"] = self.endpoint.model or (self.target.offer.models[0] if self.target.offer.models else "")
         return "/v1/completions", {"json": body}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from llama_server import free_port, llama_server
 from sample_documents import write_document
 
 from duetto.app.bench.llama_tools import built_tools
-from duetto.engine.decoder import DecodeSettings
+from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.model_session import ModelSession
 from duetto.engine.remote_target import RemoteDecoder, RemoteEndpoint, RemoteTarget, probe
 from duetto.engine.stats import ReplyStats
@@ -244,3 +245,67 @@ def test_bench_remote_compares_answers_and_measures_a_team(
     together = report["team"]["together"]
     assert together["clients"] == 3 and together["answered"] == 3 and together["errors"] == []
     assert together["aggregate_tokens_per_second"] > 0 and "avx2" in report["host"]["flags"]
+
+
+def test_llama_cpp_pythons_own_server_is_a_second_engine(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """llama-cpp-python's server has no /props or /tokenize: duetto sends the exact prompt text to
+    /v1/completions, and the greedy reply is the local target's for the same tokens (a text prompt
+    gets the model's BOS from the server, as the tiny models ask for one)."""
+    port = free_port()
+    log = (tmp_path / "py-server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_models["target"]), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "512", "--n_threads", "1"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    small = ModelSession(tiny_models["draft"], context_length=512)
+    target = ModelSession(tiny_models["target"], context_length=512)
+    greedy = DecodeSettings(mode="target", max_tokens=16, temperature=0.0)
+    try:
+        wait_for_port(port, seconds=120)
+        added = register("py", f"http://127.0.0.1:{port}", tiny_models)
+        endpoint = RemoteEndpoint("py", f"http://127.0.0.1:{port}")
+        remote = RemoteDecoder(RemoteTarget(endpoint, small, probe(endpoint)))
+        for text in ("the cat sat on the", "where did the dog sleep"):
+            prompt = small.chat_prompt_tokens([{"role": "user", "content": text}])
+            through_server = remote.reply(prompt, greedy)
+            here = Decoder(target).reply([target.llm.token_bos(), *prompt], greedy)
+            assert through_server.text == here.text, text
+            assert through_server.stats.drafter == "server" and through_server.stats.tokens == 16
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+        log.close()
+        small.close()
+        target.close()
+
+    assert added.returncode == 0, added.stderr
+    check = json.loads(added.stdout)["check"]
+    assert check["dialect"] == "openai" and check["same_tokens"] is None, "no /tokenize to compare with"
+
+
+def test_a_server_of_another_dialect_and_a_plugin_that_stays_here_are_said(
+    served: str, tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    port = free_port()
+    files = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    plain = subprocess.Popen(files, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        other_dialect = register("web", f"http://127.0.0.1:{port}", tiny_models)
+    finally:
+        plain.kill()
+        plain.wait(timeout=30)
+    assert other_dialect.returncode == 1 and "Traceback" not in other_dialect.stderr
+    assert "HTTP 404" in other_dialect.stderr.strip().splitlines()[-1], other_dialect.stderr
+
+    text = tmp_path / "alice.txt"
+    text.write_text("the cat sat on the warm mat and the dog slept near the door. " * 40)
+    assert run_duetto("users", "add", "alice").returncode == 0
+    trained = run_duetto("plugin", "train", "--user", "alice", "--text", str(text), "--target",
+                         str(tiny_models["target"]), "--threads", "1", "--epochs", "2")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert register("box", served, tiny_models).returncode == 0
+    asked = ask("box", tiny_models, "the cat sat on the", "--user", "alice")
+    assert asked.returncode == 0, asked.stderr
+    assert "alice's plugin stays on this machine and does not apply to the remote target box" in asked.stderr
