@@ -47,16 +47,25 @@ def same_answers(remote_decoder, local_decoder, prompts: list[dict], max_tokens:
         prompt = local_decoder.target.chat_prompt_tokens([{"role": "user", "content": entry["prompt"]}])
         remote = _greedy(remote_decoder, prompt, max_tokens)
         local = _greedy(local_decoder, prompt, max_tokens, gaps=True)
-        index = first_difference(local.token_ids, remote.token_ids)
+        written = [_without_end(reply.token_ids, local_decoder.target) for reply in (local, remote)]
+        index = first_difference(*written)
         gap = local.top_two_gaps[index] if index is not None and index < len(local.top_two_gaps) else None
         rows.append({
-            "id": entry["id"], "kind": entry["kind"], "identical": remote.text == local.text,
+            "id": entry["id"], "kind": entry["kind"], "identical": index is None and remote.text == local.text,
             "first_difference": index, "local_top2_gap": round(gap, 4) if gap is not None else None,
             "remote_tokens_per_second": round(remote.stats.tokens_per_second, 2),
             "local_tokens_per_second": round(local.stats.tokens_per_second, 2),
             "remote_drafted": remote.stats.drafted, "remote_accepted": remote.stats.accepted,
         })  # fmt: skip
     return rows
+
+
+def _without_end(tokens: list[int], session) -> list[int]:
+    """The reply's tokens without the end-of-turn token one side reports and the other not."""
+    tokens = list(tokens)
+    while tokens and session.is_end_of_generation(tokens[-1]):
+        tokens.pop()
+    return tokens
 
 
 def team_round(endpoint, draft_path: Path, prompts: list[dict], clients: int, max_tokens: int) -> dict[str, Any]:
