@@ -36,7 +36,7 @@ from duetto.engine.drafters import DrafterChoice, build_drafters, drafters_for
 from duetto.engine.drafting import Draft, Drafter, DraftRequest, Source
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ModelSession
-from duetto.engine.reply_stream import Reply, StepTrace, TextPiece, Written
+from duetto.engine.reply_stream import Reply, StepTrace, TextPiece, Written, collect_reply
 from duetto.engine.sampling import SamplingSettings, accept_or_replace, choose, distribution, top_two_gap
 from duetto.engine.stats import FinishReason, Mode, ReplyStats
 from duetto.engine.text_stream import TextStream
@@ -118,17 +118,8 @@ class Decoder:
     ) -> Reply:
         """Run ``generate`` to the end and collect the reply; each step's text goes to ``on_delta``
         (when there is any), each step whole to ``on_written``."""
-        reply = Reply()
-        for item in self.generate(prompt_tokens, settings, should_cancel, on_prompt_progress, prediction=prediction):
-            if isinstance(item, ReplyStats):
-                reply.stats = item
-                return reply
-            reply.add(item)
-            if on_written is not None:
-                on_written(item)
-            if on_delta is not None and item.text:
-                on_delta(item.text)
-        raise AssertionError("generate always ends with stats")
+        stream = self.generate(prompt_tokens, settings, should_cancel, on_prompt_progress, prediction=prediction)
+        return collect_reply(stream, on_delta, on_written)
 
 
 class _Run:

@@ -29,7 +29,7 @@ import httpx2
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ModelSession
-from duetto.engine.reply_stream import Reply, TextPiece, Written
+from duetto.engine.reply_stream import Reply, TextPiece, Written, collect_reply
 from duetto.engine.stats import ReplyStats
 from duetto.engine.text_stream import TextStream
 
@@ -308,17 +308,8 @@ class RemoteDecoder:
         prediction: Sequence[int] = (),
         on_prompt_progress: Callable[[int, int], None] | None = None,
     ) -> Reply:
-        reply = Reply()
-        for item in self.generate(prompt_tokens, settings, should_cancel, on_prompt_progress, prediction=prediction):
-            if isinstance(item, ReplyStats):
-                reply.stats = item
-                return reply
-            reply.add(item)
-            if on_written is not None:
-                on_written(item)
-            if on_delta is not None and item.text:
-                on_delta(item.text)
-        raise AssertionError("generate always ends with stats")
+        stream = self.generate(prompt_tokens, settings, should_cancel, on_prompt_progress, prediction=prediction)
+        return collect_reply(stream, on_delta, on_written)
 
     def _request(self, prompt_tokens: list[int], settings: DecodeSettings) -> tuple[str, dict]:
         room = self.target.context_length - len(prompt_tokens)

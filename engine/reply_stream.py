@@ -6,6 +6,7 @@ tokens for a live rate, or collects token ids for a benchmark from the stream it
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from duetto.engine.cost_model import AcceptanceKey
@@ -71,3 +72,24 @@ class Reply:
         self.sources.extend(written.sources)
         self.pieces.extend(written.pieces)
         self.top_two_gaps.extend(written.top_two_gaps)
+
+
+def collect_reply(
+    stream: Iterable[Written | ReplyStats],
+    on_delta: Callable[[str], None] | None = None,
+    on_written: Callable[[Written], None] | None = None,
+) -> Reply:
+    """A generation's stream (Written pieces, then one ReplyStats) collected into a Reply; each
+    piece goes to ``on_written``, its text (when there is any) to ``on_delta``. What every
+    decoder's ``reply`` does, local or remote."""
+    reply = Reply()
+    for item in stream:
+        if isinstance(item, ReplyStats):
+            reply.stats = item
+            return reply
+        reply.add(item)
+        if on_written is not None:
+            on_written(item)
+        if on_delta is not None and item.text:
+            on_delta(item.text)
+    raise AssertionError("a generation always ends with its stats")
