@@ -28,7 +28,7 @@ from rich.table import Table
 
 from duetto.app.bench.checks import ChecksError, failed_checks, read_checks_file, validate
 from duetto.app.cli.console import print_json, stderr_console, stdout_console
-from duetto.app.cli.loading import load_decoder, model_paths
+from duetto.app.cli.loading import load_decoder, local_only, model_paths
 from duetto.app.cli.options import DecodingOptions, decoding_options
 from duetto.engine.cost_model import CostModel
 from duetto.engine.decoder import Decoder, DecodeSettings
@@ -252,6 +252,7 @@ def bench(
         for entry in prompts:
             entry.setdefault("checks", checks_by_id.get(entry["id"]))
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft=True)
+    local_only(target_path, "duetto bench (for a remote target: duetto bench-remote NAME)")
     decoder = load_decoder(target_path, draft_path, context_length=decoding.context_length, threads=decoding.threads)
     if draft_path is None and "fast" in chosen_modes:
         chosen_modes.remove("fast")

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from duetto.app.bench.host import resident_mebibytes as host_resident_mebibytes
 from duetto.app.cli.console import print_json, stderr_console, stdout_console
-from duetto.app.cli.loading import load_decoder, load_reader, model_paths
+from duetto.app.cli.loading import load_decoder, load_reader, local_only, model_paths
 from duetto.app.cli.options import reader_and_target_options
 from duetto.app.core.chat import SYSTEM_PROMPT, ChatSession, Listeners, complete
 from duetto.app.core.models import Engine
@@ -77,7 +77,7 @@ def bench_chat(
         for line in resources.files("duetto.app.bench").joinpath("prompts.jsonl").read_text().splitlines()
         if line.strip()
     ]
-    target_path, _ = model_paths(profile, target, None, False)
+    target_path = local_only(model_paths(profile, target, None, False)[0], "bench-chat")
     decoder = load_decoder(target_path, None, context_length=context_length, threads=threads)
     chat: ChatSession | None = None
     if strategy == "window":

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from duetto.app.cli.console import human_bytes, print_json, stderr_console, stdout_console
-from duetto.app.cli.loading import load_reader, model_paths
+from duetto.app.cli.loading import load_reader, local_only, model_paths
 from duetto.app.core.documents import InvalidDocument, decode_document, ingest_document
 from duetto.app.core.folders import ingest_folder
 from duetto.app.core.models import open_target
@@ -282,7 +282,9 @@ def _prepare(
         if not document.complete:
             raise InvalidDocument(f"{name!r} is not fully read yet; run `duetto docs add` for it again first")
         documents.append(document)
-    target_path, _ = model_paths(profile, target, None, False)
+    target_path = local_only(
+        model_paths(profile, target, None, False)[0], "docs prepare (the large model's saved states)"
+    )
     session = open_target(target_path, context_length=PREPARE_CONTEXT_LENGTH, threads=threads, user=owner.name)
     try:
         with _progress_bar("preparing", ", ".join(names), "blocks", quiet=quiet) as show:

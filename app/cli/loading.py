@@ -51,6 +51,13 @@ def model_paths(
     return resolve_paths(target_name, draft_name)
 
 
+def local_only(target_path: Path | RemoteEndpoint, what: str) -> Path:
+    """``target_path`` when it is a file here; a one-line error naming ``what`` for a remote target."""
+    if isinstance(target_path, RemoteEndpoint):
+        raise EngineError(f"{what} works on a large model on this machine; {target_path.name} is a remote target")
+    return target_path
+
+
 def _loading(target_path: Path, draft_path: Path | None):
     return stderr_console.status(f"loading {target_path.name}" + (f" and {draft_path.name}" if draft_path else ""))
 

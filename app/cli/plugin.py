@@ -14,7 +14,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from duetto.app.cli.console import human_bytes, print_json, stderr_console
-from duetto.app.cli.loading import model_paths
+from duetto.app.cli.loading import local_only, model_paths
 from duetto.app.core.models import user_plugin_dir
 from duetto.app.core.plugins import read_user_text, training_text
 from duetto.engine.model_session import ModelSession
@@ -81,7 +81,7 @@ class TaskProgress:
 
 
 def _target_session(profile: str | None, target: str | None, threads: int | None, window: int) -> ModelSession:
-    target_path, _ = model_paths(profile, target, None, use_draft=False)
+    target_path = local_only(model_paths(profile, target, None, use_draft=False)[0], "a plugin (it stays here)")
     with stderr_console.status(f"loading {target_path.name}"):
         return ModelSession(target_path, context_length=window, threads=threads)
 

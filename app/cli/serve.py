@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from duetto.app.cli.loading import load_engine, model_paths
+from duetto.app.cli.loading import load_engine, local_only, model_paths
 from duetto.app.cli.options import DecodingOptions, decoding_options, mode_option, reply_options
 from duetto.app.core.models import chosen_model_names
 from duetto.app.core.models import load_engine as build_engine
@@ -84,6 +84,7 @@ def serve(
     use_draft = decoding.uses_draft_model(mode)
     target_name, _ = chosen_model_names(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
+    local_only(target_path, "duetto serve")
     if mode == "fast" and draft_path is None:
         raise click.UsageError("--mode fast needs a draft model: use a profile with one or --draft-model")
     options = {"threads": decoding.threads, "context_length": decoding.context_length}

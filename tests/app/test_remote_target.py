@@ -309,3 +309,23 @@ def test_a_server_of_another_dialect_and_a_plugin_that_stays_here_are_said(
     asked = ask("box", tiny_models, "the cat sat on the", "--user", "alice")
     assert asked.returncode == 0, asked.stderr
     assert "alice's plugin stays on this machine and does not apply to the remote target box" in asked.stderr
+
+
+def test_what_needs_the_large_model_here_says_so_for_a_remote_target(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    assert register("box", closed, tiny_models, "--no-check").returncode == 0
+    assert run_duetto("users", "add", "alice").returncode == 0
+    story = write_document(tmp_path / "story.txt", 20)
+    assert run_duetto("docs", "add", str(story), "--model", str(tiny_models["draft"]), "--threads", "1").returncode == 0
+
+    for command in (
+        ["docs", "prepare", "story", "--target", "box"],
+        ["plugin", "train", "--user", "alice", "--text", str(story), "--target", "box"],
+        ["bench", "--target", "box", "--modes", "target"],
+        ["serve", "--target", "box", "--port", "0"],
+    ):
+        result = run_duetto(*command)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (command, result.stderr)
+        assert "box is a remote target" in result.stderr.strip().splitlines()[-1], (command, result.stderr)
