@@ -2,7 +2,8 @@
 # Build duetto's sdist and wheel, install the wheel into a fresh virtual environment, and run the
 # product from there as a new user would (packaging/product_tests): every file and module in the
 # wheel, every command's --help, the real default pair through `ask`, documents, the chat app in
-# tmux, the README's first command in a fresh clone, and `pipx install` of the wheel.
+# tmux, a remote target on llama-server, the README's first command in a fresh clone, and
+# `pipx install` of the wheel.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -184,3 +185,47 @@ def test_a_coding_session_in_the_chat_app_copies_code_writes_again_searches_and_
 
 def sidebar(screen: str) -> str:
     return "\n".join(line[:32] for line in screen.splitlines())
+
+
+def test_the_installed_duetto_asks_a_remote_target_on_llama_server(
+    installed_env: Path, user_environment: dict[str, str], real_models: Path, tmp_path: Path
+) -> None:
+    """The installed tools build (or find) llama-server; the installed duetto registers it as a
+    remote target and asks it, in a stored chat whose second turn comes from the server's cache."""
+    built = subprocess.run(
+        [str(installed_env / "bin" / "python"), "-m", "duetto.app.bench.llama_tools", "llama-server"],
+        capture_output=True, text=True, timeout=3600, check=True,
+    )  # fmt: skip
+    binary = built.stdout.split("\t")[1].strip()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "llama-server.log").open("w")
+    server = subprocess.Popen(
+        [binary, "-m", str(real_models / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"), "--host", "127.0.0.1",
+         "--port", str(port), "-c", "4096", "--parallel", "1", "--no-webui"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            added = run(installed_env, user_environment, "models", "add-remote", "box", "--url", url, "--json")
+            if added.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert added.returncode == 0, added.stderr
+        assert json.loads(added.stdout)["check"]["same_tokens"] is True
+        question = "Write a Python function that reverses a string."
+        first = run(installed_env, user_environment, "ask", question, "--target", "box", "-c", "--max-tokens", "60",
+                    "--json")  # fmt: skip
+        second = run(installed_env, user_environment, "ask", "Now add type hints.", "--target", "box", "-c",
+                     "--max-tokens", "60", "--json")  # fmt: skip
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+        log.close()
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    answer = json.loads(second.stdout)
+    assert "def " in json.loads(first.stdout)["text"] and answer["stats"]["drafter"] == "server"
+    assert answer["stats"]["server_cached_tokens"] > 0, "the first turn came from the server's prompt cache"
