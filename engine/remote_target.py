@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 
 import httpx2
 
-from duetto.engine.decoder import DecodeSettings
+from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ModelSession
-from duetto.engine.reply_stream import Reply, TextPiece, Written, collect_reply
+from duetto.engine.reply_stream import TextPiece, Written
 from duetto.engine.stats import ReplyStats
 from duetto.engine.text_stream import TextStream
 
@@ -298,18 +298,8 @@ class RemoteDecoder:
             error=error_text,
         )
 
-    def reply(
-        self,
-        prompt_tokens: list[int],
-        settings: DecodeSettings,
-        on_delta: Callable[[str], None] | None = None,
-        should_cancel: Callable[[], bool] | None = None,
-        on_written: Callable[[Written], None] | None = None,
-        prediction: Sequence[int] = (),
-        on_prompt_progress: Callable[[int, int], None] | None = None,
-    ) -> Reply:
-        stream = self.generate(prompt_tokens, settings, should_cancel, on_prompt_progress, prediction=prediction)
-        return collect_reply(stream, on_delta, on_written)
+    reply = Decoder.reply
+    """The local decoder's: it collects whatever ``self.generate`` streams."""
 
     def _request(self, prompt_tokens: list[int], settings: DecodeSettings) -> tuple[str, dict]:
         room = self.target.context_length - len(prompt_tokens)
