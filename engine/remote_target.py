@@ -134,7 +134,8 @@ def probe(endpoint: RemoteEndpoint) -> ServerOffer:
         with _client(endpoint, read_seconds=30) as client:
             listed = client.get("/v1/models")
             listed.raise_for_status()
-            models = [entry.get("id") for entry in listed.json().get("data", []) if isinstance(entry, dict)]
+            entries = [entry for entry in listed.json().get("data", []) if isinstance(entry, dict)]
+            models = [entry.get("id") for entry in entries]
             properties = client.get("/props")
             details = properties.json() if properties.status_code == 200 else {}
     except (httpx2.HTTPError, ValueError, AttributeError) as error:
@@ -145,8 +146,10 @@ def probe(endpoint: RemoteEndpoint) -> ServerOffer:
         raise RemoteError(f"{endpoint.name}: {endpoint.url} does not serve {endpoint.model!r}; it serves: "
                           + (", ".join(map(str, models)) or "nothing"))  # fmt: skip
     settings = details.get("default_generation_settings") if isinstance(details, dict) else None
-    if not isinstance(settings, dict):
-        return ServerOffer(OPENAI, models, None)
+    if not isinstance(settings, dict):  # vLLM lists each model's context as max_model_len; others say nothing
+        served = [entry for entry in entries if entry.get("id") == endpoint.model] or entries[:1]
+        context = served[0].get("max_model_len") if served else None
+        return ServerOffer(OPENAI, models, context if isinstance(context, int) and context > 0 else None)
     context, slots = settings.get("n_ctx"), details.get("total_slots")
     model_path, template = details.get("model_path"), details.get("chat_template")
     return ServerOffer(

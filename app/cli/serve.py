@@ -12,11 +12,13 @@ from pathlib import Path
 
 import click
 
-from duetto.app.cli.loading import load_engine, local_only, model_paths
+from duetto.app.cli.loading import load_engine, model_paths
 from duetto.app.cli.options import DecodingOptions, decoding_options, mode_option, reply_options
 from duetto.app.core.models import chosen_model_names
 from duetto.app.core.models import load_engine as build_engine
+from duetto.app.core.remote import build_remote_engine
 from duetto.app.core.settings import MAX_REPLY_TOKENS
+from duetto.engine.remote_target import RemoteEndpoint
 from duetto.store.conversations import DEFAULT_USER
 from duetto.store.errors import StoreError
 
@@ -84,16 +86,21 @@ def serve(
     use_draft = decoding.uses_draft_model(mode)
     target_name, _ = chosen_model_names(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
-    local_only(target_path, "duetto serve")
+    remote = isinstance(target_path, RemoteEndpoint)
     if mode == "fast" and draft_path is None:
         raise click.UsageError("--mode fast needs a draft model: use a profile with one or --draft-model")
     options = {"threads": decoding.threads, "context_length": decoding.context_length}
 
     def load(key: str | None):
+        if remote:
+            return build_remote_engine(target_path, draft_path, threads=decoding.threads)
         return build_engine(target_path, draft_path, user=key, **options)
 
-    engines = Engines(load)
-    engines.add(default_key, load_engine(target_path, draft_path, user=default_key, **options))
+    engines = Engines(load, per_user=not remote)
+    if remote:  # one engine for everyone: a plugin stays here and does not apply to the server (its note says so)
+        engines.add(None, load_engine(target_path, draft_path, user=user or DEFAULT_USER, threads=decoding.threads))
+    else:
+        engines.add(default_key, load_engine(target_path, draft_path, user=default_key, **options))
     config = ServerConfig(
         model_ids=tuple(dict.fromkeys([_model_id(target_name, target_path), SERVED_ALIAS])),
         defaults=decoding.settings(mode, max_tokens=max_tokens, temperature=temperature),
@@ -106,10 +113,13 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     address, bound_port = listening.getsockname()[:2]
     shown_host = f"[{address}]" if ":" in address else address
-    draft = f", drafting with {draft_path.name}" if draft_path else ""
+    if remote:
+        served = f"target on {target_path.name} at {target_path.url}, prompts written by {draft_path.name}"
+    else:
+        served = target_path.name + (f", drafting with {draft_path.name}" if draft_path else "")
     click.echo(f"duetto serve: http://{shown_host}:{bound_port}/v1", nl=True)
     click.echo(
-        f"models: {', '.join(config.model_ids)} ({target_path.name}{draft}, mode {mode}); "
+        f"models: {', '.join(config.model_ids)} ({served}, mode {mode}); "
         f"{'API key required' if config.api_key else 'no API key'}; Ctrl+C stops",
         err=True,
     )
@@ -133,8 +143,10 @@ def serve(
         click.echo("duetto serve: stopped", err=True)
 
 
-def _model_id(target_name: str, target_path: Path) -> str:
-    """The name requests use for the target: its manifest or import name, or its file's stem."""
+def _model_id(target_name: str, target_path: Path | RemoteEndpoint) -> str:
+    """The name requests use for the target: its manifest, import or remote name, or its file's stem."""
+    if isinstance(target_path, RemoteEndpoint):
+        return target_name
     return target_path.stem if target_name == str(target_path) or target_name.endswith(".gguf") else target_name
 
 

@@ -133,7 +133,10 @@ def choose_blocks(
     """The best chunks whole, then the next ones compressed, while they fit the budget.
 
     A chunk whose whole text the large model has read before (``read_before``) goes in whole
-    when it fits: loading its saved state costs nothing and loses nothing.
+    when it fits: loading its saved state costs nothing and loses nothing. A remote target
+    counts every chunk so: the server reads at its own speed, and the budget bounds what crosses
+    the wire. The same choice then reaches a remote target as a prepared local one, and answers
+    as well.
     """
     chosen: list[tuple[Chunk, str]] = []
     used = 0
@@ -210,9 +213,10 @@ def answer_from_documents(
     prefix, suffix = _answer_prompt_around_blocks(target, question)
     remote = isinstance(target, RemoteTarget)
     target_id = None if remote else target_fingerprint(target)
-    read_before = (
-        set() if remote else document_store.chunks_with_state(db, list(names), target_id, "full", prefix_digest(prefix))
-    )
+    if remote:  # the server reads what it is sent at its own speed: whole wherever the budget allows
+        read_before = {chunk.id for chunk in ranked}
+    else:
+        read_before = document_store.chunks_with_state(db, list(names), target_id, "full", prefix_digest(prefix))
     room = target.context_length - len(prefix) - len(suffix) - settings.max_tokens - BLOCK_LABEL_TOKENS * MAX_BLOCKS
     if room < 1:
         raise EngineError(

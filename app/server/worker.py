@@ -43,13 +43,18 @@ class Engines:
     loaded or freed while another request decodes.
     """
 
-    def __init__(self, load: Callable[[str | None], Engine], *, database_path: Path | None = None) -> None:
+    def __init__(
+        self, load: Callable[[str | None], Engine], *, database_path: Path | None = None, per_user: bool = True
+    ) -> None:
         self._load = load
         self.database_path = database_path
+        self.per_user = per_user
+        """False over a remote target: plugins stay here and do not apply to it, so all share one."""
         self._engines: OrderedDict[str | None, Engine] = OrderedDict()
 
     def key_for(self, user: str | None) -> str | None:
-        return engine_key(user, self.database_path)
+        key = engine_key(user, self.database_path)  # raises for a user nobody added, shared or not
+        return key if self.per_user else None
 
     def add(self, key: str | None, engine: Engine) -> None:
         """An engine loaded beforehand (the one ``duetto serve`` starts with, under its spinner)."""

@@ -10,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import openai
 import pytest
 from duetto_cli import run_duetto
+from duetto_server import live_server
 from llama_server import free_port, llama_server
 from sample_documents import write_document
 
@@ -293,11 +295,19 @@ def test_a_server_of_another_dialect_and_a_plugin_that_stays_here_are_said(
     try:
         wait_for_port(port)
         other_dialect = register("web", f"http://127.0.0.1:{port}", tiny_models)
+        # vLLM's model listing, as `vllm serve --max-model-len 32768` answers it, read from a file
+        (tmp_path / "v1").mkdir()
+        (tmp_path / "v1" / "models").write_text(json.dumps({"object": "list", "data": [
+            {"id": "other", "object": "model", "max_model_len": 2048},
+            {"id": "Qwen/Qwen2.5-Coder-7B-Instruct", "object": "model", "owned_by": "vllm", "max_model_len": 32768},
+        ]}))  # fmt: skip
+        listing = probe(RemoteEndpoint("gpu", f"http://127.0.0.1:{port}", "Qwen/Qwen2.5-Coder-7B-Instruct"))
     finally:
         plain.kill()
         plain.wait(timeout=30)
     assert other_dialect.returncode == 1 and "Traceback" not in other_dialect.stderr
     assert "HTTP 404" in other_dialect.stderr.strip().splitlines()[-1], other_dialect.stderr
+    assert (listing.dialect, listing.context_length) == ("openai", 32768), "the served model's context, not another's"
 
     text = tmp_path / "alice.txt"
     text.write_text("the cat sat on the warm mat and the dog slept near the door. " * 40)
@@ -324,8 +334,45 @@ def test_what_needs_the_large_model_here_says_so_for_a_remote_target(
         ["docs", "prepare", "story", "--target", "box"],
         ["plugin", "train", "--user", "alice", "--text", str(story), "--target", "box"],
         ["bench", "--target", "box", "--modes", "target"],
-        ["serve", "--target", "box", "--port", "0"],
     ):
         result = run_duetto(*command)
         assert result.returncode == 1 and "Traceback" not in result.stderr, (command, result.stderr)
         assert "box is a remote target" in result.stderr.strip().splitlines()[-1], (command, result.stderr)
+
+
+def test_duetto_serve_over_a_remote_target(served: str, tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """Other tools reach the remote target through duetto: the same replies as ``ask``, streamed,
+    documents read here, and a user's plugin said not to apply (one engine serves everyone)."""
+    assert register("box", served, tiny_models).returncode == 0
+    text = tmp_path / "alice.txt"
+    text.write_text("the cat sat on the warm mat and the dog slept near the door. " * 40)
+    assert run_duetto("users", "add", "alice").returncode == 0
+    story = write_document(tmp_path / "story.txt", 20)
+    assert run_duetto("docs", "add", str(story), "--user", "alice", "--model", str(tiny_models["draft"]), "--threads",
+                      "1").returncode == 0  # fmt: skip
+    trained = run_duetto("plugin", "train", "--user", "alice", "--text", str(text), "--target",
+                         str(tiny_models["target"]), "--threads", "1", "--epochs", "2")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    prompt = "where did the dog sleep"
+    expected = json.loads(ask("box", tiny_models, prompt).stdout)["text"]
+
+    arguments = ("--target", "box", "--draft-model", str(tiny_models["draft"]), "--threads", "1", "--user", "alice")
+    with live_server(*arguments, log_path=tmp_path / "serve.log") as server:
+        client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0)
+        assert [model.id for model in client.models.list()] == ["box", "duetto"]
+        messages = [{"role": "user", "content": prompt}]
+        reply = client.chat.completions.create(model="box", messages=messages, max_tokens=16, temperature=0)
+        assert reply.choices[0].message.content == expected, "alice's plugin stays here: she gets what all get"
+        assert reply.model_extra["duetto"]["stats"]["drafter"] == "server"
+        streamed = client.chat.completions.create(model="duetto", messages=messages, max_tokens=16, stream=True)
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices) == expected
+        answer = client.chat.completions.create(
+            model="duetto", messages=[{"role": "user", "content": "Who found the key?"}], max_tokens=8,
+            extra_body={"duetto": {"documents": ["story"]}},
+        )  # fmt: skip
+        assert answer.model_extra["duetto"]["citations"][0]["document"] == "story"
+        stats = answer.model_extra["duetto"]["stats"]
+        assert stats["sent_tokens"] > 0 and stats["context_tokens"] < stats["document_tokens"]
+    log = (tmp_path / "serve.log").read_text()
+    assert "target on box at " + served in log
+    assert "alice's plugin stays on this machine and does not apply to the remote target box" in log
