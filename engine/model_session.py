@@ -167,7 +167,7 @@ class ModelSession:
         if self._formatter is None:
             raise InvalidModelFile(f"{self.path}: the model has no chat template in its metadata")
         formatted = self._formatter(messages=list(messages))
-        return self.tokenize(formatted.prompt, add_bos=not formatted.added_special, special=True)
+        return self._templated_tokens(formatted.prompt)
 
     def chat_prompt_around(self, messages: Sequence[ChatMessage], marker: str) -> tuple[list[int], list[int]]:
         """Tokens of the templated prompt before and after ``marker`` (which must occur once in
@@ -178,10 +178,16 @@ class ModelSession:
         before, marker_found, after = formatted.prompt.partition(marker)
         if not marker_found:
             raise ValueError("the marker does not occur in the templated prompt")
-        return (
-            self.tokenize(before, add_bos=not formatted.added_special, special=True),
-            self.tokenize(after, special=True),
-        )
+        return self._templated_tokens(before), self.tokenize(after, special=True)
+
+    def _templated_tokens(self, text: str) -> list[int]:
+        """A templated prompt's tokens, beginning with BOS where the model's vocabulary asks for one
+        (the Llama family does, Qwen does not), as llama.cpp's own programs and llama-server read
+        it; once, where the template writes it too."""
+        tokens = self.tokenize(text, add_bos=True, special=True)  # llama.cpp adds BOS only where asked
+        if len(tokens) > 1 and tokens[0] == tokens[1] == self.llm.token_bos():
+            del tokens[0]
+        return tokens
 
     def is_end_of_generation(self, token: int) -> bool:
         """EOS, EOT and any other token the vocabulary marks as ending a turn."""

@@ -251,8 +251,8 @@ def test_bench_remote_compares_answers_and_measures_a_team(
 
 def test_llama_cpp_pythons_own_server_is_a_second_engine(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     """llama-cpp-python's server has no /props or /tokenize: duetto sends the exact prompt text to
-    /v1/completions, and the greedy reply is the local target's for the same tokens (a text prompt
-    gets the model's BOS from the server, as the tiny models ask for one)."""
+    /v1/completions, and the greedy reply is the local target's for the same tokens (the text goes
+    without the BOS the prompt begins with: the server adds it, as the tiny models ask for one)."""
     port = free_port()
     log = (tmp_path / "py-server.log").open("w")
     server = subprocess.Popen(
@@ -271,7 +271,7 @@ def test_llama_cpp_pythons_own_server_is_a_second_engine(tiny_models: dict[str, 
         for text in ("the cat sat on the", "where did the dog sleep"):
             prompt = small.chat_prompt_tokens([{"role": "user", "content": text}])
             through_server = remote.reply(prompt, greedy)
-            here = Decoder(target).reply([target.llm.token_bos(), *prompt], greedy)
+            here = Decoder(target).reply(prompt, greedy)
             assert through_server.text == here.text, text
             assert through_server.stats.drafter == "server" and through_server.stats.tokens == 16
     finally:
