@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -27,11 +28,14 @@ import numpy as np
 from rich.table import Table
 
 from duetto.app.bench.checks import ChecksError, failed_checks, read_checks_file, validate
+from duetto.app.bench.llama_tools import ToolBuildError
+from duetto.app.bench.peers import PEER_MODES, PEER_PREFIX, LlamaPeers, PeerError, PeerRun, peer_prompt_text
 from duetto.app.cli.console import print_json, stderr_console, stdout_console
 from duetto.app.cli.loading import load_decoder, local_only, model_paths
 from duetto.app.cli.options import DecodingOptions, decoding_options
 from duetto.engine.cost_model import CostModel
 from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.model_session import default_thread_count
 from duetto.engine.reply_stream import Reply
 from duetto.engine.stats import MODES, ReplyStats
 
@@ -125,6 +129,8 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     shifts = [row["margin_shift"] for row in results if row["mode"] == "target" and row.get("margin_shift") is not None]
     rounding_bound = max(shifts) if shifts else None
     for mode in sorted({result["mode"] for result in results} - {"target"}):
+        if mode.startswith(PEER_PREFIX):
+            continue
         rows = [result for result in results if result["mode"] == mode and result.get("speedup")]
         kinds = sorted({row["kind"] for row in rows})
         divergent = [row for row in rows if row["first_divergence"] is not None]
@@ -160,6 +166,66 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
                 1 for row in divergent if (row["first_divergence"]["target_top2_gap"] or math.inf) >= rounding_bound
             )
     return summary
+
+
+def summarize_peers(results: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
+    """llama.cpp's modes, each over its own target alone, and per kind duetto's exact mode against
+    the best of them in the same run."""
+    peers: dict[str, Any] = {}
+    for mode in [PEER_PREFIX + name for name in PEER_MODES if name != "target"]:
+        rows = [result for result in results if result["mode"] == mode and result.get("speedup")]
+        if not rows:
+            continue
+        kinds = sorted({row["kind"] for row in rows})
+        peers[mode] = {
+            "geomean_speedup": geometric_mean([row["speedup"] for row in rows]),
+            "min_speedup": min(row["speedup"] for row in rows),
+            "geomean_speedup_by_kind": {
+                kind: geometric_mean([row["speedup"] for row in rows if row["kind"] == kind]) for kind in kinds
+            },
+            "identical_to_target": sum(1 for row in rows if row["identical_to_target"]),
+            "prompts": len(rows),
+            "acceptance": round(sum(r["accepted"] for r in rows) / max(1, sum(r["drafted"] for r in rows)), 3),
+        }
+    exact = summary.get("exact", {}).get("geomean_speedup_by_kind", {})
+    against: dict[str, Any] = {}
+    for kind, ours in exact.items():
+        theirs = {mode: numbers["geomean_speedup_by_kind"].get(kind) for mode, numbers in peers.items()}
+        theirs = {mode: value for mode, value in theirs.items() if value is not None}
+        if not theirs:
+            continue
+        best = max(theirs, key=theirs.get)
+        against[kind] = {"exact": ours, "best_peer": best, "best_peer_speedup": theirs[best],
+                         "ahead": ours is not None and ours >= theirs[best]}  # fmt: skip
+    return {"modes": peers, "exact_against_best_peer": against}
+
+
+def peer_results(
+    entry: dict[str, Any], runs: dict[str, list[PeerRun]], target_text: str, same_prompt: bool
+) -> list[dict[str, Any]]:
+    """One result row per llama.cpp mode: the median rate over its repeats, its speedup over
+    llama.cpp's own target alone, and whether its text is duetto's target's (greedy, same model)."""
+    rows = []
+    reference = None
+    for mode, repeats in runs.items():
+        rate = statistics.median(run.tokens_per_second for run in repeats)
+        first = repeats[0]
+        if reference is None:
+            reference = rate  # the target alone comes first
+        rows.append({
+            "id": entry["id"], "kind": entry["kind"], "mode": mode, "text": first.text, "tokens": first.tokens,
+            "seconds": first.seconds, "tokens_per_second": round(rate, 2),
+            "speedup": round(rate / reference, 3) if reference else None,
+            "drafted": first.drafted, "accepted": first.accepted,
+            "acceptance": round(first.accepted / first.drafted, 3) if first.drafted else None,
+            "identical_to_target": None if first.text is None else first.text.strip() == target_text.strip(),
+            "same_prompt": same_prompt, "first_divergence": None, "correct": None,
+            "drafter": mode.removeprefix(PEER_PREFIX),
+        })  # fmt: skip
+        if entry.get("checks") and first.text is not None:
+            rows[-1]["failed_checks"] = failed_checks(first.text, entry["checks"])
+            rows[-1]["correct"] = not rows[-1]["failed_checks"]
+    return rows
 
 
 def measure_batch_costs(decoder: Decoder, repeats: int = 5) -> list[dict[str, float]]:
@@ -219,6 +285,14 @@ def measure_batch_costs(decoder: Decoder, repeats: int = 5) -> list[dict[str, fl
     default=None,
     help='JSON lines {"id", "checks"}: task checks for prompts that carry none (see docs/BENCHMARKS.md).',
 )
+@click.option(
+    "--peers",
+    default=None,
+    metavar="MODES",
+    help="Also run llama.cpp's own tools on the same prompts, interleaved: "
+    f"{', '.join(name for name in PEER_MODES if name != 'target')} or all (its target alone always). "
+    "They are built from the llama-cpp-python sdist on first use (10-20 minutes) and cached.",
+)
 @click.option("--batch-costs", is_flag=True, help="Instead: time the target's evaluation by batch size, and exit.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"results": [...], "summary": {...}} on stdout.')
 def bench(
@@ -229,6 +303,7 @@ def bench(
     repeat,
     cold,
     checks_path,
+    peers,
     batch_costs,
     as_json,
 ) -> None:
@@ -257,6 +332,24 @@ def bench(
     if draft_path is None and "fast" in chosen_modes:
         chosen_modes.remove("fast")
         stderr_console.print("no draft model: skipping fast mode")
+    peer_work = tempfile.TemporaryDirectory(prefix="duetto-peers-")
+    llama_peers = None
+    if peers and not batch_costs:
+        wanted = list(PEER_MODES) if peers.strip() == "all" else [name.strip() for name in peers.split(",")]
+        unknown = [name for name in wanted if name not in PEER_MODES]
+        if unknown:
+            raise click.BadParameter(
+                f"peer modes are {', '.join(PEER_MODES)} or all; got {peers!r}", param_hint="--peers"
+            )
+        try:
+            with stderr_console.status("finding llama.cpp's tools (building them the first time: 10-20 minutes)"):
+                llama_peers = LlamaPeers(
+                    target_path, draft_path, threads=decoding.threads or default_thread_count(),
+                    context_length=decoder.target.context_length, max_tokens=max_tokens, work=Path(peer_work.name),
+                )  # fmt: skip
+        except ToolBuildError as error:
+            raise click.ClickException(f"llama.cpp's tools: {error}") from None
+    peer_modes = [PEER_PREFIX + name for name in llama_peers.modes(wanted)] if llama_peers else []
 
     if batch_costs:
         rows = measure_batch_costs(decoder)
@@ -278,10 +371,21 @@ def bench(
         reference_gaps: list[float] = []
         reference_rate = 0.0
         runs: dict[str, list[tuple[str, ReplyStats, list[int], list[float]]]] = {mode: [] for mode in chosen_modes}
+        peer_runs: dict[str, list[PeerRun]] = {mode: [] for mode in peer_modes}
+        prompt_text, same_prompt = peer_prompt_text(decoder.target, prompt_tokens)
+        every_mode = chosen_modes + peer_modes
         for number_of_repeat in range(repeat):
             # Modes interleaved, so that drifting machine speed hits all alike, and in turn first and
             # last, so that whatever the order itself does (caches, clocks) does too.
-            for mode in chosen_modes if number_of_repeat % 2 == 0 else reversed(chosen_modes):
+            for mode in every_mode if number_of_repeat % 2 == 0 else reversed(every_mode):
+                if mode in peer_runs:
+                    try:
+                        peer_runs[mode].append(
+                            llama_peers.run(mode.removeprefix(PEER_PREFIX), entry["id"], prompt_text)
+                        )
+                    except PeerError as error:
+                        raise click.ClickException(str(error)) from None
+                    continue
                 settings = decoding.settings(mode, max_tokens=max_tokens, record_top_two_gaps=mode == "target")
                 if cold:
                     decoder.cost_model = CostModel()
@@ -335,7 +439,17 @@ def bench(
                 + (f"  x{result['speedup']:.2f}" if mode != "target" and result["speedup"] else "")
                 + ("" if mode == "target" or divergence is None else f"  diverges at {divergence['index']}")
             )
+        if peer_modes:
+            results.extend(peer_results(entry, peer_runs, runs["target"][0][0], same_prompt))
+            for row in results[-len(peer_modes) :]:
+                stderr_console.print(
+                    f"[{number}/{len(prompts)}] {entry['id']:<28} {row['mode']} {row['tokens_per_second']:6.1f} tok/s"
+                    + (f"  x{row['speedup']:.2f}" if row["speedup"] and row["mode"] != peer_modes[0] else "")
+                )
     summary = summarize(results)
+    peer_work.cleanup()
+    if peer_modes:
+        summary["peers"] = summarize_peers(results, summary)
     if as_json:
         print_json(
             {
@@ -353,11 +467,12 @@ def bench(
     for column in ("prompt", "kind", "mode", "tok/s", "speedup", "accepted", "same as target", "correct", "drafter"):
         table.add_column(column, justify="right" if column in ("tok/s", "speedup", "accepted") else "left")
     for result in results:
-        same = (
-            "yes"
-            if result["identical_to_target"]
-            else ("from token {index} (gap {target_top2_gap})".format(**result["first_divergence"]))
-        )
+        if result["identical_to_target"]:
+            same = "yes"
+        elif result["first_divergence"] is None:  # a llama.cpp mode: its text against duetto's target's
+            same = "no" if result["identical_to_target"] is False else "?"
+        else:
+            same = "from token {index} (gap {target_top2_gap})".format(**result["first_divergence"])
         table.add_row(
             result["id"],
             result["kind"],
@@ -371,6 +486,8 @@ def bench(
         )
     stdout_console.print(table)
     for mode, numbers in summary.items():
+        if mode == "peers":
+            continue
         stdout_console.print(
             f"{mode}: geometric mean speedup {numbers['geomean_speedup']}x (min {numbers['min_speedup']}x), "
             f"by kind {numbers['geomean_speedup_by_kind']}, identical {numbers['identical_to_target']}/"
@@ -388,4 +505,15 @@ def bench(
                 if "checked" in numbers
                 else ""
             )
+        )
+    for mode, numbers in summary.get("peers", {}).get("modes", {}).items():
+        stdout_console.print(
+            f"{mode}: geometric mean speedup {numbers['geomean_speedup']}x over llama.cpp's target alone "
+            f"(min {numbers['min_speedup']}x), by kind {numbers['geomean_speedup_by_kind']}, "
+            f"same text as duetto's target {numbers['identical_to_target']}/{numbers['prompts']}"
+        )
+    for kind, against in summary.get("peers", {}).get("exact_against_best_peer", {}).items():
+        stdout_console.print(
+            f"{kind}: exact {against['exact']}x against the best llama.cpp mode, {against['best_peer']} "
+            f"{against['best_peer_speedup']}x: {'ahead' if against['ahead'] else 'behind'}"
         )

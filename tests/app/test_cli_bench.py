@@ -94,3 +94,36 @@ def test_bench_rejects_checks_for_a_prompt_it_does_not_have(tiny_models: dict[st
 
     assert result.returncode == 2
     assert "no prompt has the id 'copyy'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_runs_llama_cpps_own_modes_beside_its_own(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """--peers: llama.cpp's tools (built from the llama-cpp-python sdist, cached per machine) on the
+    same prompts, token for token, each mode over llama.cpp's own target alone."""
+    result = run_duetto(
+        "bench", "--prompts", str(write_prompts(tmp_path / "prompts.jsonl")), "--modes", "target,exact",
+        "--max-tokens", "24", "--json", "--threads", "1", "--target", str(tiny_models["target"]),
+        "--draft-model", str(tiny_models["draft"]), "--peers", "all", "--repeat", "2",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    peers = ["llama.cpp target", "llama.cpp ngram-simple", "llama.cpp ngram-mod", "llama.cpp draft-simple",
+             "llama.cpp lookup"]  # fmt: skip
+    assert [row["mode"] for row in report["results"] if row["id"] == "copy"] == ["target", "exact", *peers]
+    rows = {(row["id"], row["mode"]): row for row in report["results"]}
+    for prompt in ("copy", "free"):
+        alone = rows[(prompt, "llama.cpp target")]
+        assert alone["speedup"] == 1.0 and alone["drafted"] == 0, "the reference never drafts"
+        for mode in peers:
+            peer = rows[(prompt, mode)]
+            assert peer["same_prompt"] is True, f"{mode} read the prompt duetto rendered, token for token"
+            assert peer["tokens_per_second"] > 0 and peer["text"] is not None
+        # whether the texts agree is reported, not asserted: the tiny models' top logits are near-ties
+        assert alone["identical_to_target"] in (True, False)
+    assert rows[("copy", "llama.cpp draft-simple")]["drafted"] > 0, "the tiny draft model drafts"
+    summary = report["summary"]["peers"]
+    assert set(summary["modes"]) == set(peers[1:])
+    assert set(summary["exact_against_best_peer"]) == {"edit", "open"}
+
+    unknown = run_duetto("bench", "--peers", "medusa", "--target", str(tiny_models["target"]), "--threads", "1")
+    assert unknown.returncode == 2 and "peer modes are" in unknown.stderr
