@@ -88,6 +88,7 @@ class Decoder:
         on_prompt_progress: Callable[[int, int], None] | None = None,
         on_step: Callable[[StepTrace], None] | None = None,
         prediction: Sequence[int] = (),
+        earlier: Sequence[int] = (),
     ) -> Iterator[Written | ReplyStats]:
         """Yield what each step writes, then one ReplyStats.
 
@@ -95,7 +96,8 @@ class Decoder:
         in, after each of which ``on_prompt_progress(read, total)`` is called (tokens of the
         prompt not already in the cache); ``on_step`` sees every verification. ``prediction``
         (tokens the caller expects the reply to resemble) is a source the lookup drafter copies
-        from in exact mode; it changes what is drafted, never what is written.
+        from in exact mode; it changes what is drafted, never what is written. So is ``earlier``:
+        the conversation's turns folded out of the prompt.
         """
         if settings.mode == "fast" and "model" not in self.drafters:
             raise EngineError("fast mode needs a draft model; use a profile with one, or --mode exact")
@@ -103,7 +105,7 @@ class Decoder:
             raise EngineError("--draft model needs a draft model; use a profile with one")
         if not prompt_tokens:
             raise EngineError("the prompt is empty")
-        run = _Run(self, prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction)
+        run = _Run(self, prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction, earlier)
         yield from run.execute()
 
     def reply(
@@ -115,10 +117,13 @@ class Decoder:
         on_written: Callable[[Written], None] | None = None,
         prediction: Sequence[int] = (),
         on_prompt_progress: Callable[[int, int], None] | None = None,
+        earlier: Sequence[int] = (),
     ) -> Reply:
         """Run ``generate`` to the end and collect the reply; each step's text goes to ``on_delta``
         (when there is any), each step whole to ``on_written``."""
-        stream = self.generate(prompt_tokens, settings, should_cancel, on_prompt_progress, prediction=prediction)
+        stream = self.generate(
+            prompt_tokens, settings, should_cancel, on_prompt_progress, prediction=prediction, earlier=earlier
+        )
         return collect_reply(stream, on_delta, on_written)
 
 
@@ -134,9 +139,11 @@ class _Run:
         on_prompt_progress: Callable[[int, int], None] | None,
         on_step: Callable[[StepTrace], None] | None,
         prediction: Sequence[int] = (),
+        earlier: Sequence[int] = (),
     ) -> None:
         self.decoder = decoder
         self.prediction = list(prediction)
+        self.earlier = earlier
         self.cost_model = decoder.cost_model
         self.on_prompt_progress = on_prompt_progress
         self.on_step = on_step
@@ -257,7 +264,7 @@ class _Run:
     def execute(self) -> Iterator[Written | ReplyStats]:
         started = time.perf_counter()
         for drafter in self.decoder.drafters.values():
-            drafter.begin(self.prompt, self.prediction)
+            drafter.begin(self.prompt, self.prediction, self.earlier)
         record_gaps = self.settings.record_top_two_gaps
         steps: Iterator[None]
         if self.settings.mode == "fast":

@@ -87,10 +87,11 @@ class Drafter(Protocol):
     name: Source
     stats: DrafterStats
 
-    def begin(self, prompt: list[int], prediction: Sequence[int] = ()) -> None:
+    def begin(self, prompt: list[int], prediction: Sequence[int] = (), earlier: Sequence[int] = ()) -> None:
         """A new reply to ``prompt`` starts: forget what belonged to the last one. ``prediction``
         is text the caller expects the reply to resemble (OpenAI's predicted outputs), tokenized;
-        a drafter may draft from it or ignore it."""
+        ``earlier`` the conversation's turns that are no longer in the prompt (folded into its
+        memory), tokenized. A drafter may draft from either or ignore them."""
 
     def draft(self, request: DraftRequest) -> Draft:
         """Tokens continuing ``request.history`` (possibly none)."""

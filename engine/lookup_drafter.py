@@ -65,9 +65,13 @@ class LookupDrafter:
         self._prediction: list[int] = []
         self._prediction_positions: dict[tuple[int, ...], list[int]] = defaultdict(list)
         self._prediction_cursor = 0  # where in the prediction the reply was last found
+        self._earlier: list[int] = []
+        self._earlier_positions: dict[tuple[int, ...], list[int]] = defaultdict(list)
 
-    def begin(self, prompt: list[int], prediction: Sequence[int] = ()) -> None:
-        """Forget the last generation and index ``prompt``, and ``prediction`` apart from it."""
+    def begin(self, prompt: list[int], prediction: Sequence[int] = (), earlier: Sequence[int] = ()) -> None:
+        """Forget the last generation and index ``prompt``, and ``prediction`` and ``earlier``
+        (turns folded out of the prompt) apart from it. The earlier turns' index is kept while
+        they stay the same, as they do from one turn to the next until the next fold."""
         self._positions.clear()
         self._indexed = 0
         self._index(prompt)
@@ -75,6 +79,10 @@ class LookupDrafter:
         self._prediction_positions = defaultdict(list)
         _index_ngrams(self._prediction, self._prediction_positions, 0)
         self._prediction_cursor = 0
+        if list(earlier) != self._earlier:
+            self._earlier = list(earlier)
+            self._earlier_positions = defaultdict(list)
+            _index_ngrams(self._earlier, self._earlier_positions, 0)
         self._prompt = prompt
         self._text_ready = False  # the prompt's text is read on the first text lookup, if any
         self._reply_bytes.clear()
@@ -92,6 +100,8 @@ class LookupDrafter:
             predicted = bool(tokens)
             if not predicted:
                 tokens, key = self.find(request.history, request.max_tokens)
+            if not tokens:
+                tokens, key = self.find_in_earlier(request.history, request.max_tokens)
             return Draft(tokens, [None] * len(tokens), key, seconds=time.perf_counter() - started,
                          from_prediction=predicted)  # fmt: skip
         best = Draft()
@@ -118,7 +128,7 @@ class LookupDrafter:
         """Every proposal for continuing ``history``: (tokens, acceptance key, from the prediction),
         the token match first (it wins a tie: where the prompt and the reply say as much as the
         prediction, the reply's own recent lines know the edit it is making, and the prediction
-        does not), then the prediction's, then the text match."""
+        does not), then the prediction's, then the earlier turns', then the text match."""
         found: list[Candidate] = []
         tokens, key = self.find(history, max_tokens)
         predicted, predicted_key = self.find_in_prediction(history, max_tokens)
@@ -126,6 +136,9 @@ class LookupDrafter:
             found.append((tokens, key, predicted[: len(tokens)] == tokens))
         if predicted:
             found.append((predicted, predicted_key, True))
+        recalled, recalled_key = self.find_in_earlier(history, max_tokens)
+        if recalled and recalled != tokens[: len(recalled)]:
+            found.append((recalled, recalled_key, False))
         text_tokens, text_key = self.find_text(history, max_tokens)
         if not text_tokens:
             return found
@@ -188,6 +201,15 @@ class LookupDrafter:
         )
         if proposal:
             self._prediction_cursor = end
+        return proposal, key
+
+    def find_in_earlier(self, history: list[int], max_tokens: int) -> Proposal | tuple[list[int], None]:
+        """What followed the reply's end in the conversation's folded turns; ([], None) if it is not
+        there. Read as more prompt, as a prediction is: a turn folded into the memory was prompt
+        once, and a reply that quotes it (code asked for again, an answer repeated) copies it."""
+        if not self._earlier:
+            return [], None
+        proposal, key, _ = self._continuation(history, self._earlier, self._earlier_positions, max_tokens)
         return proposal, key
 
     def _continuation(

@@ -29,10 +29,10 @@ class ModelDrafter:
         self.session = session
         self.stats = DrafterStats()
 
-    def begin(self, prompt: list[int], prediction: Sequence[int] = ()) -> None:
+    def begin(self, prompt: list[int], prediction: Sequence[int] = (), earlier: Sequence[int] = ()) -> None:
         """Nothing to do: the KV cache is brought in step on the first draft, reusing whatever
         prefix it shares with the prompt (most replies never ask this drafter for anything). A
-        prediction is the lookup drafter's to copy from."""
+        prediction and earlier turns are the lookup drafter's to copy from."""
 
     def accept(self, draft: Draft, accepted: int) -> None:
         count_draft(self.stats, draft, accepted)

@@ -234,9 +234,11 @@ class RemoteDecoder:
         on_prompt_progress: Callable[[int, int], None] | None = None,
         on_step=None,
         prediction: Sequence[int] = (),
+        earlier: Sequence[int] = (),
     ) -> Iterator[Written | ReplyStats]:
         """Stream the server's reply as Written pieces, then one ReplyStats (its ``error`` set when
-        the server failed after writing something: what it wrote is kept)."""
+        the server failed after writing something: what it wrote is kept). ``prediction`` and
+        ``earlier`` are drafting sources; the server drafts on its own."""
         if not prompt_tokens:
             raise EngineError("the prompt is empty")
         started = time.perf_counter()

@@ -22,6 +22,7 @@ from duetto.engine.conversation_window import ConversationWindow, FoldReport, re
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.model_session import ChatMessage, ContextFull
 from duetto.engine.prompting import fit_conversation
+from duetto.engine.remote_target import RemoteDecoder
 from duetto.engine.reply_stream import Reply, TextPiece, Written
 from duetto.engine.stats import ReplyStats
 from duetto.store.conversation_memory import ConversationMemory, attached_documents, load_memory, save_memory
@@ -208,6 +209,7 @@ class ChatSession:
         self.engine = engine
         self.turns: list[ChatMessage] = list(turns or [])
         """User and assistant turns, oldest first (the system prompt is not one)."""
+        self._folded_tokens: tuple[list[str], list[int]] = ([], [])
         target = engine.decoder.target
         window, memory = window_sizes(target.context_length, window_tokens)
         memory = memory_tokens or memory
@@ -250,8 +252,9 @@ class ChatSession:
             listeners.progress(f"reading the prompt {read:,}/{total:,} tokens…")
 
         reply = decoder.reply(
-            prompt_tokens, settings, None, listeners.should_cancel, listeners.on_written, on_prompt_progress=reading
-        )
+            prompt_tokens, settings, None, listeners.should_cancel, listeners.on_written,
+            on_prompt_progress=reading, earlier=self.folded_tokens(),
+        )  # fmt: skip
         if reply.text or reply.stats.finish_reason != "cancelled":
             self.turns.append({"role": "assistant", "content": reply.text})
         fold_after = None
@@ -279,9 +282,27 @@ class ChatSession:
         fold_before = self.window.last_fold
         if len(prompt_tokens) + 1 >= decoder.target.context_length:
             raise ContextFull("the reply already fills the context window; start a new chat to go on")
-        reply = decoder.reply(prompt_tokens, settings, None, listeners.should_cancel, listeners.on_written)
+        reply = decoder.reply(
+            prompt_tokens, settings, None, listeners.should_cancel, listeners.on_written, earlier=self.folded_tokens()
+        )
         self.turns[-1] = {"role": "assistant", "content": so_far + reply.text}
         return Turn(reply.text, reply.stats, reply.pieces, fold_before=fold_before)
+
+    def folded_tokens(self) -> list[int]:
+        """The turns folded out of the prompt, word for word, for the lookup drafter to copy from
+        (the memory holds their prose compressed); each ends with the end-of-turn token, where a
+        copy stops. Tokenized again only when they change."""
+        folded = self.window.folded_messages
+        if isinstance(self.engine.decoder, RemoteDecoder):
+            return []  # a server drafts from what it is sent
+        texts = [turn["content"] for turn in self.turns[:folded]]
+        if self._folded_tokens[0] != texts:  # a fold, or an edit of a folded turn
+            target = self.engine.decoder.target
+            tokens: list[int] = []
+            for text in texts:
+                tokens += [*target.tokenize(text), target.llm.token_eos()]
+            self._folded_tokens = (texts, tokens)
+        return self._folded_tokens[1]
 
     def memory(self, through_message_id: int) -> ConversationMemory | None:
         """The memory of folded turns, for storing beside the conversation (None: nothing folded)."""

@@ -224,3 +224,32 @@ def test_a_regenerated_reply_stopped_before_its_first_word_keeps_the_old_one(eng
     turn = chat.regenerate(DecodeSettings(max_tokens=4), Listeners(should_cancel=lambda: True))
 
     assert turn.message_id is None and list_messages(db, conversation_id) == before
+
+
+def test_turns_folded_out_of_the_prompt_stay_a_source_to_draft_from(engine: Engine) -> None:
+    """The memory keeps folded prose compressed; the lookup drafter still sees the turns word for
+    word, so a reply that repeats an earlier answer copies it. The reply stays the target's own."""
+    chat = ChatSession(engine, window_tokens=200, memory_tokens=40)
+    settings = DecodeSettings(mode="target", max_tokens=24)
+    first = chat.ask(question(0), settings)
+    for turn in range(1, 12):
+        chat.ask(question(turn), settings)
+        if chat.window.folded_messages:
+            break
+    assert chat.window.folded_messages >= 2, "the first exchange was folded"
+    folded = chat.folded_tokens()
+    target = engine.decoder.target
+    assert folded[: len(target.tokenize(question(0)))] == target.tokenize(question(0))
+    assert target.llm.token_eos() in folded
+    drafter = engine.decoder.drafters["lookup"]
+    drafter.begin([1, 2, 3], (), folded)
+    tokens = target.tokenize(first.text)
+    proposal, _ = drafter.find_in_earlier([1, 2, 3, *tokens[:3]], 8)
+    assert proposal and proposal == tokens[3 : 3 + len(proposal)], "the folded reply's continuation is drafted"
+
+    prompt = chat.window.prompt_tokens([*chat.turns, {"role": "user", "content": question(0)}], 24)
+    reference = engine.decoder.reply(prompt, DecodeSettings(mode="target", max_tokens=24))
+    drafting = engine.decoder.reply(
+        prompt, DecodeSettings(mode="exact", drafter="lookup", max_tokens=24, fixed_draft_length=8), earlier=folded
+    )
+    assert drafting.token_ids == reference.token_ids, "what is drafted never changes what is written"

@@ -316,6 +316,22 @@ def test_a_stop_while_the_draft_model_reads_the_prompt_ends_the_reply(decoder: D
     assert len(decoder.draft.tokens) < len(prompt) - 1, "the draft model stopped reading between pieces"
 
 
+def test_earlier_turns_draft_without_changing_the_reply(decoder: Decoder) -> None:
+    """Turns folded out of the prompt are a drafting source: a reply that repeats one is drafted
+    from it (fewer target calls) and is the target's own, token for token."""
+    rng = random.Random(5)
+    for _ in range(4):
+        prompt = random_prompt(decoder.target, rng)
+        reference = decoder.reply(prompt, DecodeSettings(mode="target", max_tokens=48))
+        unrelated = decoder.target.tokenize(" ".join(rng.choice(WORDS) for _ in range(40)))
+        earlier = [*unrelated, decoder.target.llm.token_eos(), *reference.token_ids]
+        settings = DecodeSettings(mode="exact", drafter="lookup", max_tokens=48, fixed_draft_length=8)
+        recalled = decoder.reply(prompt, settings, earlier=earlier)
+        assert recalled.token_ids == reference.token_ids
+        assert recalled.stats.target_calls < reference.stats.target_calls, "the earlier turn was copied"
+        assert recalled.stats.prediction_accepted == 0, "not counted as the client's prediction"
+
+
 def test_a_prediction_drafts_without_changing_the_reply(decoder: Decoder) -> None:
     """OpenAI's predicted outputs: the lookup drafter copies from the caller's prediction; greedy
     output is the target's with or without one, and the counts say how much of it was used."""
