@@ -54,7 +54,8 @@ class PeerRun:
     drafted: int
     accepted: int
     text: str | None
-    """The reply as the tool printed it (None where it could not be told from the prompt's echo)."""
+    """The reply as the tool printed it; None where its echo of the prompt is not the prompt (then
+    it did not read the prompt it was given)."""
 
 
 def parse_run(mode: str, prompt_text: str, stdout: str, stderr: str) -> PeerRun:
@@ -66,9 +67,7 @@ def parse_run(mode: str, prompt_text: str, stdout: str, stderr: str) -> PeerRun:
         raise LostTiming(f"llama.cpp {mode} printed no timing: {tail}")
     drafted = _DRAFTED.search(output)
     accepted = _ACCEPTED.search(output)
-    # The tools echo the prompt before the reply, all but its last token (the first one decoded)
-    # sometimes: what follows the prompt without its trailing newline is the reply.
-    _, echoed, reply = stdout.partition(prompt_text.rstrip("\n"))
+    _, echoed, reply = stdout.partition(prompt_text)  # the tools echo the prompt, then write the reply
     return PeerRun(
         mode=mode,
         tokens=int(decoded.group(1)),
@@ -133,7 +132,9 @@ class LlamaPeers:
 
     def _run_once(self, mode: str, prompt_id: str, prompt_text: str) -> PeerRun:
         prompt_file = self.work / f"{prompt_id}.txt"
-        prompt_file.write_text(prompt_text, encoding="utf-8")
+        # `-f` drops the file's last newline, and a chat prompt ends with one (the assistant's
+        # turn begins on a new line): one more keeps the prompt whole.
+        prompt_file.write_text(prompt_text + "\n", encoding="utf-8")
         try:
             result = subprocess.run(
                 self.command(mode, prompt_file), capture_output=True, text=True, errors="replace",

@@ -191,7 +191,8 @@ def test_the_installed_duetto_asks_a_remote_target_on_llama_server(
     installed_env: Path, user_environment: dict[str, str], real_models: Path, tmp_path: Path
 ) -> None:
     """The installed tools build (or find) llama-server; the installed duetto registers it as a
-    remote target and asks it, in a stored chat whose second turn comes from the server's cache."""
+    remote target and asks it, in a stored chat whose second turn comes from the server's cache,
+    and serves it on to an openai client."""
     built = subprocess.run(
         [str(installed_env / "bin" / "python"), "-m", "duetto.app.bench.llama_tools", "llama-server"],
         capture_output=True, text=True, timeout=3600, check=True,
@@ -221,6 +222,17 @@ def test_the_installed_duetto_asks_a_remote_target_on_llama_server(
                     "--json")  # fmt: skip
         second = run(installed_env, user_environment, "ask", "Now add type hints.", "--target", "box", "-c",
                      "--max-tokens", "60", "--json")  # fmt: skip
+        with live_server(
+            "--target", "box", log_path=tmp_path / "serve.log", env=user_environment,
+            duetto=[str(installed_env / "bin" / "duetto")],
+        ) as served:  # fmt: skip
+            client = openai.OpenAI(base_url=served.url, api_key="none")
+            passed_on = client.chat.completions.create(
+                model="box", messages=[{"role": "user", "content": QUESTION}], max_tokens=32
+            )
+        assert "5" in passed_on.choices[0].message.content, "duetto serve answers from the remote target"
+        assert passed_on.model_extra["duetto"]["stats"]["drafter"] == "server"
+        assert "Traceback" not in served.log()
     finally:
         server.kill()
         server.wait(timeout=30)
