@@ -219,8 +219,8 @@ def peer_results(
             "drafted": first.drafted, "accepted": first.accepted,
             "acceptance": round(first.accepted / first.drafted, 3) if first.drafted else None,
             "identical_to_target": None if first.text is None else first.text.strip() == target_text.strip(),
-            "same_prompt": same_prompt and None not in [run.text for run in repeats], "first_divergence": None, "correct": None,
-            "drafter": mode.removeprefix(PEER_PREFIX),
+            "same_prompt": same_prompt and None not in [run.text for run in repeats],
+            "first_divergence": None, "correct": None, "drafter": mode.removeprefix(PEER_PREFIX),
         })  # fmt: skip
         if entry.get("checks") and first.text is not None:
             rows[-1]["failed_checks"] = failed_checks(first.text, entry["checks"])
