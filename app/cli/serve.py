@@ -111,6 +111,7 @@ def serve(
     )
     app = create_app(config, engines)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # a remote target's every request: the log's own line says it
     address, bound_port = listening.getsockname()[:2]
     shown_host = f"[{address}]" if ":" in address else address
     if remote:
