@@ -75,13 +75,15 @@ def test_a_document_added_then_asked_about_is_cited(
     assert answer["citations"] and answer["citations"][0]["document"] == "notes"
 
 
+def installed_server(installed_env: Path, environment: dict[str, str], log_path: Path, *arguments: str):
+    """The installed ``duetto serve ARGUMENTS`` on a free port, as a context manager (duetto_server)."""
+    return live_server(*arguments, log_path=log_path, env=environment, duetto=[str(installed_env / "bin" / "duetto")])
+
+
 def test_an_openai_client_talks_to_the_installed_server(
     installed_env: Path, user_environment: dict[str, str], tmp_path: Path
 ) -> None:
-    with live_server(
-        "--context", "4096", log_path=tmp_path / "serve.log", env=user_environment,
-        duetto=[str(installed_env / "bin" / "duetto")],
-    ) as server:  # fmt: skip
+    with installed_server(installed_env, user_environment, tmp_path / "serve.log", "--context", "4096") as server:
         client = openai.OpenAI(base_url=server.url, api_key="none")
         reply = client.chat.completions.create(
             model="duetto", messages=[{"role": "user", "content": QUESTION}], max_tokens=32
@@ -222,10 +224,7 @@ def test_the_installed_duetto_asks_a_remote_target_on_llama_server(
                     "--json")  # fmt: skip
         second = run(installed_env, user_environment, "ask", "Now add type hints.", "--target", "box", "-c",
                      "--max-tokens", "60", "--json")  # fmt: skip
-        with live_server(
-            "--target", "box", log_path=tmp_path / "serve.log", env=user_environment,
-            duetto=[str(installed_env / "bin" / "duetto")],
-        ) as served:  # fmt: skip
+        with installed_server(installed_env, user_environment, tmp_path / "serve.log", "--target", "box") as served:
             client = openai.OpenAI(base_url=served.url, api_key="none")
             passed_on = client.chat.completions.create(
                 model="box", messages=[{"role": "user", "content": QUESTION}], max_tokens=32
