@@ -36,9 +36,12 @@ class SlowDecoder(Decoder):
     """The tiny models write in microseconds; this one waits between deltas so a test can press Esc."""
 
     def generate(
-        self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None, prediction=()
-    ):
-        for item in super().generate(prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction):
+        self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None, prediction=(),
+        earlier=(),
+    ):  # fmt: skip
+        for item in super().generate(
+            prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction, earlier
+        ):
             time.sleep(0.02)
             yield item
 
@@ -304,10 +307,11 @@ class GatedDecoder(Decoder):
     gate = threading.Event()
 
     def generate(
-        self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None, prediction=()
-    ):
+        self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None, prediction=(),
+        earlier=(),
+    ):  # fmt: skip
         for index, item in enumerate(
-            super().generate(prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction)
+            super().generate(prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction, earlier)
         ):
             if index == 1:
                 assert self.gate.wait(30), "the test never opened the gate"
