@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -124,6 +123,22 @@ def margin_shift(decoder: Decoder, prompt_tokens: list[int], reply: list[int], g
     return round(largest, 4)
 
 
+def speedup_numbers(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What every mode's summary starts with, duetto's and llama.cpp's alike: speedups overall and
+    by kind, how many replies were the target's text, and the share of drafted tokens accepted."""
+    kinds = sorted({row["kind"] for row in rows})
+    return {
+        "geomean_speedup": geometric_mean([row["speedup"] for row in rows]),
+        "min_speedup": min((row["speedup"] for row in rows), default=None),
+        "geomean_speedup_by_kind": {
+            kind: geometric_mean([row["speedup"] for row in rows if row["kind"] == kind]) for kind in kinds
+        },
+        "identical_to_target": sum(1 for row in rows if row["identical_to_target"]),
+        "prompts": len(rows),
+        "acceptance": round(sum(r["accepted"] for r in rows) / max(1, sum(r["drafted"] for r in rows)), 3),
+    }
+
+
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     shifts = [row["margin_shift"] for row in results if row["mode"] == "target" and row.get("margin_shift") is not None]
@@ -132,17 +147,9 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         if mode.startswith(PEER_PREFIX):
             continue
         rows = [result for result in results if result["mode"] == mode and result.get("speedup")]
-        kinds = sorted({row["kind"] for row in rows})
         divergent = [row for row in rows if row["first_divergence"] is not None]
         summary[mode] = {
-            "geomean_speedup": geometric_mean([row["speedup"] for row in rows]),
-            "min_speedup": min((row["speedup"] for row in rows), default=None),
-            "geomean_speedup_by_kind": {
-                kind: geometric_mean([row["speedup"] for row in rows if row["kind"] == kind]) for kind in kinds
-            },
-            "identical_to_target": sum(1 for row in rows if row["identical_to_target"]),
-            "prompts": len(rows),
-            "acceptance": round(sum(r["accepted"] for r in rows) / max(1, sum(r["drafted"] for r in rows)), 3),
+            **speedup_numbers(rows),
             "divergences_at_near_tie": sum(
                 1 for row in divergent if (row["first_divergence"]["target_top2_gap"] or 0) < NEAR_TIE_GAP
             ),
@@ -174,19 +181,8 @@ def summarize_peers(results: list[dict[str, Any]], summary: dict[str, Any]) -> d
     peers: dict[str, Any] = {}
     for mode in [PEER_PREFIX + name for name in PEER_MODES if name != "target"]:
         rows = [result for result in results if result["mode"] == mode and result.get("speedup")]
-        if not rows:
-            continue
-        kinds = sorted({row["kind"] for row in rows})
-        peers[mode] = {
-            "geomean_speedup": geometric_mean([row["speedup"] for row in rows]),
-            "min_speedup": min(row["speedup"] for row in rows),
-            "geomean_speedup_by_kind": {
-                kind: geometric_mean([row["speedup"] for row in rows if row["kind"] == kind]) for kind in kinds
-            },
-            "identical_to_target": sum(1 for row in rows if row["identical_to_target"]),
-            "prompts": len(rows),
-            "acceptance": round(sum(r["accepted"] for r in rows) / max(1, sum(r["drafted"] for r in rows)), 3),
-        }
+        if rows:
+            peers[mode] = speedup_numbers(rows)
     exact = summary.get("exact", {}).get("geomean_speedup_by_kind", {})
     against: dict[str, Any] = {}
     for kind, ours in exact.items():
@@ -332,7 +328,6 @@ def bench(
     if draft_path is None and "fast" in chosen_modes:
         chosen_modes.remove("fast")
         stderr_console.print("no draft model: skipping fast mode")
-    peer_work = tempfile.TemporaryDirectory(prefix="duetto-peers-")
     llama_peers = None
     if peers and not batch_costs:
         wanted = list(PEER_MODES) if peers.strip() == "all" else [name.strip() for name in peers.split(",")]
@@ -345,7 +340,7 @@ def bench(
             with stderr_console.status("finding llama.cpp's tools (building them the first time: 10-20 minutes)"):
                 llama_peers = LlamaPeers(
                     target_path, draft_path, threads=decoding.threads or default_thread_count(),
-                    context_length=decoder.target.context_length, max_tokens=max_tokens, work=Path(peer_work.name),
+                    context_length=decoder.target.context_length, max_tokens=max_tokens,
                 )  # fmt: skip
         except ToolBuildError as error:
             raise click.ClickException(f"llama.cpp's tools: {error}") from None
@@ -447,7 +442,8 @@ def bench(
                     + (f"  x{row['speedup']:.2f}" if row["speedup"] and row["mode"] != peer_modes[0] else "")
                 )
     summary = summarize(results)
-    peer_work.cleanup()
+    if llama_peers:
+        llama_peers.close()
     if peer_modes:
         summary["peers"] = summarize_peers(results, summary)
     if as_json:

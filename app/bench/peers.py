@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,16 +91,19 @@ def peer_prompt_text(session: ModelSession, prompt_tokens: list[int]) -> tuple[s
 class LlamaPeers:
     """Runs llama.cpp's tools on one pair of models; ``built_tools`` builds them on first use."""
 
-    def __init__(
-        self, target: Path, draft: Path | None, *, threads: int, context_length: int, max_tokens: int, work: Path
-    ) -> None:
+    def __init__(self, target: Path, draft: Path | None, *, threads: int, context_length: int, max_tokens: int) -> None:
         self.target = target
         self.draft = draft
         self.threads = threads
         self.context_length = context_length
         self.max_tokens = max_tokens
-        self.work = work
         self.tools = built_tools(("llama-speculative-simple", "llama-lookup"))
+        self._work = tempfile.TemporaryDirectory(prefix="duetto-peers-")
+        self.work = Path(self._work.name)
+        """Where the prompt files are written (removed by ``close``)."""
+
+    def close(self) -> None:
+        self._work.cleanup()
 
     def modes(self, wanted: list[str]) -> list[str]:
         """``wanted`` in PEER_MODES order, the target alone included; draft-simple needs a draft."""

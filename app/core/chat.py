@@ -292,10 +292,9 @@ class ChatSession:
         """The turns folded out of the prompt, word for word, for the lookup drafter to copy from
         (the memory holds their prose compressed); each ends with the end-of-turn token, where a
         copy stops. Tokenized again only when they change."""
-        folded = self.window.folded_messages
         if isinstance(self.engine.decoder, RemoteDecoder):
             return []  # a server drafts from what it is sent
-        texts = [turn["content"] for turn in self.turns[:folded]]
+        texts = [turn["content"] for turn in self.turns[: self.window.folded_messages]]
         if self._folded_tokens[0] != texts:  # a fold, or an edit of a folded turn
             target = self.engine.decoder.target
             tokens: list[int] = []
