@@ -4,12 +4,21 @@ The shared GGUF target stays untouched. For the tokens of the plugin's vocabular
 most frequent in the user's own text) the plugin adds a low-rank function of the target's final
 normalised hidden state h, plus a bias::
 
-    logits'[v] = logits[v] + ((h * input_scale) @ down @ up)[i] + bias[i]   for v = vocabulary[i]
-    logits'[v] = logits[v]                                                  for v not in V'
+    x = h * input_scale
+    logits'[v] = logits[v] + gate(x) * ((x @ down @ up)[i] + bias[i])   for v = vocabulary[i]
+    logits'[v] = logits[v]                                             for v not in V'
+    gate(x) = sigmoid(x @ gate_weight + gate_bias)
 
 Every other token keeps the target's logit, so the personalised distribution is an ordinary
 softmax over the whole vocabulary: sampling, greedy choice and draft verification work on it as on
 the target's own logits. The parameters are a few hundred kilobytes (see docs/PLUGINS.md).
+
+The gate is why a plugin stays out of the way: a correction that helps the user's own text pushes
+their words into everything else too (measured: +8.8% perplexity on generic prose without a gate).
+The gate is a logistic function of the same hidden state, fitted to tell the user's text from
+generic text that duetto ships, so the correction fades to nothing where the context does not look
+like the user's. It costs one dot product per row. A plugin without a gate (format 1) applies
+everywhere, as it was trained to.
 """
 
 from __future__ import annotations
@@ -42,6 +51,11 @@ class SidePlugin:
     bias: np.ndarray  # (K,) float32
     input_scale: float  # multiplies h so that ``down`` trains at unit scale
     target: TargetFingerprint
+    gate_weight: np.ndarray | None = None  # (hidden_size,) float32; None: the correction always applies
+    gate_bias: float = 0.0
+    learnt_from: tuple[str, ...] = ()
+    """What the plugin has read, as the caller names it (the app: file digests and the last chat
+    message), so that training again reads only what is new. The engine does not interpret it."""
 
     @property
     def rank(self) -> int:
@@ -49,12 +63,23 @@ class SidePlugin:
 
     @property
     def parameter_count(self) -> int:
-        return int(self.down.size + self.up.size + self.bias.size)
+        gate = 0 if self.gate_weight is None else self.gate_weight.size + 1
+        return int(self.down.size + self.up.size + self.bias.size + gate)
+
+    def gate(self, hidden: np.ndarray) -> np.ndarray:
+        """(rows,) how much of the correction applies, in [0, 1], for hidden states (rows x hidden_size)."""
+        if self.gate_weight is None:
+            return np.ones(len(hidden), dtype=np.float32)
+        scaled = hidden.astype(np.float32, copy=False) * np.float32(self.input_scale)
+        return _sigmoid(scaled @ self.gate_weight + np.float32(self.gate_bias))
 
     def correction(self, hidden: np.ndarray) -> np.ndarray:
         """(rows x K) additions to the logits of ``vocabulary``, for hidden states (rows x hidden_size)."""
-        projected = (hidden.astype(np.float32, copy=False) * np.float32(self.input_scale)) @ self.down
-        return projected @ self.up + self.bias
+        scaled = hidden.astype(np.float32, copy=False) * np.float32(self.input_scale)
+        correction = scaled @ self.down @ self.up + self.bias
+        if self.gate_weight is not None:
+            correction *= _sigmoid(scaled @ self.gate_weight + np.float32(self.gate_bias))[:, None]
+        return correction
 
     def apply(self, logits: np.ndarray, hidden: np.ndarray) -> np.ndarray:
         """Personalised logits (rows x vocabulary_size): a new array, ``logits`` is left as it was."""
@@ -86,13 +111,23 @@ class SidePlugin:
             "target_model_file": np.array(self.target.model_file),
             "target_vocabulary_size": np.array(self.target.vocabulary_size),
             "target_hidden_size": np.array(self.target.hidden_size),
+            "learnt_from": np.array(self.learnt_from, dtype=np.str_),
+            **(
+                {}
+                if self.gate_weight is None
+                else {
+                    "gate_weight": self.gate_weight.astype(np.float32),
+                    "gate_bias": np.array(self.gate_bias, dtype=np.float64),
+                }
+            ),
         }
 
     @classmethod
     def from_arrays(cls, arrays) -> SidePlugin:
         try:
-            if int(arrays["format"]) != PLUGIN_FORMAT:
+            if int(arrays["format"]) not in READABLE_FORMATS:
                 raise PluginError(f"plugin format {int(arrays['format'])} is not {PLUGIN_FORMAT}; train it again")
+            gated = "gate_weight" in arrays
             plugin = cls(
                 vocabulary=np.asarray(arrays["vocabulary"], dtype=np.int64),
                 down=np.asarray(arrays["down"], dtype=np.float32),
@@ -104,6 +139,9 @@ class SidePlugin:
                     vocabulary_size=int(arrays["target_vocabulary_size"]),
                     hidden_size=int(arrays["target_hidden_size"]),
                 ),
+                gate_weight=np.asarray(arrays["gate_weight"], dtype=np.float32) if gated else None,
+                gate_bias=float(arrays["gate_bias"]) if gated else 0.0,
+                learnt_from=tuple(str(name) for name in arrays["learnt_from"]) if "learnt_from" in arrays else (),
             )
         except KeyError as error:
             raise PluginError(f"the plugin file lacks {error}; train it again") from error
@@ -112,7 +150,15 @@ class SidePlugin:
             raise PluginError("the plugin file's matrices do not fit together; train it again")
         if plugin.bias.shape != (size,) or (size and plugin.vocabulary.max() >= plugin.target.vocabulary_size):
             raise PluginError("the plugin file's vocabulary does not fit its target; train it again")
+        if plugin.gate_weight is not None and plugin.gate_weight.shape != (plugin.target.hidden_size,):
+            raise PluginError("the plugin file's gate does not fit its target; train it again")
         return plugin
 
 
-PLUGIN_FORMAT = 1
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * values))).astype(np.float32, copy=False)
+
+
+PLUGIN_FORMAT = 2
+"""2 added the gate; a format 1 plugin (no gate) still loads and applies everywhere."""
+READABLE_FORMATS = (1, 2)

@@ -18,7 +18,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -45,6 +45,8 @@ class TrainingSettings:
     max_epochs: int = 20
     patience: int = 2  # epochs without a better held-out loss before stopping
     held_out_share: float = 0.1  # the text's last tenth, never trained on
+    generic_weight: float = 1.0  # weight of KL(target || personalised) on generic text
+    gate_weight: float = 0.1  # weight of the gate's own loss: 1 on the user's text, 0 on generic text
     seed: int = 0
 
 
@@ -61,6 +63,18 @@ class Features:
     def __len__(self) -> int:
         return len(self.next_index)
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[Features], hidden_size: int, vocabulary_size: int) -> Features:
+        if not parts:
+            return cls(
+                np.empty((0, hidden_size), dtype=np.float32),
+                np.empty((0, vocabulary_size), dtype=np.float32),
+                np.empty(0, dtype=np.float64),
+                np.empty(0, dtype=np.float32),
+                np.empty(0, dtype=np.int64),
+            )
+        return cls(*(np.concatenate([getattr(part, name) for part in parts]) for name in _FEATURE_ARRAYS))
+
     def take(self, selection: slice | np.ndarray) -> Features:
         return Features(
             self.hidden[selection],
@@ -69,6 +83,9 @@ class Features:
             self.next_logit[selection],
             self.next_index[selection],
         )
+
+
+_FEATURE_ARRAYS = ("hidden", "vocabulary_logits", "rest_log_sum", "next_logit", "next_index")
 
 
 @dataclass(frozen=True)
@@ -82,8 +99,14 @@ class TrainingReport:
     best_epoch: int
     held_out_perplexity_base: float
     held_out_perplexity_plugin: float
-    feature_seconds: float
+    feature_seconds: float  # reading the user's text
     training_seconds: float
+    generic_positions: int = 0
+    generic_held_out_perplexity_base: float = float("nan")
+    generic_held_out_perplexity_plugin: float = float("nan")
+    mean_gate_user: float = float("nan")  # on the user's held-out tail
+    mean_gate_generic: float = float("nan")  # on the generic held-out tails
+    generic_feature_seconds: float = 0.0  # reading the generic text
 
 
 def choose_vocabulary(tokens: Sequence[int], max_size: int) -> np.ndarray:
@@ -199,91 +222,338 @@ class _Adam:
             parameter -= self.learning_rate * (first / correction1) / (np.sqrt(second / correction2) + 1e-8)
 
 
+def kl_divergences(features: Features, plugin: SidePlugin) -> np.ndarray:
+    """KL(target || target with the plugin) at every position, over the full vocabulary, in nats.
+
+    Outside V' both distributions are the same logits under different normalisers, so only the
+    normalisers and the probabilities on V' are needed (see the module doc).
+    """
+    result = np.empty(len(features), dtype=np.float64)
+    for start in range(0, len(features), 2048):
+        part = features.take(slice(start, start + 2048))
+        base = part.vocabulary_logits.astype(np.float64)
+        moved = plugin.correction(part.hidden).astype(np.float64)
+        log_total = np.logaddexp(part.rest_log_sum, _log_sum_exp(base))
+        log_total_personal = np.logaddexp(part.rest_log_sum, _log_sum_exp(base + moved))
+        probabilities = np.exp(base - log_total[:, None])
+        result[start : start + len(part)] = log_total_personal - log_total - (probabilities * moved).sum(axis=1)
+    return np.maximum(result, 0.0)
+
+
+def _log_sum_exp(logits: np.ndarray) -> np.ndarray:
+    if logits.shape[1] == 0:
+        return np.full(len(logits), -np.inf)
+    peak = logits.max(axis=1)
+    return peak + np.log(np.exp(logits - peak[:, None]).sum(axis=1))
+
+
+def _base_probabilities(part: Features) -> np.ndarray:
+    """The target's own probabilities on V' (rows x K), normalised over the full vocabulary."""
+    logits = part.vocabulary_logits.astype(np.float64)
+    log_total = np.logaddexp(part.rest_log_sum, _log_sum_exp(logits))
+    return np.exp(logits - log_total[:, None])
+
+
+@dataclass
+class _Parameters:
+    """What training moves; ``gate_bias`` is a 1-element array so that Adam updates it in place."""
+
+    down: np.ndarray
+    up: np.ndarray
+    bias: np.ndarray
+    gate_weight: np.ndarray
+    gate_bias: np.ndarray
+    gated: bool = True  # False: the correction always applies (no generic text to fit a gate on)
+
+    def as_list(self) -> list[np.ndarray]:
+        return [self.down, self.up, self.bias, self.gate_weight, self.gate_bias]
+
+
+def _forward(part: Features, parameters: _Parameters, input_scale: float):
+    scaled = part.hidden * np.float32(input_scale)
+    projected = scaled @ parameters.down
+    raw = projected @ parameters.up + parameters.bias
+    if parameters.gated:
+        gate = 1.0 / (1.0 + np.exp(-(scaled @ parameters.gate_weight + parameters.gate_bias[0]).astype(np.float64)))
+    else:
+        gate = np.ones(len(part))
+    logits = part.vocabulary_logits.astype(np.float64) + gate[:, None] * raw
+    return scaled, projected, raw, gate, logits
+
+
+def training_loss(user: Features, generic: Features, parameters: _Parameters, input_scale: float, settings) -> float:
+    """The objective ``_gradients`` differentiates (for checking it, and for reading progress):
+
+    mean cross-entropy on the user's positions
+    + generic_weight * mean KL(target || personalised) on generic positions
+    + gate_weight * (mean -log gate on the user's positions + mean -log(1 - gate) on generic ones)
+    + l2_penalty * (|down|^2 + |up|^2 + |gate_weight|^2)
+    """
+    total = settings.l2_penalty * sum(
+        float((array.astype(np.float64) ** 2).sum())
+        for array in (parameters.down, parameters.up, parameters.gate_weight)
+    )
+    for part, is_user in ((user, True), (generic, False)):
+        if not len(part):
+            continue
+        _, _, raw, gate, logits = _forward(part, parameters, input_scale)
+        if is_user:
+            total += -float(np.mean(_log_likelihood_rows(logits, part)[0]))
+            total += settings.gate_weight * -float(np.mean(np.log(np.maximum(gate, 1e-300))))
+        else:
+            base = part.vocabulary_logits.astype(np.float64)
+            log_total = np.logaddexp(part.rest_log_sum, _log_sum_exp(base))
+            log_total_personal = np.logaddexp(part.rest_log_sum, _log_sum_exp(logits))
+            moved = logits - base
+            divergence = log_total_personal - log_total - (np.exp(base - log_total[:, None]) * moved).sum(axis=1)
+            total += settings.generic_weight * float(np.mean(divergence))
+            total += settings.gate_weight * -float(np.mean(np.log(np.maximum(1.0 - gate, 1e-300))))
+    return total
+
+
+def _gradients(
+    user: Features, generic: Features, parameters: _Parameters, input_scale: float, settings
+) -> list[np.ndarray]:
+    """Gradients of ``training_loss`` for one mini-batch of user and one of generic positions."""
+    gradients = [np.zeros_like(array) for array in parameters.as_list()]
+    for part, is_user in ((user, True), (generic, False)):
+        count = len(part)
+        if not count:
+            continue
+        scaled, projected, raw, gate, logits = _forward(part, parameters, input_scale)
+        _, probabilities = _log_likelihood_rows(logits, part)
+        if is_user:
+            delta = probabilities  # d(-log p(next))/d logits' on V'
+            inside = np.flatnonzero(part.next_index >= 0)
+            delta[inside, part.next_index[inside]] -= 1.0
+            delta /= count
+            wanted_gate = 1.0
+        else:
+            delta = (probabilities - _base_probabilities(part)) * (settings.generic_weight / count)  # d KL
+            wanted_gate = 0.0
+        moved_delta = (delta * gate[:, None]).astype(np.float32)
+        gate_delta = (delta * raw).sum(axis=1) * gate * (1.0 - gate)
+        gate_delta += settings.gate_weight * (gate - wanted_gate) / count  # d(-log gate) or d(-log(1 - gate))
+        gate_delta = gate_delta.astype(np.float32)
+        gradients[0] += scaled.T @ (moved_delta @ parameters.up.T)
+        gradients[1] += projected.T @ moved_delta
+        gradients[2] += moved_delta.sum(axis=0)
+        gradients[3] += scaled.T @ gate_delta
+        gradients[4] += gate_delta.sum(keepdims=True)
+    gradients[0] += 2 * settings.l2_penalty * parameters.down
+    gradients[1] += 2 * settings.l2_penalty * parameters.up
+    gradients[3] += 2 * settings.l2_penalty * parameters.gate_weight
+    return gradients
+
+
+def _fit_gate(
+    user: Features, generic: Features, parameters: _Parameters, input_scale: float, settings: TrainingSettings
+) -> None:
+    """Start the gate as a class-balanced logistic regression of user text against generic text.
+
+    Joint training then moves it with the correction, but from a gate that already separates the
+    two: learning it only through the correction's mini-batches is too slow to get there.
+    """
+    rng = np.random.default_rng(settings.seed + 1)
+    chosen = [part.take(rng.permutation(len(part))[:GATE_FIT_POSITIONS]) for part in (user, generic)]
+    inputs = [part.hidden * np.float32(input_scale) for part in chosen]
+    optimizer = _Adam([parameters.gate_weight, parameters.gate_bias], GATE_LEARNING_RATE)
+    for _ in range(GATE_FIT_STEPS):
+        weight_gradient = 2 * settings.l2_penalty * parameters.gate_weight
+        bias_gradient = np.zeros(1, dtype=np.float32)
+        for scaled, wanted in zip(inputs, (1.0, 0.0), strict=True):
+            gate = 1.0 / (1.0 + np.exp(-(scaled @ parameters.gate_weight + parameters.gate_bias[0])))
+            delta = ((gate - wanted) / len(scaled)).astype(np.float32)
+            weight_gradient = weight_gradient + scaled.T @ delta
+            bias_gradient += delta.sum()
+        optimizer.step([weight_gradient, bias_gradient])
+
+
+GATE_FIT_POSITIONS = 4096  # per side: enough for a linear classifier of the hidden state
+GATE_FIT_STEPS = 200
+GATE_LEARNING_RATE = 0.01
+
+
+def _split_generic(features: Features, held_out_share: float) -> tuple[Features, Features]:
+    """A generic text's features: its first part to train on, its last ``held_out_share`` to stop on."""
+    split = int(len(features) * (1 - held_out_share))
+    return features.take(slice(0, split)), features.take(slice(split, len(features)))
+
+
 def train_side_plugin(
     session: ModelSession,
     tokens: Sequence[int],
     settings: TrainingSettings = TrainingSettings(),
     progress: Progress | None = None,
+    *,
+    generic: Sequence[Sequence[int]] = (),
+    start: SidePlugin | None = None,
 ) -> tuple[SidePlugin, TrainingReport]:
     """Train a side plugin for ``session``'s model on ``tokens`` (the user's text).
 
-    Raises NotEnoughText below MIN_TRAINING_TOKENS. ``progress`` sees two tasks: reading the text
-    (tokens) and training (epochs). The held-out tail is the text's last ``held_out_share``.
+    ``generic`` are token lists of text that is not the user's (duetto ships prose and code): the
+    plugin is trained to leave the target's distribution there as it was (a KL term) and its gate
+    to tell the two apart. Without generic text no gate is trained and the correction applies
+    everywhere.
+
+    Raises NotEnoughText below MIN_TRAINING_TOKENS. ``progress`` sees the reading of the user's
+    text and of the generic text (tokens), then the training (epochs). The held-out tail is the
+    last ``held_out_share`` of the user's text and of each generic text. With ``start`` (the
+    user's plugin so far) ``tokens`` are only what is new: training goes on from its weights, over
+    its vocabulary, and the text it learnt from before is not read again.
     """
     progress = progress or SilentProgress()
     if len(tokens) < MIN_TRAINING_TOKENS:
         raise NotEnoughText(f"the text has {len(tokens)} tokens; a plugin needs at least {MIN_TRAINING_TOKENS}")
     split = int(len(tokens) * (1 - settings.held_out_share))
     training_tokens, held_out_tokens = list(tokens[:split]), list(tokens[split - 1 :])
-    vocabulary = choose_vocabulary(training_tokens, settings.max_vocabulary)
+    vocabulary = choose_vocabulary(training_tokens, settings.max_vocabulary) if start is None else start.vocabulary
     started = time.perf_counter()
     training = collect_features(session, training_tokens, vocabulary, window=settings.window, progress=progress)
     held_out = collect_features(session, held_out_tokens, vocabulary, window=settings.window, progress=progress)
     feature_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    generic_parts = [
+        _split_generic(
+            collect_features(session, list(text), vocabulary, window=settings.window, progress=progress), 0.25
+        )
+        for text in generic
+        if len(text) >= 2
+    ]
+    generic_training = Features.concatenate([part for part, _ in generic_parts], session.hidden_size, len(vocabulary))
+    generic_held_out = Features.concatenate([part for _, part in generic_parts], session.hidden_size, len(vocabulary))
+    generic_feature_seconds = time.perf_counter() - started
+    fingerprint = TargetFingerprint(session.path.name, session.vocabulary_size, session.hidden_size)
+    plugin, report = fit_side_plugin(
+        training, held_out, generic_training, generic_held_out, vocabulary, fingerprint, settings, progress, start
+    )
+    return plugin, replace(
+        report, tokens=len(tokens), feature_seconds=round(feature_seconds, 2),
+        generic_feature_seconds=round(generic_feature_seconds, 2),
+    )  # fmt: skip
+
+
+def fit_side_plugin(
+    training: Features,
+    held_out: Features,
+    generic_training: Features,
+    generic_held_out: Features,
+    vocabulary: np.ndarray,
+    fingerprint: TargetFingerprint,
+    settings: TrainingSettings = TrainingSettings(),
+    progress: Progress | None = None,
+    start: SidePlugin | None = None,
+) -> tuple[SidePlugin, TrainingReport]:
+    """The training itself, on features already read (``train_side_plugin`` reads them): the
+    report's token count and reading times are left at zero for the caller to fill in.
+
+    ``start`` is a plugin to go on training (its vocabulary must be ``vocabulary``): training
+    begins from its weights and keeps them unless the new text's held-out tail does better.
+    """
+    progress = progress or SilentProgress()
 
     started = time.perf_counter()
     rng = np.random.default_rng(settings.seed)
-    hidden_size = session.hidden_size
-    input_scale = 1.0 / max(float(np.sqrt(np.mean(training.hidden.astype(np.float64) ** 2))), 1e-6)
-    down = (rng.standard_normal((hidden_size, settings.rank)) / math.sqrt(hidden_size)).astype(np.float32)
-    up = np.zeros((settings.rank, len(vocabulary)), dtype=np.float32)
-    bias = np.zeros(len(vocabulary), dtype=np.float32)
-    fingerprint = TargetFingerprint(session.path.name, session.vocabulary_size, hidden_size)
+    hidden_size = training.hidden.shape[1]
+    gated = len(generic_training) > 0
+    if start is None:
+        input_scale = 1.0 / max(float(np.sqrt(np.mean(training.hidden.astype(np.float64) ** 2))), 1e-6)
+        parameters = _Parameters(
+            down=(rng.standard_normal((hidden_size, settings.rank)) / math.sqrt(hidden_size)).astype(np.float32),
+            up=np.zeros((settings.rank, len(vocabulary)), dtype=np.float32),
+            bias=np.zeros(len(vocabulary), dtype=np.float32),
+            gate_weight=np.zeros(hidden_size, dtype=np.float32),
+            gate_bias=np.zeros(1, dtype=np.float32),
+            gated=gated,
+        )
+    else:
+        input_scale = start.input_scale
+        parameters = _Parameters(
+            down=start.down.copy(),
+            up=start.up.copy(),
+            bias=start.bias.copy(),
+            gate_weight=np.zeros(hidden_size, dtype=np.float32)
+            if start.gate_weight is None
+            else start.gate_weight.copy(),
+            gate_bias=np.array([start.gate_bias], dtype=np.float32),
+            gated=gated,
+        )
 
     def snapshot() -> SidePlugin:
-        return SidePlugin(vocabulary, down.copy(), up.copy(), bias.copy(), input_scale, fingerprint)
+        return SidePlugin(
+            vocabulary,
+            parameters.down.copy(),
+            parameters.up.copy(),
+            parameters.bias.copy(),
+            input_scale,
+            fingerprint,
+            gate_weight=parameters.gate_weight.copy() if gated else None,
+            gate_bias=float(parameters.gate_bias[0]),
+        )
+
+    def held_out_loss(plugin: SidePlugin) -> tuple[float, float]:
+        """(mean cross-entropy on the user's held-out tail, the objective training stops on)."""
+        cross_entropy = -float(np.mean(log_likelihoods(held_out, plugin)))
+        divergence = float(np.mean(kl_divergences(generic_held_out, plugin))) if len(generic_held_out) else 0.0
+        return cross_entropy, cross_entropy + settings.generic_weight * divergence
 
     base_held_out = -float(np.mean(log_likelihoods(held_out)))
-    best_loss, best_plugin, best_epoch = base_held_out, snapshot(), 0
-    optimizer = _Adam([down, up, bias], settings.learning_rate)
+    if gated and (start is None or start.gate_weight is None):
+        _fit_gate(training, generic_training, parameters, input_scale, settings)
+    best_plugin, best_epoch = snapshot(), 0
+    best_cross_entropy, best_objective = held_out_loss(best_plugin)
+    optimizer = _Adam(parameters.as_list() if gated else parameters.as_list()[:3], settings.learning_rate)
+    no_generic = generic_training.take(slice(0, 0))
     epochs_run = 0
     progress.begin("training the plugin", settings.max_epochs)
     try:
         for epoch in range(1, settings.max_epochs + 1):
             order = rng.permutation(len(training))
-            for start in range(0, len(order), settings.batch_size):
+            generic_order = rng.permutation(len(generic_training)) if gated else np.empty(0, dtype=np.int64)
+            for step, start in enumerate(range(0, len(order), settings.batch_size)):
                 part = training.take(order[start : start + settings.batch_size])
-                optimizer.step(_gradients(part, down, up, bias, input_scale, settings.l2_penalty))
+                if gated:
+                    offset = (step * settings.batch_size) % len(generic_order)
+                    generic_part = generic_training.take(np.roll(generic_order, -offset)[: settings.batch_size])
+                else:
+                    generic_part = no_generic
+                gradients = _gradients(part, generic_part, parameters, input_scale, settings)
+                optimizer.step(gradients if gated else gradients[:3])
             epochs_run = epoch
             progress.advance(1)
-            loss = -float(np.mean(log_likelihoods(held_out, snapshot())))
-            if loss < best_loss - 1e-4:
-                best_loss, best_plugin, best_epoch = loss, snapshot(), epoch
+            plugin = snapshot()
+            cross_entropy, objective = held_out_loss(plugin)
+            if objective < best_objective - 1e-4:
+                best_objective, best_cross_entropy, best_plugin, best_epoch = objective, cross_entropy, plugin, epoch
             elif epoch - best_epoch >= settings.patience:
                 break
     finally:
         progress.end()
+    generic_base = -float(np.mean(log_likelihoods(generic_held_out))) if len(generic_held_out) else float("nan")
+    generic_personal = (
+        -float(np.mean(log_likelihoods(generic_held_out, best_plugin))) if len(generic_held_out) else float("nan")
+    )
     report = TrainingReport(
-        tokens=len(tokens),
+        tokens=0,
         training_positions=len(training),
         held_out_positions=len(held_out),
+        generic_positions=len(generic_training) + len(generic_held_out),
         vocabulary_size=len(vocabulary),
         rank=settings.rank,
         epochs=epochs_run,
         best_epoch=best_epoch,
         held_out_perplexity_base=round(math.exp(base_held_out), 4),
-        held_out_perplexity_plugin=round(math.exp(best_loss), 4),
-        feature_seconds=round(feature_seconds, 2),
+        held_out_perplexity_plugin=round(math.exp(best_cross_entropy), 4),
+        generic_held_out_perplexity_base=round(math.exp(generic_base), 4),
+        generic_held_out_perplexity_plugin=round(math.exp(generic_personal), 4),
+        mean_gate_user=round(float(np.mean(best_plugin.gate(held_out.hidden))), 4),
+        mean_gate_generic=round(float(np.mean(best_plugin.gate(generic_held_out.hidden))), 4)
+        if len(generic_held_out)
+        else float("nan"),
+        feature_seconds=0.0,
         training_seconds=round(time.perf_counter() - started, 2),
     )
     return best_plugin, report
-
-
-def _gradients(
-    part: Features, down: np.ndarray, up: np.ndarray, bias: np.ndarray, input_scale: float, l2_penalty: float
-) -> list[np.ndarray]:
-    """Gradients of mean cross-entropy + l2_penalty * (|down|^2 + |up|^2) for one mini-batch."""
-    scaled = part.hidden * np.float32(input_scale)
-    projected = scaled @ down  # (n, rank)
-    logits = part.vocabulary_logits + projected @ up + bias
-    _, probabilities = _log_likelihood_rows(logits.astype(np.float64), part)
-    delta = probabilities.astype(np.float32)  # d(-log p)/d logits' on V'
-    inside = np.flatnonzero(part.next_index >= 0)
-    delta[inside, part.next_index[inside]] -= 1.0
-    delta /= len(part)
-    gradient_up = projected.T @ delta + 2 * l2_penalty * up
-    gradient_down = scaled.T @ (delta @ up.T) + 2 * l2_penalty * down
-    return [gradient_down, gradient_up, delta.sum(axis=0)]
 
 
 def measure(

@@ -350,6 +350,18 @@ def import_conversation(
     return get_conversation(db, conversation_id)
 
 
+def messages_written_since(db: sqlite_utils.Database, user: User, after_id: int = 0) -> list[tuple[int, str]]:
+    """(id, text) of what the user typed in all their chats after message ``after_id``, oldest
+    first: what their plugin has not learnt from yet."""
+    rows = db.query(
+        "SELECT messages.id, messages.content FROM messages"
+        " JOIN conversations ON conversations.id = messages.conversation_id"
+        " WHERE conversations.user_id = ? AND messages.role = 'user' AND messages.id > ? ORDER BY messages.id",
+        [user.id, after_id],
+    )
+    return [(row["id"], row["content"]) for row in rows]
+
+
 def messages_written_by(db: sqlite_utils.Database, user: User) -> list[str]:
     """What the user typed in all their chats, oldest first (never the assistant's replies, which are
     the model's words, not theirs): their own text, for training their plugin."""

@@ -16,6 +16,7 @@ import click
 from duetto.app.bench.bench import bench
 from duetto.app.bench.bench_chat import bench_chat
 from duetto.app.bench.bench_docs import bench_docs
+from duetto.app.bench.bench_plugin import bench_plugin
 from duetto.app.bench.bench_remote import bench_remote
 from duetto.app.bench.bench_serve import bench_serve
 from duetto.app.cli.ask import ask
@@ -82,6 +83,7 @@ main.add_command(bench_docs)
 main.add_command(bench_chat)
 main.add_command(bench_serve)
 main.add_command(bench_remote)
+main.add_command(bench_plugin)
 main.add_command(chat)
 main.add_command(chats)
 main.add_command(users)

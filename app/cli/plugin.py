@@ -6,6 +6,7 @@ a text file of the user's own writing and stays in their private directory (docs
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -16,9 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from duetto.app.cli.console import human_bytes, print_json, stderr_console
 from duetto.app.cli.loading import local_only, model_paths
 from duetto.app.core.models import user_plugin_dir
-from duetto.app.core.plugins import read_user_text, training_text
+from duetto.app.core.plugins import generic_texts, read_user_text, training_text
 from duetto.engine.model_session import ModelSession
-from duetto.engine.plugin import PluginError
+from duetto.engine.plugin import PluginError, SidePlugin
 from duetto.engine.plugin_files import (
     LORA_FILE,
     import_lora,
@@ -30,6 +31,7 @@ from duetto.engine.plugin_files import (
 )
 from duetto.engine.plugin_session import PersonalisedSession
 from duetto.engine.plugin_training import (
+    MIN_TRAINING_TOKENS,
     NotEnoughText,
     TrainingSettings,
     collect_features,
@@ -131,6 +133,11 @@ def plugin() -> None:
     show_default=True,
     help="At most this many passes (training stops earlier on the held-out tail).",
 )
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Start over on exactly the given text, instead of going on from the user's plugin with what is new.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON on stdout.")
 def train(
     user: str,
@@ -142,35 +149,79 @@ def train(
     rank: int,
     max_vocabulary: int,
     max_epochs: int,
+    fresh: bool,
     as_json: bool,
 ) -> None:
     """Train USER's side plugin on their own writing: text files (--text) and/or what they typed in
     their chats (--chats).
 
-    The last tenth of the text is held out to stop training before it overfits. Replaces the
-    user's previous plugin, trained or imported.
+    When USER already has a plugin for this model, training goes on from it and reads only what
+    it has not learnt from yet: files whose text is new, chat messages typed since. --fresh starts
+    over. The last tenth of the text is held out to stop training before it overfits. Generic text
+    that duetto ships teaches the plugin's gate what is not the user's (docs/PLUGINS.md). Replaces
+    an imported LoRA adapter.
     """
     directory = user_plugin_dir(user)
-    text, sources = training_text(user, text_paths, chats)
     settings = TrainingSettings(rank=rank, max_vocabulary=max_vocabulary, max_epochs=max_epochs)
     session = _target_session(profile, target, threads, settings.window)
     try:
-        tokens = session.tokenize(text)
+        start = None if fresh else _plugin_to_go_on_from(directory, session)
+        new = training_text(user, text_paths, chats, start.learnt_from if start is not None else ())
+        if start is not None and not new.text.strip():
+            _say_up_to_date(user, new.sources, as_json)
+            return
+        tokens = session.tokenize(new.text)
+        if start is not None and len(tokens) < MIN_TRAINING_TOKENS:
+            raise NotEnoughText(
+                f"{user}'s plugin has learnt all but {len(tokens)} tokens of this text; it goes on from "
+                f"{MIN_TRAINING_TOKENS} new tokens (or train it again from the start with --fresh)"
+            )
+        generic = [session.tokenize(generic_text) for generic_text in generic_texts()]
         with TaskProgress() as progress:
-            side_plugin, report = train_side_plugin(session, tokens, settings, progress)
+            side_plugin, report = train_side_plugin(
+                session, tokens, settings, progress, generic=generic, start=start
+            )  # fmt: skip
     finally:
         session.close()
-    path = save_side_plugin(directory, side_plugin)
-    result = {"user": user, "path": str(path), "bytes": path.stat().st_size, "sources": sources, **report.__dict__}
+    path = save_side_plugin(directory, dataclasses.replace(side_plugin, learnt_from=new.learnt_from))
+    result = {
+        "user": user, "path": str(path), "bytes": path.stat().st_size, "sources": new.sources,
+        "continued": start is not None, **report.__dict__,
+    }  # fmt: skip
     if as_json:
         print_json(result)
         return
     change = report.held_out_perplexity_plugin / report.held_out_perplexity_base - 1
-    seconds = report.feature_seconds + report.training_seconds
+    generic_change = report.generic_held_out_perplexity_plugin / report.generic_held_out_perplexity_base - 1
+    seconds = report.feature_seconds + report.generic_feature_seconds + report.training_seconds
     stderr_console.print(
         f"trained {user}'s plugin on {report.tokens} tokens in {seconds:.0f} s "
         f"({report.epochs} epochs); held-out perplexity {report.held_out_perplexity_base:.2f} -> "
-        f"{report.held_out_perplexity_plugin:.2f} ({change:+.1%}); {human_bytes(result['bytes'])} in {path}"
+        f"{report.held_out_perplexity_plugin:.2f} ({change:+.1%}), on generic text {generic_change:+.1%}; "
+        f"{human_bytes(result['bytes'])} in {path}"
+    )
+
+
+def _plugin_to_go_on_from(directory: Path, session: ModelSession) -> SidePlugin | None:
+    """The user's side plugin when training can go on from it: made for this target model, and
+    gated (a plugin from before the gate is trained again from the start)."""
+    if plugin_kind(directory) != "side":
+        return None
+    try:
+        existing = load_side_plugin(directory)
+        existing.check_target(session.path.name, session.vocabulary_size, session.hidden_size)
+    except PluginError as error:
+        stderr_console.print(f"[yellow]note:[/yellow] training from the start: {error}")
+        return None
+    return existing if existing.gate_weight is not None else None
+
+
+def _say_up_to_date(user: str, sources: dict, as_json: bool) -> None:
+    if as_json:
+        print_json({"user": user, "up_to_date": True, "sources": sources})
+        return
+    stderr_console.print(
+        f"{user}'s plugin has already learnt from all of this text; nothing to do (--fresh trains again from the start)"
     )
 
 

@@ -1,4 +1,5 @@
-"""What a user's plugin learns from: their own writing, from files and from what they typed in chats.
+"""What a user's plugin learns from: their own writing, from files and from what they typed in chats,
+and the generic text it learns to leave alone.
 
 Training itself (engine/plugin_training.py) and applying a plugin (engine/plugin_session.py) are
 the engine's; a user's plugin directory is app/core/models.py's ``user_plugin_dir``.
@@ -6,10 +7,13 @@ the engine's; a user's plugin directory is app/core/models.py's ``user_plugin_di
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from duetto.engine.plugin import PluginError
-from duetto.store.conversations import get_user, messages_written_by
+from duetto.store.conversations import get_user, messages_written_since
 from duetto.store.database import open_database
 
 
@@ -34,17 +38,70 @@ def read_user_text(path: Path) -> str:
     return text
 
 
-def training_text(user: str, text_paths: tuple[Path, ...], chats: bool) -> tuple[str, dict]:
-    """The user's writing from the files and (with ``chats``) their chat messages, as one text,
-    and where it came from; one-line errors when there is nothing to learn from."""
+@dataclass(frozen=True)
+class TrainingText:
+    text: str  # what is new, as one text ("" when the plugin has read everything already)
+    sources: dict  # for the report: the files read, chat messages read, and what was skipped
+    learnt_from: tuple[str, ...]  # the plugin's ``learnt_from`` once it has learnt this text too
+
+
+FILE_SOURCE = "file:"  # + the SHA-256 of the file's text
+CHATS_SOURCE = "chats-through:"  # + the id of the last chat message learnt from
+
+
+def training_text(
+    user: str, text_paths: tuple[Path, ...], chats: bool, learnt_from: tuple[str, ...] = ()
+) -> TrainingText:
+    """The user's writing from the files and (with ``chats``) their chat messages that a plugin
+    which has ``learnt_from`` these sources has not read yet, as one text; one-line errors when
+    there is nothing to learn from at all."""
     if not text_paths and not chats:
         raise PluginError("nothing to learn from: give --text FILE (their writing) and/or --chats")
-    parts = [read_user_text(path) for path in text_paths]
+    learnt = set(learnt_from)
+    parts, read_files, skipped_files, new_sources = [], [], [], []
+    for path in text_paths:
+        text = read_user_text(path)
+        source = FILE_SOURCE + hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if source in learnt:
+            skipped_files.append(str(path))
+            continue
+        parts.append(text)
+        read_files.append(str(path))
+        if source not in new_sources:
+            new_sources.append(source)
+    kept = [source for source in learnt_from if not source.startswith(CHATS_SOURCE)]
+    chats_through = max(
+        (int(source[len(CHATS_SOURCE) :]) for source in learnt if source.startswith(CHATS_SOURCE)), default=0
+    )
     messages: list[str] = []
     if chats:
         db = open_database()
-        messages = [message for message in messages_written_by(db, get_user(db, user)) if message.strip()]
-        if not messages and not text_paths:
+        account = get_user(db, user)
+        written = messages_written_since(db, account, chats_through)
+        if not written and not chats_through and not text_paths:
             raise PluginError(f"{user} has typed nothing in any chat yet; give --text FILE instead")
-    sources = {"files": [str(path) for path in text_paths], "chat_messages": len(messages)}
-    return "\n\n".join(parts + messages), sources
+        messages = [text for _, text in written if text.strip()]
+        chats_through = max([chats_through, *(number for number, _ in written)])
+    if chats_through:
+        kept.append(CHATS_SOURCE + str(chats_through))
+    sources = {
+        "files": read_files,
+        "chat_messages": len(messages),
+        "files_already_learnt": skipped_files,
+    }
+    return TrainingText(
+        "\n\n".join(parts + messages),
+        sources,
+        tuple(kept + new_sources),
+    )
+
+
+GENERIC_TEXTS = ("prose.txt", "code.txt")
+"""Text that is nobody's own, shipped with duetto (generic_text/SOURCES.md): public-domain prose and
+everyday code. Training keeps the target's distribution there as it was and fits the plugin's gate
+to tell the user's text from it, so the plugin stays out of the way of everything else."""
+
+
+def generic_texts() -> list[str]:
+    folder = resources.files("duetto.app.core") / "generic_text"
+    return [(folder / name).read_text(encoding="utf-8") for name in GENERIC_TEXTS]

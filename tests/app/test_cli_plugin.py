@@ -106,20 +106,61 @@ def test_train_on_what_the_user_typed_in_their_chats(
 
     assert trained.returncode == 0, trained.stderr
     report = json.loads(trained.stdout)
-    assert report["sources"] == {"files": [], "chat_messages": 40}
+    assert report["sources"] == {"files": [], "chat_messages": 40, "files_already_learnt": []}
     assert report["held_out_perplexity_plugin"] < report["held_out_perplexity_base"]
     # only erin's own words were read, not the replies nor frank's chats
     same_words = tmp_path / "erin.txt"
     same_words.write_text("\n\n".join(USER_TEXT.split(". ")[:-1]))
     from_file = run_duetto(
-        "plugin", "train", "--user", "erin", "--text", str(same_words), "--json", *target_options(tiny_models)
-    )
+        "plugin", "train", "--user", "erin", "--text", str(same_words), "--fresh", "--json",
+        *target_options(tiny_models),
+    )  # fmt: skip
     assert json.loads(from_file.stdout)["tokens"] == report["tokens"]
 
     nobody_typed = run_duetto("plugin", "train", "--user", "default", "--chats", *target_options(tiny_models))
     assert nobody_typed.returncode == 1 and "has typed nothing" in nobody_typed.stderr
     nothing = run_duetto("plugin", "train", "--user", "erin", *target_options(tiny_models))
     assert nothing.returncode == 1 and "nothing to learn from" in nothing.stderr
+
+
+def test_training_again_reads_only_what_is_new(
+    tiny_models: dict[str, Path], isolated_duetto: Path, tmp_path: Path
+) -> None:
+    run_duetto("users", "add", "gail")
+    db = open_database()
+    conversation = create_conversation(db, get_user(db, "gail"), "notes")
+    for line in USER_TEXT.split(". ")[:-1]:
+        add_message(db, conversation.id, "user", line)
+    notes = tmp_path / "notes.txt"
+    notes.write_text(USER_TEXT)
+
+    def train(*arguments: str) -> dict:
+        result = run_duetto(
+            "plugin", "train", "--user", "gail", *arguments, "--json", *target_options(tiny_models)
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    first = train("--chats", "--text", str(notes))
+    assert not first["continued"] and first["sources"]["chat_messages"] == 40
+
+    assert train("--chats", "--text", str(notes))["up_to_date"]  # nothing typed or written since
+
+    for line in OTHER_TEXT.split(". ")[:-1] * 6:
+        add_message(db, conversation.id, "user", line)
+    second = train("--chats", "--text", str(notes))
+    assert second["continued"]
+    assert second["sources"] == {"files": [], "chat_messages": 48, "files_already_learnt": [str(notes)]}
+    assert second["vocabulary_size"] == first["vocabulary_size"]  # the plugin's own vocabulary, kept
+
+    too_little = run_duetto("plugin", "train", "--user", "gail", "--text", str(tmp_path / "short.txt"))
+    assert too_little.returncode == 1
+    (tmp_path / "short.txt").write_text("a few new words")
+    too_little = run_duetto(
+        "plugin", "train", "--user", "gail", "--text", str(tmp_path / "short.txt"), *target_options(tiny_models)
+    )  # fmt: skip
+    assert too_little.returncode == 1 and "--fresh" in too_little.stderr
+    assert len(too_little.stderr.strip().splitlines()) == 1
 
 
 def test_bad_input_is_a_one_line_error(tiny_models: dict[str, Path], tmp_path: Path) -> None:

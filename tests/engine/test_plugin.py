@@ -24,13 +24,18 @@ from duetto.engine.plugin_files import (
 )
 from duetto.engine.plugin_session import PersonalisedSession, personalise
 from duetto.engine.plugin_training import (
+    Features,
     NotEnoughText,
     TrainingSettings,
+    _gradients,
+    _Parameters,
     choose_vocabulary,
     collect_features,
+    kl_divergences,
     log_likelihoods,
     measure,
     train_side_plugin,
+    training_loss,
     windows,
 )
 
@@ -99,6 +104,76 @@ def test_likelihoods_over_the_vocabulary_split_equal_the_full_softmax(target: Mo
     # Windows of 128 restart the context, so compare only the first window's positions.
     np.testing.assert_allclose(log_likelihoods(features)[:127], base[:127], atol=2e-3)
     np.testing.assert_allclose(log_likelihoods(features, plugin)[:127], personalised[:127], atol=2e-3)
+
+
+def random_features(rng: np.random.Generator, count: int, hidden_size: int, vocabulary_size: int) -> Features:
+    return Features(
+        hidden=rng.standard_normal((count, hidden_size)).astype(np.float32),
+        vocabulary_logits=rng.standard_normal((count, vocabulary_size)).astype(np.float32),
+        rest_log_sum=rng.standard_normal(count) + 1.0,
+        next_logit=rng.standard_normal(count).astype(np.float32),
+        next_index=rng.integers(-1, vocabulary_size, count),
+    )
+
+
+def test_the_gradients_are_those_of_the_training_loss() -> None:
+    """Finite differences of training_loss against _gradients, for every parameter, gate included."""
+    rng = np.random.default_rng(3)
+    hidden_size, rank, size = 6, 3, 5
+    user, generic = (random_features(rng, 7, hidden_size, size) for _ in range(2))
+    parameters = _Parameters(
+        *(
+            (0.5 * rng.standard_normal(shape)).astype(np.float64)
+            for shape in ((hidden_size, rank), (rank, size), (size,), (hidden_size,), (1,))
+        )
+    )
+    settings = TrainingSettings(generic_weight=1.7, gate_weight=0.3, l2_penalty=0.05)
+
+    gradients = _gradients(user, generic, parameters, 0.8, settings)
+
+    for array, gradient in zip(parameters.as_list(), gradients, strict=True):
+        for index in np.ndindex(array.shape):
+            saved = array[index]
+            array[index] = saved + 1e-6
+            above = training_loss(user, generic, parameters, 0.8, settings)
+            array[index] = saved - 1e-6
+            below = training_loss(user, generic, parameters, 0.8, settings)
+            array[index] = saved
+            assert gradient[index] == pytest.approx((above - below) / 2e-6, rel=1e-4, abs=1e-7), index
+
+
+def test_the_divergence_is_that_of_the_full_softmax(target: ModelSession) -> None:
+    tokens = target.tokenize(OTHER_TEXT)[:120]
+    vocabulary = choose_vocabulary(tokens, 10)
+    plugin = random_plugin(target, vocabulary, scale=0.3)
+
+    features = collect_features(target, tokens, vocabulary, window=128)
+    target.truncate(0)
+    logits, hidden = target.evaluate_with_hidden_states(tokens, range(len(tokens) - 1))
+    target.truncate(0)
+    base = full_log_softmax(logits)
+    personalised = full_log_softmax(plugin.apply(logits, hidden))
+    expected = (np.exp(base) * (base - personalised)).sum(axis=1)
+
+    np.testing.assert_allclose(kl_divergences(features, plugin), expected, atol=2e-4)
+    assert expected.max() > 1e-3
+
+
+def test_the_gate_keeps_the_plugin_off_generic_text(target: ModelSession) -> None:
+    """Trained with generic text beside the user's, the plugin still learns the user's style and
+    leaves the generic text's distribution nearly as it was; without it, it moves it more."""
+    tokens = target.tokenize(USER_TEXT)
+    generic = [target.tokenize(OTHER_TEXT * 3)]
+    settings = TrainingSettings(rank=4, max_epochs=15, window=256)
+
+    gated, report = train_side_plugin(target, tokens, settings, generic=generic)
+    ungated, _ = train_side_plugin(target, tokens, settings)
+
+    assert gated.gate_weight is not None and ungated.gate_weight is None
+    assert report.held_out_perplexity_plugin < 0.85 * report.held_out_perplexity_base
+    assert report.mean_gate_user > 0.8 and report.mean_gate_generic < 0.2
+    features = collect_features(target, generic[0], gated.vocabulary, window=256)
+    assert np.mean(kl_divergences(features, gated)) < 0.2 * np.mean(kl_divergences(features, ungated))
 
 
 def test_training_lowers_held_out_perplexity_on_the_users_style(target: ModelSession) -> None:
