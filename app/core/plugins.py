@@ -96,10 +96,11 @@ def training_text(
     )
 
 
-GENERIC_TEXTS = ("prose.txt", "code.txt")
-"""Text that is nobody's own, shipped with duetto (generic_text/SOURCES.md): public-domain prose and
-everyday code. Training keeps the target's distribution there as it was and fits the plugin's gate
-to tell the user's text from it, so the plugin stays out of the way of everything else."""
+GENERIC_TEXTS = ("prose.txt", "everyday.txt", "code.txt")
+"""Text that is nobody's own, shipped with duetto (generic_text/SOURCES.md): public-domain prose,
+everyday writing in many registers, and everyday code. Training keeps the target's distribution
+there as it was and fits the plugin's gate to tell the user's text from it, so the plugin stays
+out of the way of everything else."""
 
 
 def generic_texts() -> list[str]:
