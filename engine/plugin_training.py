@@ -24,6 +24,7 @@ import numpy as np
 
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ModelSession
+from duetto.engine.output_matrix import output_rows
 from duetto.engine.plugin import SidePlugin, TargetFingerprint
 from duetto.engine.progress import Progress, SilentProgress
 
@@ -110,7 +111,7 @@ class TrainingReport:
     generic_held_out_perplexity_plugin: float = float("nan")
     mean_gate_user: float = float("nan")  # on the user's held-out tail
     mean_gate_generic: float = float("nan")  # on the generic held-out tails
-    generic_feature_seconds: float = 0.0  # reading the generic text
+    generic_feature_seconds: float = 0.0  # the generic text's features for this vocabulary (already read)
     gate_shift: float = 0.0  # how far the gate's bias was lowered to make it cautious
 
 
@@ -177,6 +178,74 @@ def collect_features(
         session.truncate(0)
         progress.end()
     return Features(hidden, vocabulary_logits, rest_log_sum, next_logit, index_of[following[1:]])
+
+
+@dataclass(frozen=True, eq=False)
+class GenericReading:
+    """What the target said at every position of a generic text, for any plugin vocabulary.
+
+    Generic text is the same for every user, the vocabulary is not: so it is read once per model
+    and kept like this (``app/core/plugins.py`` caches it), and a plugin's features are made from
+    it with the output matrix's rows for its vocabulary (``generic_features``).
+    """
+
+    hidden: np.ndarray  # (N, hidden_size) float32
+    log_total: np.ndarray  # (N,) float64: log-sum-exp of all the logits
+    next_token: np.ndarray  # (N,) int64
+    next_logit: np.ndarray  # (N,) float32
+
+    def __len__(self) -> int:
+        return len(self.next_token)
+
+
+def read_generic(
+    session: ModelSession, tokens: Sequence[int], *, window: int = 512, progress: Progress | None = None
+) -> GenericReading:
+    """Run the target over a generic text in windows; leaves the session's KV cache empty."""
+    progress = progress or SilentProgress()
+    spans = windows(len(tokens), min(window, session.context_length))
+    positions = sum(end - start - 1 for start, end in spans)
+    hidden = np.empty((positions, session.hidden_size), dtype=np.float32)
+    log_total = np.empty(positions, dtype=np.float64)
+    next_logit = np.empty(positions, dtype=np.float32)
+    following = np.asarray(tokens, dtype=np.int64)
+    filled = 0
+    progress.begin("reading duetto's generic text (once per model)", len(tokens))
+    try:
+        for start, end in spans:
+            session.truncate(0)
+            count = end - start - 1
+            logits, states = session.evaluate_with_hidden_states(list(tokens[start:end]), range(count), views=True)
+            rows = slice(filled, filled + count)
+            hidden[rows] = states
+            next_logit[rows] = logits[np.arange(count), following[start + 1 : end]]
+            peak = logits.max(axis=1)
+            log_total[rows] = peak + np.log(np.exp(logits - peak[:, None]).sum(axis=1, dtype=np.float64))
+            filled += count
+            progress.advance(end - start - (1 if start else 0))
+    finally:
+        session.truncate(0)
+        progress.end()
+    return GenericReading(hidden, log_total, following[1:].copy(), next_logit)
+
+
+def generic_features(reading: GenericReading, vocabulary: np.ndarray, vocabulary_rows: np.ndarray) -> Features:
+    """A generic reading's features for ``vocabulary``, whose output-matrix rows are ``vocabulary_rows``
+    (engine/output_matrix.py): its logits on V' are computed, the rest's log-sum-exp follows."""
+    vocabulary_logits = reading.hidden @ vocabulary_rows.T
+    inside = _log_sum_exp(vocabulary_logits.astype(np.float64))
+    # what the whole vocabulary holds minus what V' holds; never below a sliver (rounding)
+    share_inside = np.minimum(np.exp(inside - reading.log_total), 1.0 - 1e-6)
+    rest_log_sum = reading.log_total + np.log1p(-share_inside)
+    index_of = np.full(int(max(reading.next_token.max(initial=0), vocabulary.max(initial=0))) + 1, -1, dtype=np.int64)
+    index_of[vocabulary] = np.arange(len(vocabulary))
+    return Features(
+        reading.hidden,
+        vocabulary_logits.astype(np.float32),
+        rest_log_sum,
+        reading.next_logit,
+        index_of[reading.next_token],
+    )
 
 
 def log_likelihoods(features: Features, plugin: SidePlugin | None = None) -> np.ndarray:
@@ -430,15 +499,15 @@ def train_side_plugin(
     settings: TrainingSettings = TrainingSettings(),
     progress: Progress | None = None,
     *,
-    generic: Sequence[Sequence[int]] = (),
+    generic: Sequence[GenericReading] = (),
     start: SidePlugin | None = None,
 ) -> tuple[SidePlugin, TrainingReport]:
     """Train a side plugin for ``session``'s model on ``tokens`` (the user's text).
 
-    ``generic`` are token lists of text that is not the user's (duetto ships prose and code): the
-    plugin is trained to leave the target's distribution there as it was (a KL term) and its gate
-    to tell the two apart. Without generic text no gate is trained and the correction applies
-    everywhere.
+    ``generic`` are readings of text that is not the user's (duetto ships prose and code;
+    ``read_generic``): the plugin is trained to leave the target's distribution there as it was
+    (a KL term) and its gate to tell the two apart. Without generic text no gate is trained and
+    the correction applies everywhere.
 
     Raises NotEnoughText below MIN_TRAINING_TOKENS. ``progress`` sees the reading of the user's
     text and of the generic text (tokens), then the training (epochs). The held-out tail is the
@@ -457,12 +526,9 @@ def train_side_plugin(
     held_out = collect_features(session, held_out_tokens, vocabulary, window=settings.window, progress=progress)
     feature_seconds = time.perf_counter() - started
     started = time.perf_counter()
+    rows = output_rows(session.path, vocabulary) if generic else None
     generic_parts = [
-        _split_generic(
-            collect_features(session, list(text), vocabulary, window=settings.window, progress=progress), 0.25
-        )
-        for text in generic
-        if len(text) >= 2
+        _split_generic(generic_features(reading, vocabulary, rows), 0.25) for reading in generic if len(reading)
     ]
     generic_training = Features.concatenate([part for part, _ in generic_parts], session.hidden_size, len(vocabulary))
     generic_held_out = Features.concatenate([part for _, part in generic_parts], session.hidden_size, len(vocabulary))

@@ -46,3 +46,8 @@ def user_dir(user_name: str) -> Path:
     path component.
     """
     return home_dir() / "users" / user_name
+
+
+def generic_readings_dir() -> Path:
+    """The target's readings of duetto's generic text, kept to train plugins with; not created here."""
+    return home_dir() / "generic-readings"

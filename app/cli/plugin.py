@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from duetto.app.cli.console import human_bytes, print_json, stderr_console
 from duetto.app.cli.loading import local_only, model_paths
 from duetto.app.core.models import user_plugin_dir
-from duetto.app.core.plugins import generic_texts, read_user_text, training_text
+from duetto.app.core.plugins import generic_readings, read_user_text, training_text
 from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError, SidePlugin
 from duetto.engine.plugin_files import (
@@ -176,8 +176,8 @@ def train(
                 f"{user}'s plugin has learnt all but {len(tokens)} tokens of this text; it goes on from "
                 f"{MIN_TRAINING_TOKENS} new tokens (or train it again from the start with --fresh)"
             )
-        generic = [session.tokenize(generic_text) for generic_text in generic_texts()]
         with TaskProgress() as progress:
+            generic = generic_readings(session, settings.window, progress)
             side_plugin, report = train_side_plugin(
                 session, tokens, settings, progress, generic=generic, start=start
             )  # fmt: skip

@@ -7,14 +7,24 @@ the engine's; a user's plugin directory is app/core/models.py's ``user_plugin_di
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
+from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError
+from duetto.engine.plugin_training import GenericReading, read_generic
+from duetto.engine.progress import Progress
 from duetto.store.conversations import get_user, messages_written_since
 from duetto.store.database import open_database
+from duetto.store.locations import generic_readings_dir
 
 
 def read_user_text(path: Path) -> str:
@@ -106,3 +116,47 @@ out of the way of everything else."""
 def generic_texts() -> list[str]:
     folder = resources.files("duetto.app.core") / "generic_text"
     return [(folder / name).read_text(encoding="utf-8") for name in GENERIC_TEXTS]
+
+
+GENERIC_READING_FORMAT = 1
+
+
+def generic_readings(session: ModelSession, window: int, progress: Progress | None = None) -> list[GenericReading]:
+    """The target's readings of duetto's generic text: read once per model and machine, then kept
+    in ``$DUETTO_HOME/generic-readings/`` (a few tens of MB; they hold nothing of any user's).
+
+    A damaged or unreadable cache file is read again; a cache that cannot be written (a full
+    disk) costs the next training the reading, nothing more.
+    """
+    texts = generic_texts()
+    digest = hashlib.sha256("\0".join([str(GENERIC_READING_FORMAT), str(window), *texts]).encode("utf-8")).hexdigest()
+    path = generic_readings_dir() / f"{session.path.name}-{digest[:16]}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            readings = [
+                GenericReading(*(np.asarray(stored[f"{index}.{field}"]) for field in _READING_FIELDS))
+                for index in range(len(texts))
+            ]
+        if all(reading.hidden.shape == (len(reading), session.hidden_size) for reading in readings):
+            return readings
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass
+    readings = [read_generic(session, session.tokenize(text), window=window, progress=progress) for text in texts]
+    arrays = {
+        f"{index}.{field}": getattr(reading, field)
+        for index, reading in enumerate(readings)
+        for field in _READING_FIELDS
+    }
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".npz")
+        try:
+            with os.fdopen(descriptor, "wb") as stream:
+                np.savez(stream, **arrays)
+            os.replace(temporary, path)
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+    return readings
+
+
+_READING_FIELDS = ("hidden", "log_total", "next_token", "next_logit")

@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from duetto_cli import run_duetto
 
 
@@ -127,3 +128,36 @@ def test_bench_runs_llama_cpps_own_modes_beside_its_own(tiny_models: dict[str, P
 
     unknown = run_duetto("bench", "--peers", "medusa", "--target", str(tiny_models["target"]), "--threads", "1")
     assert unknown.returncode == 2 and "peer modes are" in unknown.stderr
+
+
+def test_bench_plugin_measures_a_plugin_on_the_users_style_and_on_generic_text(
+    tiny_models: dict[str, Path], tmp_path: Path, isolated_duetto: Path
+) -> None:
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "diary-train.txt").write_text("the cat sat on the warm mat and the dog slept near the door. " * 40)
+    (texts / "diary-heldout.txt").write_text("the dog sat on the warm mat and the cat slept near the door. " * 6)
+    (texts / "generic-prose.txt").write_text("Hello world! How are you today? I am fine, thank you. " * 8)
+    (texts / "generic-code.txt").write_text("def add(a, b):\n    return a + b\n\n" * 12)
+
+    result = run_duetto(
+        "bench-plugin", "--texts", str(texts), "--target", str(tiny_models["target"]), "--threads", "1",
+        "--max-tokens", "8", "--repeat", "1", "--json",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["user_change"] < -0.15  # the tiny model learns this style
+    assert report["perplexity"]["user"]["positions"] > 50
+    assert report["training_ratio"] == pytest.approx(report["training_seconds"] / report["read_seconds"], rel=0.1)
+    assert report["first_training_ratio"] > report["training_ratio"]
+    assert set(report["targets_met"]) == {
+        "user_change", "prose_change", "code_change", "training_ratio", "plugin_bytes", "slowdown"
+    }  # fmt: skip
+    assert len(report["generation"]["rates"]["with"]) == 3 and report["plugin_bytes"] > 0
+    assert not (isolated_duetto / "users").exists()  # nothing of the user's was written
+
+    (texts / "generic-code.txt").unlink()
+    missing = run_duetto("bench-plugin", "--texts", str(texts), "--target", str(tiny_models["target"]))
+    assert missing.returncode == 1 and "generic-code.txt" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1

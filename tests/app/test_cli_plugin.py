@@ -163,6 +163,30 @@ def test_training_again_reads_only_what_is_new(
     assert len(too_little.stderr.strip().splitlines()) == 1
 
 
+def test_the_generic_text_is_read_once_per_model(
+    tiny_models: dict[str, Path], isolated_duetto: Path, text_file: Path
+) -> None:
+    def train() -> dict:
+        result = run_duetto(
+            "plugin", "train", "--user", "default", "--text", str(text_file), "--fresh", "--json",
+            *target_options(tiny_models),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    first = train()
+    [kept] = (isolated_duetto / "generic-readings").glob("*.npz")
+    written = kept.stat().st_mtime_ns
+
+    again = train()
+    assert kept.stat().st_mtime_ns == written  # not read again
+    assert again["held_out_perplexity_plugin"] == first["held_out_perplexity_plugin"]
+
+    kept.write_bytes(b"damaged")
+    assert train()["held_out_perplexity_plugin"] == first["held_out_perplexity_plugin"]  # read again
+    assert kept.stat().st_size > 1000
+
+
 def test_bad_input_is_a_one_line_error(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     run_duetto("users", "add", "dave")
     empty, binary, short = tmp_path / "empty.txt", tmp_path / "blob.bin", tmp_path / "short.txt"

@@ -13,6 +13,7 @@ import pytest
 
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.model_session import ModelSession
+from duetto.engine.output_matrix import output_rows
 from duetto.engine.plugin import PluginError, SidePlugin, TargetFingerprint
 from duetto.engine.plugin_files import (
     LEFTOVER_SECONDS,
@@ -32,9 +33,11 @@ from duetto.engine.plugin_training import (
     _Parameters,
     choose_vocabulary,
     collect_features,
+    generic_features,
     kl_divergences,
     log_likelihoods,
     measure,
+    read_generic,
     train_side_plugin,
     training_loss,
     windows,
@@ -173,6 +176,23 @@ def test_a_cautious_gate_keeps_the_share_of_the_gain_it_is_told_to() -> None:
     assert np.all(cautious.gate(held_out.hidden) < plugin.gate(held_out.hidden))
 
 
+def test_a_generic_reading_gives_any_vocabularys_features(target: ModelSession) -> None:
+    """Read once without a vocabulary, then made for one from the output matrix's rows: the same
+    features as reading with that vocabulary, to the output matrix's rounding."""
+    tokens = target.tokenize(OTHER_TEXT)
+    vocabulary = choose_vocabulary(tokens, 12)
+
+    reading = read_generic(target, tokens, window=128)
+    made = generic_features(reading, vocabulary, output_rows(target.path, vocabulary))
+    direct = collect_features(target, tokens, vocabulary, window=128)
+
+    np.testing.assert_array_equal(made.next_index, direct.next_index)
+    np.testing.assert_allclose(made.vocabulary_logits, direct.vocabulary_logits, atol=0.1)
+    np.testing.assert_allclose(made.rest_log_sum, direct.rest_log_sum, atol=0.1)
+    np.testing.assert_allclose(log_likelihoods(made), log_likelihoods(direct), atol=0.1)
+    assert target.tokens == []
+
+
 def test_the_divergence_is_that_of_the_full_softmax(target: ModelSession) -> None:
     tokens = target.tokenize(OTHER_TEXT)[:120]
     vocabulary = choose_vocabulary(tokens, 10)
@@ -194,7 +214,7 @@ def test_the_gate_keeps_the_plugin_off_generic_text(target: ModelSession) -> Non
     """Trained with generic text beside the user's, the plugin still learns the user's style and
     leaves the generic text's distribution nearly as it was; without it, it moves it more."""
     tokens = target.tokenize(USER_TEXT)
-    generic = [target.tokenize(OTHER_TEXT * 3)]
+    generic = [read_generic(target, target.tokenize(OTHER_TEXT * 3), window=256)]
     settings = TrainingSettings(rank=4, max_epochs=15, window=256)
 
     gated, report = train_side_plugin(target, tokens, settings, generic=generic)
@@ -204,7 +224,7 @@ def test_the_gate_keeps_the_plugin_off_generic_text(target: ModelSession) -> Non
     assert report.held_out_perplexity_plugin < 0.85 * report.held_out_perplexity_base
     assert report.mean_gate_user > 0.5 and report.mean_gate_generic < 0.05
     assert report.gate_shift < 0  # made cautious, within what it may cost on the user's text
-    features = collect_features(target, generic[0], gated.vocabulary, window=256)
+    features = collect_features(target, target.tokenize(OTHER_TEXT * 3), gated.vocabulary, window=256)
     assert np.mean(kl_divergences(features, gated)) < 0.2 * np.mean(kl_divergences(features, ungated))
 
 
