@@ -1,5 +1,5 @@
-"""The installed duetto on the real default pair: the shell, documents, the chat app in a real
-terminal, the README's first command in a fresh clone, and pipx."""
+"""The installed duetto on the real default pair: the shell, documents, a user's plugin, the chat
+app in a real terminal, the README's first command in a fresh clone, and pipx."""
 
 from __future__ import annotations
 
@@ -73,6 +73,34 @@ def test_a_document_added_then_asked_about_is_cited(
     answer = json.loads(answered.stdout)
     assert "KESTREL-7" in answer["text"]
     assert answer["citations"] and answer["citations"][0]["document"] == "notes"
+
+
+def test_a_users_plugin_trains_on_their_writing_and_answers_for_them(
+    installed_env: Path, user_environment: dict[str, str], tmp_path: Path
+) -> None:
+    """From the wheel on the real target: train a plugin on the start of the benchmark's diary, then
+    train again with nothing new (nothing read), then ask as that user."""
+    diary = (REPOSITORY / "app" / "bench" / "plugin_texts" / "diary-train.txt").read_text(encoding="utf-8")
+    writing = tmp_path / "diary.txt"
+    writing.write_text(diary[:6000], encoding="utf-8")  # about 1,700 tokens
+    assert run(installed_env, user_environment, "users", "add", "diarist").returncode == 0
+
+    trained = run(
+        installed_env, user_environment, "plugin", "train", "--user", "diarist", "--text", str(writing), "--json"
+    )
+
+    assert trained.returncode == 0, trained.stderr
+    report = json.loads(trained.stdout)
+    assert report["held_out_perplexity_plugin"] < report["held_out_perplexity_base"]
+    assert report["mean_gate_user"] > report["mean_gate_generic"]
+    assert list((Path(user_environment["DUETTO_HOME"]) / "generic-readings").glob("*.npz"))
+    again = run(
+        installed_env, user_environment, "plugin", "train", "--user", "diarist", "--text", str(writing), "--json"
+    )
+    assert again.returncode == 0 and json.loads(again.stdout)["up_to_date"], again.stderr
+    asked = run(installed_env, user_environment, "ask", "--user", "diarist", QUESTION, "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert "5" in json.loads(asked.stdout)["text"]  # generic question, the plugin stays out of the way
 
 
 def installed_server(installed_env: Path, environment: dict[str, str], log_path: Path, *arguments: str):
