@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from pathlib import Path
 
 import click
@@ -173,11 +174,13 @@ def train(
         tokens = session.tokenize(new.text)
         if start is not None and len(tokens) < MIN_TRAINING_TOKENS:
             raise NotEnoughText(
-                f"{user}'s plugin has learnt all but {len(tokens)} tokens of this text; it goes on from "
-                f"{MIN_TRAINING_TOKENS} new tokens (or train it again from the start with --fresh)"
+                f"only {len(tokens)} tokens are new to {user}'s plugin; it goes on from {MIN_TRAINING_TOKENS} "
+                "new tokens (or trains again on everything given with --fresh)"
             )
         with TaskProgress() as progress:
+            started = time.perf_counter()
             generic = generic_readings(session, settings.window, progress)
+            generic_seconds = time.perf_counter() - started
             side_plugin, report = train_side_plugin(
                 session, tokens, settings, progress, generic=generic, start=start
             )  # fmt: skip
@@ -186,7 +189,7 @@ def train(
     path = save_side_plugin(directory, dataclasses.replace(side_plugin, learnt_from=new.learnt_from))
     result = {
         "user": user, "path": str(path), "bytes": path.stat().st_size, "sources": new.sources,
-        "continued": start is not None, **report.__dict__,
+        "continued": start is not None, "generic_reading_seconds": round(generic_seconds, 2), **report.__dict__,
     }  # fmt: skip
     if as_json:
         print_json(result)
@@ -194,6 +197,8 @@ def train(
     change = report.held_out_perplexity_plugin / report.held_out_perplexity_base - 1
     generic_change = report.generic_held_out_perplexity_plugin / report.generic_held_out_perplexity_base - 1
     seconds = report.feature_seconds + report.generic_feature_seconds + report.training_seconds
+    if generic_seconds >= 1:
+        stderr_console.print(f"read duetto's generic text in {generic_seconds:.0f} s (once for this model)")
     stderr_console.print(
         f"trained {user}'s plugin on {report.tokens} tokens in {seconds:.0f} s "
         f"({report.epochs} epochs); held-out perplexity {report.held_out_perplexity_base:.2f} -> "
