@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -145,9 +145,7 @@ def collect_features(
 
     Leaves the session's KV cache empty. ``progress`` counts tokens.
     """
-    progress = progress or SilentProgress()
-    spans = windows(len(tokens), min(window, session.context_length))
-    positions = sum(end - start - 1 for start, end in spans)
+    positions = _position_count(session, tokens, window)
     hidden = np.empty((positions, session.hidden_size), dtype=np.float32)
     vocabulary_logits = np.empty((positions, len(vocabulary)), dtype=np.float32)
     rest_log_sum = np.empty(positions, dtype=np.float64)
@@ -155,29 +153,46 @@ def collect_features(
     index_of = np.full(session.vocabulary_size, -1, dtype=np.int64)
     index_of[vocabulary] = np.arange(len(vocabulary))
     following = np.asarray(tokens, dtype=np.int64)
+    label = "reading the text with the target"
+    for rows, logits, states, next_tokens in _read_windows(session, tokens, window, progress, label):
+        hidden[rows] = states
+        vocabulary_logits[rows] = logits[:, vocabulary]
+        next_logit[rows] = logits[np.arange(len(next_tokens)), next_tokens]
+        peak = logits.max(axis=1, keepdims=True)
+        np.subtract(logits, peak, out=logits)
+        np.exp(logits, out=logits)
+        logits[:, vocabulary] = 0.0
+        rest = logits.sum(axis=1, dtype=np.float64)
+        rest_log_sum[rows] = peak[:, 0] + np.log(np.maximum(rest, 1e-300))
+    return Features(hidden, vocabulary_logits, rest_log_sum, next_logit, index_of[following[1:]])
+
+
+def _position_count(session: ModelSession, tokens: Sequence[int], window: int) -> int:
+    return sum(end - start - 1 for start, end in windows(len(tokens), min(window, session.context_length)))
+
+
+def _read_windows(
+    session: ModelSession, tokens: Sequence[int], window: int, progress: Progress | None, label: str
+) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
+    """Run the target over ``tokens`` window by window, each from an empty KV cache, and yield per
+    window (its rows among all predicted positions, the logits and hidden states of those rows,
+    the tokens that follow them). The logits are llama.cpp's buffer: use them before the next one.
+    Leaves the KV cache empty; ``progress`` counts tokens."""
+    progress = progress or SilentProgress()
+    following = np.asarray(tokens, dtype=np.int64)
     filled = 0
-    progress.begin("reading the text with the target", len(tokens))
+    progress.begin(label, len(tokens))
     try:
-        for start, end in spans:
+        for start, end in windows(len(tokens), min(window, session.context_length)):
             session.truncate(0)
             count = end - start - 1
             logits, states = session.evaluate_with_hidden_states(list(tokens[start:end]), range(count), views=True)
-            rows = slice(filled, filled + count)
-            hidden[rows] = states
-            vocabulary_logits[rows] = logits[:, vocabulary]
-            next_logit[rows] = logits[np.arange(count), following[start + 1 : end]]
-            peak = logits.max(axis=1, keepdims=True)
-            np.subtract(logits, peak, out=logits)
-            np.exp(logits, out=logits)
-            logits[:, vocabulary] = 0.0
-            rest = logits.sum(axis=1, dtype=np.float64)
-            rest_log_sum[rows] = peak[:, 0] + np.log(np.maximum(rest, 1e-300))
+            yield slice(filled, filled + count), logits, states, following[start + 1 : end]
             filled += count
             progress.advance(end - start - (1 if start else 0))
     finally:
         session.truncate(0)
         progress.end()
-    return Features(hidden, vocabulary_logits, rest_log_sum, next_logit, index_of[following[1:]])
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,31 +217,17 @@ def read_generic(
     session: ModelSession, tokens: Sequence[int], *, window: int = 512, progress: Progress | None = None
 ) -> GenericReading:
     """Run the target over a generic text in windows; leaves the session's KV cache empty."""
-    progress = progress or SilentProgress()
-    spans = windows(len(tokens), min(window, session.context_length))
-    positions = sum(end - start - 1 for start, end in spans)
+    positions = _position_count(session, tokens, window)
     hidden = np.empty((positions, session.hidden_size), dtype=np.float32)
     log_total = np.empty(positions, dtype=np.float64)
     next_logit = np.empty(positions, dtype=np.float32)
-    following = np.asarray(tokens, dtype=np.int64)
-    filled = 0
-    progress.begin("reading duetto's generic text (once per model)", len(tokens))
-    try:
-        for start, end in spans:
-            session.truncate(0)
-            count = end - start - 1
-            logits, states = session.evaluate_with_hidden_states(list(tokens[start:end]), range(count), views=True)
-            rows = slice(filled, filled + count)
-            hidden[rows] = states
-            next_logit[rows] = logits[np.arange(count), following[start + 1 : end]]
-            peak = logits.max(axis=1)
-            log_total[rows] = peak + np.log(np.exp(logits - peak[:, None]).sum(axis=1, dtype=np.float64))
-            filled += count
-            progress.advance(end - start - (1 if start else 0))
-    finally:
-        session.truncate(0)
-        progress.end()
-    return GenericReading(hidden, log_total, following[1:].copy(), next_logit)
+    label = "reading duetto's generic text (once per model)"
+    for rows, logits, states, next_tokens in _read_windows(session, tokens, window, progress, label):
+        hidden[rows] = states
+        next_logit[rows] = logits[np.arange(len(next_tokens)), next_tokens]
+        peak = logits.max(axis=1)
+        log_total[rows] = peak + np.log(np.exp(logits - peak[:, None]).sum(axis=1, dtype=np.float64))
+    return GenericReading(hidden, log_total, np.asarray(tokens[1:], dtype=np.int64), next_logit)
 
 
 def generic_features(reading: GenericReading, vocabulary: np.ndarray, vocabulary_rows: np.ndarray) -> Features:

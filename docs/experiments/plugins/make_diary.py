@@ -498,6 +498,13 @@ ORDINALS = (
 PRONOUNS_HER = {"Odrun Fesk", "Ysolde Cray", "Ulla Pim", "Nettle Oakes", "the Widow Tay"}
 
 
+PLAIN_SLOTS = {
+    "CRIB": CRIBS, "WIND": WINDS, "WSTR": WIND_STRENGTHS, "SKY": SKIES, "WATER": WATERS,
+    "TOOL": TOOLS, "TALK": TALK, "SAY": ASIDES,
+}  # fmt: skip
+"""Slots filled by one choice from a list. ({DAY} starts with D: a number of days, like {D}.)"""
+
+
 def suffix(n: int) -> str:
     if 10 <= n % 100 <= 20:
         return f"{n}th"
@@ -547,8 +554,8 @@ class Filler:
             value = rng.choice(NUMBER_WORDS)
         elif name in ("d", "d2"):
             value = str(rng.randint(0, 9))
-        elif name == "CRIB":
-            value = rng.choice(CRIBS)
+        elif name in PLAIN_SLOTS:
+            value = rng.choice(PLAIN_SLOTS[name])
         elif name.startswith("D"):
             value = str(rng.randint(3, 46))
         elif name.startswith("AMT"):
@@ -567,32 +574,16 @@ class Filler:
             value = rng.choice(GOODS)[0]
         elif name == "T":
             value = rng.choice(("a thrum", "two thrums", "three thrums", "half a bell", "a bell and more"))
-        elif name == "WIND":
-            value = rng.choice(WINDS)
-        elif name == "WSTR":
-            value = rng.choice(WIND_STRENGTHS)
         elif name == "BLENCH":
             value = rng.choice(BLENCH).replace("{B}", rng.choice(BELLS))
-        elif name == "SKY":
-            value = rng.choice(SKIES)
-        elif name == "WATER":
-            value = rng.choice(WATERS)
         elif name.startswith("FOOD"):
             value = rng.choice(FOODS)
-        elif name == "TOOL":
-            value = rng.choice(TOOLS)
         elif name.startswith("FAULT"):
             value = rng.choice(FAULTS)
             if name == "FAULT_CAP":
                 value = value[0].upper() + value[1:]
-        elif name == "TALK":
-            value = rng.choice(TALK)
         elif name.startswith("MOOD"):
             value = rng.choice(MOODS)
-        elif name == "SAY":
-            value = rng.choice(ASIDES)
-        elif name == "DAY":
-            value = rng.choice(WEEKDAYS)
         elif name == "M":
             value = rng.choice(MONTHS)[0]
         else:
