@@ -214,14 +214,18 @@ class GenericReading:
 
 
 def read_generic(
-    session: ModelSession, tokens: Sequence[int], *, window: int = 512, progress: Progress | None = None
+    session: ModelSession,
+    tokens: Sequence[int],
+    *,
+    window: int = 512,
+    progress: Progress | None = None,
+    label: str = "reading generic text",
 ) -> GenericReading:
     """Run the target over a generic text in windows; leaves the session's KV cache empty."""
     positions = _position_count(session, tokens, window)
     hidden = np.empty((positions, session.hidden_size), dtype=np.float32)
     log_total = np.empty(positions, dtype=np.float64)
     next_logit = np.empty(positions, dtype=np.float32)
-    label = "reading duetto's generic text (once per model)"
     for rows, logits, states, next_tokens in _read_windows(session, tokens, window, progress, label):
         hidden[rows] = states
         next_logit[rows] = logits[np.arange(len(next_tokens)), next_tokens]

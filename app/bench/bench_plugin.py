@@ -151,7 +151,13 @@ def bench_plugin(
         with TaskProgress() as progress:
             started = time.perf_counter()
             generic = [
-                read_generic(session, session.tokenize(value), window=settings.window, progress=progress)
+                read_generic(
+                    session,
+                    session.tokenize(value),
+                    window=settings.window,
+                    progress=progress,
+                    label="reading duetto's generic text (what training does once per model)",
+                )
                 for value in generic_texts()
             ]
             generic_read_seconds = time.perf_counter() - started

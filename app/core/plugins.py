@@ -141,7 +141,13 @@ def generic_readings(session: ModelSession, window: int, progress: Progress | No
             return readings
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         pass
-    readings = [read_generic(session, session.tokenize(text), window=window, progress=progress) for text in texts]
+    readings = [
+        read_generic(
+            session, session.tokenize(text), window=window, progress=progress,
+            label=f"reading duetto's generic text, {number} of {len(texts)} (once for this model)",
+        )
+        for number, text in enumerate(texts, start=1)
+    ]  # fmt: skip
     arrays = {
         f"{index}.{field}": getattr(reading, field)
         for index, reading in enumerate(readings)
