@@ -3,8 +3,8 @@
 One run, on the target model, with texts the repository ships (app/bench/plugin_texts/, or
 ``--texts DIR`` with the same file names):
 
-- a user's text in a distinctive style (``diary-train.txt``) to train on, and more of it never
-  trained on (``diary-heldout.txt``);
+- a user's text in a distinctive style (``user-train.txt``) to train on, and more of it never
+  trained on (``user-heldout.txt``);
 - generic prose and generic code (``generic-prose.txt``, ``generic-code.txt``), different from the
   generic text duetto trains the gate with (app/core/generic_text/).
 
@@ -43,8 +43,8 @@ from duetto.engine.plugin_session import PersonalisedSession
 from duetto.engine.plugin_training import TrainingSettings, measure, read_generic, train_side_plugin, windows
 
 TEXT_FILES = {
-    "train": "diary-train.txt",
-    "user": "diary-heldout.txt",
+    "train": "user-train.txt",
+    "user": "user-heldout.txt",
     "prose": "generic-prose.txt",
     "code": "generic-code.txt",
 }
@@ -116,7 +116,7 @@ def _change(result: tuple[float, float, int]) -> float:
     "--texts",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="A folder with diary-train.txt, diary-heldout.txt, generic-prose.txt and generic-code.txt "
+    help="A folder with user-train.txt, user-heldout.txt, generic-prose.txt and generic-code.txt "
     "(default: the ones duetto ships).",
 )
 @click.option("--profile", default=None, help="Model profile whose target is measured.")

@@ -80,7 +80,7 @@ def test_a_users_plugin_trains_on_their_writing_and_answers_for_them(
 ) -> None:
     """From the wheel on the real target: train a plugin on the start of the benchmark's diary, then
     train again with nothing new (nothing read), then ask as that user."""
-    diary = (REPOSITORY / "app" / "bench" / "plugin_texts" / "diary-train.txt").read_text(encoding="utf-8")
+    diary = (REPOSITORY / "app" / "bench" / "plugin_texts" / "user-train.txt").read_text(encoding="utf-8")
     writing = tmp_path / "diary.txt"
     writing.write_text(diary[:6000], encoding="utf-8")  # about 1,700 tokens
     assert run(installed_env, user_environment, "users", "add", "diarist").returncode == 0

@@ -135,8 +135,8 @@ def test_bench_plugin_measures_a_plugin_on_the_users_style_and_on_generic_text(
 ) -> None:
     texts = tmp_path / "texts"
     texts.mkdir()
-    (texts / "diary-train.txt").write_text("the cat sat on the warm mat and the dog slept near the door. " * 40)
-    (texts / "diary-heldout.txt").write_text("the dog sat on the warm mat and the cat slept near the door. " * 6)
+    (texts / "user-train.txt").write_text("the cat sat on the warm mat and the dog slept near the door. " * 40)
+    (texts / "user-heldout.txt").write_text("the dog sat on the warm mat and the cat slept near the door. " * 6)
     (texts / "generic-prose.txt").write_text("Hello world! How are you today? I am fine, thank you. " * 8)
     (texts / "generic-code.txt").write_text("def add(a, b):\n    return a + b\n\n" * 12)
 

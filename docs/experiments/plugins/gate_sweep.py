@@ -67,7 +67,7 @@ def features_of(cache: Path, target: Path, threads: int) -> tuple[dict[str, Feat
         vocabulary = stored["vocabulary"]
         fingerprint = TargetFingerprint(str(stored["model"]), int(stored["vocabulary_size"]), int(stored["hidden"]))
     else:
-        user_tokens = load().tokenize((TEXTS / "diary-train.txt").read_text())
+        user_tokens = load().tokenize((TEXTS / "user-train.txt").read_text())
         split = int(len(user_tokens) * (1 - settings.held_out_share))
         vocabulary = choose_vocabulary(user_tokens[:split], settings.max_vocabulary)
         fingerprint = TargetFingerprint(load().path.name, load().vocabulary_size, load().hidden_size)
@@ -78,7 +78,7 @@ def features_of(cache: Path, target: Path, threads: int) -> tuple[dict[str, Feat
 
     def text_tokens(name: str) -> list[int]:
         if name in ("train", "held_out"):
-            tokens = load().tokenize((TEXTS / "diary-train.txt").read_text())
+            tokens = load().tokenize((TEXTS / "user-train.txt").read_text())
             split = int(len(tokens) * (1 - settings.held_out_share))
             return tokens[:split] if name == "train" else tokens[split - 1 :]
         if name in ("prose", "code"):

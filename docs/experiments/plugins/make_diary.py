@@ -24,7 +24,7 @@ Usage::
 
     python3 docs/experiments/plugins/make_diary.py OUTDIR
 
-Writes OUTDIR/diary-train.txt (about 12,000 Qwen2.5 tokens) and OUTDIR/diary-heldout.txt (about
+Writes OUTDIR/user-train.txt (about 12,000 Qwen2.5 tokens) and OUTDIR/user-heldout.txt (about
 3,000 tokens).
 """
 
@@ -657,7 +657,7 @@ def main(argv: list[str]) -> int:
     outdir = Path(argv[1])
     outdir.mkdir(parents=True, exist_ok=True)
     stream = entries()
-    for filename, budget in (("diary-train.txt", TRAIN_CHARACTERS), ("diary-heldout.txt", HELD_OUT_CHARACTERS)):
+    for filename, budget in (("user-train.txt", TRAIN_CHARACTERS), ("user-heldout.txt", HELD_OUT_CHARACTERS)):
         chunk: list[str] = []
         size = 0
         while size < budget:
