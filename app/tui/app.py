@@ -490,7 +490,10 @@ class DuettoApp(App[None]):
             shown.append((stored.role, stored.content + sources_line([label for _, label in cited]),
                           self.reply_spans.get(stored.id), stored.id))  # fmt: skip
         await self.query_one(ChatView).show_messages(shown)
-        self.query_one(DocumentDesk).show_sources(sources)  # F7 opens what this chat's last answer cited
+        # F7 opens what this chat's last answer cited. The desk, composed last, goes first when the
+        # app closes, and the poll for other processes' writes can land in between (seen in CI).
+        for desk in self.query(DocumentDesk):
+            desk.show_sources(sources)
 
     # --- profiles and settings ----------------------------------------------------------------
 
