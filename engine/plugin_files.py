@@ -41,7 +41,7 @@ def ensure_private_directory(directory: Path) -> Path:
     return directory
 
 
-def _write_private(destination: Path, write: Callable[[BinaryIO], None]) -> None:
+def write_private_file(destination: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write a 0600 file through ``write``, atomically: a temporary name first, on disk before the
     rename (so that a power cut cannot leave an empty file under the final name), then a rename.
     A temporary left by a process killed mid-write is removed by the next write that succeeds."""
@@ -74,7 +74,7 @@ def plugin_kind(directory: Path) -> PluginKind | None:
 def save_side_plugin(directory: Path, plugin: SidePlugin) -> Path:
     """Store ``plugin`` as the user's plugin (replacing an imported LoRA); returns its path."""
     path = directory / SIDE_PLUGIN_FILE
-    _write_private(path, lambda stream: np.savez(stream, **plugin.to_arrays()))
+    write_private_file(path, lambda stream: np.savez(stream, **plugin.to_arrays()))
     (directory / LORA_FILE).unlink(missing_ok=True)
     return path
 
@@ -99,7 +99,7 @@ def import_lora(directory: Path, source: Path) -> Path:
         if original.read(4) != b"GGUF":
             raise PluginError(f"{source} is not a GGUF file")
         original.seek(0)
-        _write_private(directory / LORA_FILE, lambda stream: shutil.copyfileobj(original, stream))
+        write_private_file(directory / LORA_FILE, lambda stream: shutil.copyfileobj(original, stream))
     (directory / SIDE_PLUGIN_FILE).unlink(missing_ok=True)
     return directory / LORA_FILE
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from importlib import resources
@@ -20,6 +18,7 @@ import numpy as np
 
 from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError
+from duetto.engine.plugin_files import write_private_file
 from duetto.engine.plugin_training import GenericReading, read_generic
 from duetto.engine.progress import Progress
 from duetto.store.conversations import get_user, messages_written_since
@@ -154,14 +153,7 @@ def generic_readings(session: ModelSession, window: int, progress: Progress | No
         for field in _READING_FIELDS
     }
     with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".npz")
-        try:
-            with os.fdopen(descriptor, "wb") as stream:
-                np.savez(stream, **arrays)
-            os.replace(temporary, path)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
+        write_private_file(path, lambda stream: np.savez(stream, **arrays))
     return readings
 
 
