@@ -130,8 +130,13 @@ class CostModel:
 
     # --- observations -----------------------------------------------------------------
 
+    _verify_costs: dict[int, float] = field(default_factory=dict, repr=False)
+    """``verify_cost``'s answers since the last measurement: a step's plan asks for each batch
+    size several times, and the answers change only when a verification is measured."""
+
     def observe_verify(self, batch_size: int, seconds: float) -> None:
         self.verify_seconds.setdefault(batch_size, RunningAverage(seconds, 0)).add(seconds)
+        self._verify_costs.clear()
 
     def observe_draft(self, drafter: str, tokens: int, seconds: float) -> None:
         if tokens:
@@ -168,6 +173,12 @@ class CostModel:
 
         Sizes not measured yet are read off the prior curve, scaled to the nearest measured size.
         """
+        cost = self._verify_costs.get(batch_size)
+        if cost is None:
+            cost = self._verify_costs[batch_size] = self._estimate_verify_cost(batch_size)
+        return cost
+
+    def _estimate_verify_cost(self, batch_size: int) -> float:
         if batch_size in self.verify_seconds:
             return self.verify_seconds[batch_size].value
         prior = _interpolate(PRIOR_RELATIVE_BATCH_COST, batch_size)

@@ -39,10 +39,22 @@ def affordable_draft_length(
     saved = reply_tokens * one_token - spent_seconds
     allowance = LOSS_ALLOWANCE_TOKENS_MID_COPY if mid_copy else LOSS_ALLOWANCE_TOKENS
     budget = (allowance + LOSS_ALLOWANCE_SHARE * reply_tokens) * one_token + saved
-    length = 0
-    while length < limit and cost_model.verify_cost(length + 2) - one_token <= budget:
-        length += 1
-    return length
+
+    def affordable(length: int) -> bool:
+        return cost_model.verify_cost(length + 1) - one_token <= budget
+
+    if limit <= 0 or not affordable(1):
+        return 0
+    # A binary search (this runs every step): a batch's cost grows with its size, and the length
+    # found is affordable whatever the costs between, so the loss bound holds regardless.
+    low, high = 1, limit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if affordable(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def step_plan(

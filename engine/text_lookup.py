@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 MIN_MATCH_CHARS = 12  # shorter matches are common phrases, not quotes
 REPLY_TAIL_CHARS = 256  # how much of the reply's end is matched against the source
+QUICK_CHECK_CHARS = 48  # the reply's end checked first for a match of MIN_MATCH_CHARS at all
 WHITESPACE_RUN = re.compile(r"\s+")
 MAX_LIST_MARKER_CHARS = 6  # "- ", "* ", "12. ": what a reply may put before a quoted line
 
@@ -72,6 +73,8 @@ class TextLookup:
         self._last_end = 0  # where in the normalized source the last match ended (quotes run in order)
 
     def continuation(self, reply: str, max_chars: int) -> Continuation | None:
+        if not self._may_match(reply):
+            return None
         tail = reply[-REPLY_TAIL_CHARS:]
         normalized_tail, tail_where = normalize(tail)
         # The longest suffix of the tail found in the source (if a suffix occurs, so do shorter ones).
@@ -111,6 +114,15 @@ class TextLookup:
         if _is_line_break(run := _whitespace_run(text, 0)) and run not in self._line_breaks:
             return None  # how the reply writes this line break is not known yet: let the target show it
         return Continuation(self._relayout(text), length, unique, cut=source_end + max_chars < len(self.source))
+
+    def _may_match(self, reply: str) -> bool:
+        """Whether the reply's last MIN_MATCH_CHARS normalized characters occur in the source, a
+        check on a short window first: any longer match ends with them, and most steps of a reply
+        that is not quoting end here, at a fraction of the cost of normalizing the whole tail."""
+        window, _ = normalize(reply[-QUICK_CHECK_CHARS:])
+        if len(window) <= MIN_MATCH_CHARS and len(reply) > QUICK_CHECK_CHARS:
+            return True  # mostly whitespace and commas: let the full check decide
+        return len(window) >= MIN_MATCH_CHARS and window[-MIN_MATCH_CHARS:] in self.normalized
 
     @property
     def relays_out(self) -> bool:
