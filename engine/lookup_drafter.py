@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from duetto.engine.cost_model import AcceptanceKey, MatchKind
 from duetto.engine.drafting import Draft, DrafterStats, DraftRequest, count_draft
 from duetto.engine.model_session import ModelSession
-from duetto.engine.text_lookup import TextLookup
+from duetto.engine.text_lookup import TURN_END, TextLookup
 
 LOOKUP_NGRAMS = (2, 1)  # matches are found through the last two tokens, else the last one, then extended
 LOOKUP_MAX_MATCH = 64
@@ -24,7 +24,7 @@ LOOKUP_CANDIDATES = 32
 LOOKUP_MATCH_BUCKETS = (1, 2, 4, 8, 16)
 TEXT_MATCH_BUCKETS = (12, 48)  # characters of the reply's end found in the prompt's text
 CHARS_PER_DRAFT_TOKEN = 6  # text taken from the source per token wanted (tokens average ~4 characters)
-TURN_BOUNDARY = b"\x00"  # stands for a control token in the prompt's text
+TURN_BOUNDARY = TURN_END.encode()  # stands for a control token in the prompt's text
 LONGEST_BUCKET = {"tokens": LOOKUP_MATCH_BUCKETS[-1], "text": TEXT_MATCH_BUCKETS[-1]}
 
 Proposal = tuple[list[int], AcceptanceKey]

@@ -19,6 +19,9 @@ REPLY_TAIL_CHARS = 256  # how much of the reply's end is matched against the sou
 QUICK_CHECK_CHARS = 48  # the reply's end checked first for a match of MIN_MATCH_CHARS at all
 WHITESPACE_RUN = re.compile(r"\s+")
 MAX_LIST_MARKER_CHARS = 6  # "- ", "* ", "12. ": what a reply may put before a quoted line
+NUMBERED_LINE_START = re.compile(r"(?P<before>\n+\s*)(?P<number>\d{1,3})(?P<after>[.)]\s+)")
+LINE_BREAK_CONTEXT_CHARS = 4  # matched characters on each side before a line break's layout is learnt
+TURN_END = "\x00"  # how the lookup drafter marks a control token (a turn's end) in the source
 
 
 @dataclass(frozen=True)
@@ -97,11 +100,15 @@ class TextLookup:
         end = start + length
         self._last_end = end
         self._learn_line_breaks(tail, tail_where[len(tail_where) - length :], start)
-        if suffix.startswith(" "):
-            # The reply's start counts as a line start (its first line may begin with a marker too).
+        head = next((offset for offset in range(min(LINE_BREAK_CONTEXT_CHARS, length)) if suffix[offset] == " "), None)
+        if head is not None:
+            # A match that begins at (or a character or two before: "2." lines up with "notice.") a
+            # source line break. The reply's start counts as a line start (its first line may
+            # begin with a marker too).
             line = tail if len(reply) > len(tail) else "\n" + tail
             offset = len(line) - len(tail)
-            self._learn_line_start(line, offset + tail_where[len(tail_where) - length], self._where[start])
+            where = offset + tail_where[len(tail_where) - length + head]
+            self._learn_line_start(line, where, self._where[start + head])
         last = self._where[end - 1]
         source_end = last + 1
         if suffix.endswith(" "):
@@ -113,7 +120,22 @@ class TextLookup:
         text = self.source[source_end : source_end + max_chars]
         if _is_line_break(run := _whitespace_run(text, 0)) and run not in self._line_breaks:
             return None  # how the reply writes this line break is not known yet: let the target show it
-        return Continuation(self._relayout(text), length, unique, cut=source_end + max_chars < len(self.source))
+        cut = source_end + max_chars < len(self.source)
+        unseen = self._first_unseen_line_break(text)
+        if unseen is not None:
+            text, cut = text[:unseen], True  # likewise further on: the draft stops before it
+        return Continuation(self._relayout(text), length, unique, cut=cut)
+
+    def _first_unseen_line_break(self, text: str) -> int | None:
+        """Where in ``text`` the first line break the reply has not been seen writing begins, if
+        more text follows it (a break that ends the turn or the source is no question of layout)."""
+        for run in WHITESPACE_RUN.finditer(text):
+            if _is_line_break(run.group()) and run.group() not in self._line_breaks:
+                rest = text[run.end() :]
+                if rest and not rest.startswith(TURN_END):
+                    return run.start()
+                return None
+        return None
 
     def _may_match(self, reply: str) -> bool:
         """Whether the reply's last MIN_MATCH_CHARS normalized characters occur in the source, a
@@ -132,9 +154,10 @@ class TextLookup:
     def _learn_line_breaks(self, tail: str, tail_positions: list[int], start: int) -> None:
         """Record how the reply wrote each source line break inside the match (the last one wins).
 
-        Only breaks with matched text on both sides count: at the match's edges the reply's
-        whitespace may belong to something else (a list marker's space, say)."""
-        for offset in range(1, len(tail_positions) - 1):
+        Only breaks with a few matched characters on both sides count: at the match's edges the
+        reply's whitespace may belong to something else (a list marker's space, say), and a single
+        character may line up by chance ("1. Soak" against the source's "eight.\nSoak")."""
+        for offset in range(LINE_BREAK_CONTEXT_CHARS, len(tail_positions) - LINE_BREAK_CONTEXT_CHARS):
             tail_position = tail_positions[offset]
             source_position = self._where[start + offset]
             if not self.source[source_position].isspace():
@@ -156,6 +179,19 @@ class TextLookup:
         self._line_breaks[source_run] = reply_run
 
     def _relayout(self, text: str) -> str:
+        """``text`` with each source line break written as the reply last wrote it; a numbered
+        list's marker counts on from the number the reply last wrote ("\n2. " then "\n3. ")."""
         if not self._line_breaks:
             return text
-        return WHITESPACE_RUN.sub(lambda run: self._line_breaks.get(run.group(), run.group()), text)
+        counted: dict[str, int] = {}
+
+        def written(run: re.Match[str]) -> str:
+            source_run = run.group()
+            reply_run = self._line_breaks.get(source_run, source_run)
+            number = NUMBERED_LINE_START.fullmatch(reply_run)
+            if number is None:
+                return reply_run
+            counted[source_run] = counted.get(source_run, int(number["number"])) + 1
+            return f"{number['before']}{counted[source_run]}{number['after']}"
+
+        return WHITESPACE_RUN.sub(written, text)

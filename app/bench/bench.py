@@ -26,6 +26,8 @@ import click
 import numpy as np
 from rich.table import Table
 
+from duetto.app.bench.ceiling import batch_costs as measure_ceiling_costs
+from duetto.app.bench.ceiling import lookup_ceiling
 from duetto.app.bench.checks import ChecksError, failed_checks, read_checks_file, validate
 from duetto.app.bench.llama_tools import ToolBuildError
 from duetto.app.bench.peers import PEER_MODES, PEER_PREFIX, LlamaPeers, PeerError, PeerRun, peer_prompt_text
@@ -224,6 +226,33 @@ def peer_results(
     return rows
 
 
+def add_ceiling(
+    results: list[dict[str, Any]],
+    target_replies: dict[str, tuple[list[int], list[int]]],
+    costs: list[float],
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """Each target row's lookup-oracle speedup (app/bench/ceiling.py) and, per kind, the oracle's
+    geometric mean and exact mode's share of it, all from this run."""
+    rows = [row for row in results if row["mode"] == "target"]
+    for row in rows:
+        speedup, drafted = lookup_ceiling(*target_replies[row["id"]], costs)
+        row["lookup_ceiling"] = round(speedup, 3)
+        row["lookup_ceiling_drafted"] = drafted
+    kinds = sorted({row["kind"] for row in rows})
+    by_kind = {kind: geometric_mean([row["lookup_ceiling"] for row in rows if row["kind"] == kind]) for kind in kinds}
+    exact = summary.get("exact", {}).get("geomean_speedup_by_kind", {})
+    return {
+        "plain_step_ms": round(costs[1] * 1000, 1),
+        "batch_ms": {size: round(costs[size] * 1000, 1) for size in (2, 4, 8, 16, 32, 64) if size < len(costs)},
+        "lookup_oracle_by_kind": by_kind,
+        "lookup_oracle": geometric_mean([row["lookup_ceiling"] for row in rows]),
+        "exact_share_by_kind": {
+            kind: round(exact[kind] / oracle, 3) for kind, oracle in by_kind.items() if exact.get(kind) and oracle
+        },
+    }
+
+
 def measure_batch_costs(decoder: Decoder, repeats: int = 5) -> list[dict[str, float]]:
     """Median time to evaluate n tokens in one batch (logits on every row, as verification does)."""
     session = decoder.target
@@ -289,6 +318,13 @@ def measure_batch_costs(decoder: Decoder, repeats: int = 5) -> list[dict[str, fl
     f"{', '.join(name for name in PEER_MODES if name != 'target')} or all (its target alone always). "
     "They are built from the llama-cpp-python sdist on first use (10-20 minutes) and cached.",
 )
+@click.option(
+    "--ceiling",
+    is_flag=True,
+    help="Also measure the lookup-oracle ceiling in this run: the target's cost by batch size (a few "
+    "minutes), then per prompt how fast a drafter that is never wrong could decode the target's reply; "
+    "reports exact mode's share of it per kind.",
+)
 @click.option("--batch-costs", is_flag=True, help="Instead: time the target's evaluation by batch size, and exit.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"results": [...], "summary": {...}} on stdout.')
 def bench(
@@ -300,6 +336,7 @@ def bench(
     cold,
     checks_path,
     peers,
+    ceiling,
     batch_costs,
     as_json,
 ) -> None:
@@ -360,6 +397,7 @@ def bench(
     warm_up_tokens = decoder.target.chat_prompt_tokens([{"role": "user", "content": "Say hello."}])
     run_once(decoder, warm_up_tokens, DecodeSettings(mode="target", max_tokens=16))
     results: list[dict[str, Any]] = []
+    target_replies: dict[str, tuple[list[int], list[int]]] = {}  # id -> (prompt, the target's reply)
     for number, entry in enumerate(prompts, start=1):
         prompt_tokens = decoder.target.chat_prompt_tokens([{"role": "user", "content": entry["prompt"]}])
         reference_tokens: list[int] = []
@@ -386,6 +424,7 @@ def bench(
                     decoder.cost_model = CostModel()
                 reply = run_once(decoder, prompt_tokens, settings)
                 runs[mode].append((reply.text, reply.stats, reply.token_ids, reply.top_two_gaps))
+        target_replies[entry["id"]] = (prompt_tokens, runs["target"][0][2])
         shift = None
         if "exact" in chosen_modes:
             _, _, target_tokens, target_gaps = runs["target"][0]
@@ -442,6 +481,10 @@ def bench(
                     + (f"  x{row['speedup']:.2f}" if row["speedup"] and row["mode"] != peer_modes[0] else "")
                 )
     summary = summarize(results)
+    if ceiling:
+        with stderr_console.status("timing the target by batch size, for the lookup-oracle ceiling"):
+            costs = measure_ceiling_costs(decoder.target)
+        summary["ceiling"] = add_ceiling(results, target_replies, costs, summary)
     if llama_peers:
         llama_peers.close()
     if peer_modes:
@@ -482,7 +525,7 @@ def bench(
         )
     stdout_console.print(table)
     for mode, numbers in summary.items():
-        if mode == "peers":
+        if mode in ("peers", "ceiling"):
             continue
         stdout_console.print(
             f"{mode}: geometric mean speedup {numbers['geomean_speedup']}x (min {numbers['min_speedup']}x), "
@@ -508,6 +551,13 @@ def bench(
             f"(min {numbers['min_speedup']}x), by kind {numbers['geomean_speedup_by_kind']}, "
             f"same text as duetto's target {numbers['identical_to_target']}/{numbers['prompts']}"
         )
+    if "ceiling" in summary:
+        for kind, oracle in summary["ceiling"]["lookup_oracle_by_kind"].items():
+            share = summary["ceiling"]["exact_share_by_kind"].get(kind)
+            stdout_console.print(
+                f"{kind}: the lookup-oracle ceiling {oracle}x"
+                + (f"; exact mode reached {share:.0%} of it" if share is not None else "")
+            )
     for kind, against in summary.get("peers", {}).get("exact_against_best_peer", {}).items():
         stdout_console.print(
             f"{kind}: exact {against['exact']}x against the best llama.cpp mode, {against['best_peer']} "

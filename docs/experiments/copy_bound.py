@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from duetto.app.bench.ceiling import batch_costs, copyable_lengths
 from duetto.engine.model_session import ModelSession
 
 MAX_TOKENS = 200
@@ -39,27 +40,6 @@ def filled_context(session: ModelSession) -> list[int]:
     session.truncate(0)
     session.evaluate(filler[:CONTEXT], [CONTEXT - 1])
     return filler
-
-
-def batch_costs(session: ModelSession, rounds: int = 5) -> list[float]:
-    """Seconds to verify a batch of n tokens (logits on every row), n = 1..MAX_BATCH, at CONTEXT.
-
-    Every ratio is taken against the plain step (n = 1), so it gets more samples, back to back as
-    the target alone takes them (step_cost). It varies most from run to run (37-50 ms seen here):
-    one token reads every weight, so it waits on memory bandwidth, which this VM shares; batches
-    wait on compute. Batches are timed round-robin, every size once per round, so that the
-    machine's drift hits all sizes alike; the median over rounds is kept."""
-    filler = filled_context(session)
-    times: dict[int, list[float]] = {size: [] for size in range(2, MAX_BATCH + 1)}
-    for _ in range(rounds):
-        for size in times:
-            session.truncate(CONTEXT)
-            started = time.perf_counter()
-            session.evaluate(filler[CONTEXT : CONTEXT + size], list(range(size)))
-            times[size].append(time.perf_counter() - started)
-    session.truncate(0)
-    plain_step = step_cost(session)  # after the batches, as in every run in docs/experiments/NOTEBOOK.md but run 8
-    return [0.0, plain_step] + [statistics.median(times[size]) for size in range(2, MAX_BATCH + 1)]
 
 
 def step_cost(session: ModelSession, repeats: int = 21) -> float:
@@ -89,22 +69,6 @@ def greedy_reply(session: ModelSession, prompt: list[int]) -> list[int]:
     return reply
 
 
-def copyable_lengths(prompt: list[int], reply: list[int]) -> list[int]:
-    """For each reply position i: the longest run reply[i:i+L] found whole in prompt + reply[:i]."""
-    lengths = []
-    for i in range(len(reply)):
-        known = prompt + reply[:i]
-        best = 0
-        longest_possible = len(reply) - i
-        for start in range(len(known)):
-            length = 0
-            while length < min(longest_possible, len(known) - start) and known[start + length] == reply[i + length]:
-                length += 1
-            best = max(best, length)
-        lengths.append(best)
-    return lengths
-
-
 def fastest_schedule(lengths: list[int], costs: list[float], draft_step: float | None) -> tuple[float, int]:
     """Least total time to produce the reply: each batch verifies d drafted tokens after the last
     accepted one (d + 1 rows) and yields d + 1 tokens. A lookup draft at i is at most lengths[i]
@@ -130,7 +94,7 @@ def main() -> None:
     target = ModelSession(Path(sys.argv[1]), threads=2)
     draft = ModelSession(Path(sys.argv[2]), threads=2)
     entries = [json.loads(line) for line in Path(sys.argv[3]).read_text().splitlines() if line.strip()]
-    costs = batch_costs(target)
+    costs = batch_costs(target, rounds=5)  # the ceiling duetto bench --ceiling measures, timed alike
     draft_step = step_cost(draft)
     rows = []
     for entry in entries:

@@ -161,3 +161,31 @@ def test_bench_plugin_measures_a_plugin_on_the_users_style_and_on_generic_text(
     missing = run_duetto("bench-plugin", "--texts", str(texts), "--target", str(tiny_models["target"]))
     assert missing.returncode == 1 and "generic-code.txt" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_bench_ceiling_measures_the_lookup_oracle_in_the_same_run(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    result = run_duetto(
+        "bench", "--prompts", str(write_prompts(tmp_path / "prompts.jsonl")), "--modes", "exact", "--ceiling",
+        "--max-tokens", "24", "--json", "--threads", "1", "--target", str(tiny_models["target"]),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    ceiling = report["summary"]["ceiling"]
+    assert set(ceiling["lookup_oracle_by_kind"]) == {"edit", "open"}
+    assert ceiling["plain_step_ms"] > 0 and ceiling["batch_ms"]["64"] > 0
+    for row in report["results"]:
+        if row["mode"] == "target":
+            # A never-wrong drafter is never slower than plain steps: drafting nothing is a schedule.
+            assert row["lookup_ceiling"] >= 1.0
+            assert 0 <= row["lookup_ceiling_drafted"] < row["tokens"]
+    exact = report["summary"]["exact"]["geomean_speedup_by_kind"]
+    for kind, share in ceiling["exact_share_by_kind"].items():
+        assert share == pytest.approx(exact[kind] / ceiling["lookup_oracle_by_kind"][kind], abs=0.002)
+
+    printed = run_duetto(
+        "bench", "--prompts", str(write_prompts(tmp_path / "prompts.jsonl")), "--modes", "exact", "--ceiling",
+        "--max-tokens", "8", "--threads", "1", "--target", str(tiny_models["target"]),
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    assert "edit: the lookup-oracle ceiling" in printed.stdout and "of it" in printed.stdout

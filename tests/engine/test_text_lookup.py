@@ -49,10 +49,32 @@ def test_an_unseen_line_break_is_left_to_the_target_then_written_as_the_reply_wr
     assert found.text.startswith(" the reading room closes at four. Members may borrow")
 
 
+def test_a_draft_stops_before_a_line_break_the_reply_has_not_been_seen_writing() -> None:
+    found = lookup().continuation("From the first of March the reading", 80)
+    assert found is not None and found.cut
+    assert found.text == " room opens at nine."  # the reply may go on with a bullet, a space, a number
+
+
+def test_a_numbered_first_line_is_a_line_start_though_its_marker_lines_up_by_chance() -> None:
+    """A numbered step's "1." ends like the source's "eight." before its line break, so the match
+    spans that break with one character before it: that says nothing of how the reply joins the
+    source's lines (it would teach "a space"), but it is where the reply's line starts."""
+    text_lookup = lookup("Soup for eight.\nSoak the barley overnight and drain it.\nSoften two onions.\n")
+    found = text_lookup.continuation("1. Soak the barley overnight and drain it", 40)
+    assert found is not None and found.text.startswith(".\n2. Soften two onions.")
+
+
 def test_lines_made_into_bullets_continue_with_the_marker() -> None:
     text_lookup = lookup()
     found = text_lookup.continuation("- From the first of March the reading room opens at nine.", 40)
     assert found is not None and found.text.startswith("\n- On Saturdays the reading room")
+
+
+def test_lines_made_into_numbered_steps_count_on() -> None:
+    text_lookup = lookup()
+    found = text_lookup.continuation("1. Library notice.\n2. From the first of March the reading room opens", 200)
+    assert found is not None
+    assert found.text.startswith(" at nine.\n3. On Saturdays the reading room closes at four.\n4. Members may")
 
 
 def test_code_indentation_is_continued_from_where_the_reply_is_in_it() -> None:
