@@ -127,12 +127,11 @@ class CostModel:
     verify_seconds: dict[int, RunningAverage] = field(default_factory=dict)
     draft_seconds_per_token: dict[str, RunningAverage] = field(default_factory=dict)
     acceptance: dict[AcceptanceKey, RunningAverage] = field(default_factory=dict)
-
-    # --- observations -----------------------------------------------------------------
-
     _verify_costs: dict[int, float] = field(default_factory=dict, repr=False)
     """``verify_cost``'s answers since the last measurement: a step's plan asks for each batch
     size several times, and the answers change only when a verification is measured."""
+
+    # --- observations -----------------------------------------------------------------
 
     def observe_verify(self, batch_size: int, seconds: float) -> None:
         self.verify_seconds.setdefault(batch_size, RunningAverage(seconds, 0)).add(seconds)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from importlib import resources
@@ -27,7 +26,7 @@ import numpy as np
 from rich.table import Table
 
 from duetto.app.bench.ceiling import batch_costs as measure_ceiling_costs
-from duetto.app.bench.ceiling import lookup_ceiling
+from duetto.app.bench.ceiling import lookup_ceiling, time_batches
 from duetto.app.bench.checks import ChecksError, failed_checks, read_checks_file, validate
 from duetto.app.bench.llama_tools import ToolBuildError
 from duetto.app.bench.peers import PEER_MODES, PEER_PREFIX, LlamaPeers, PeerError, PeerRun, peer_prompt_text
@@ -42,6 +41,7 @@ from duetto.engine.stats import MODES, ReplyStats
 
 NEAR_TIE_GAP = 0.1  # the engine issue's definition of a near-tie
 ROUNDING_CHUNK = 16  # rows per batch when re-reading a reply, a typical verification size
+BATCH_COST_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # what --batch-costs times
 
 
 def read_prompts(path: Path | None) -> list[dict[str, Any]]:
@@ -255,28 +255,15 @@ def add_ceiling(
 
 def measure_batch_costs(decoder: Decoder, repeats: int = 5) -> list[dict[str, float]]:
     """Median time to evaluate n tokens in one batch (logits on every row, as verification does)."""
-    session = decoder.target
-    tokens = session.tokenize("def merge_intervals(intervals):\n    intervals = sorted(intervals)\n" * 40)
-    session.truncate(0)
-    session.evaluate(tokens[:200], [199])
-    rows = []
-    for size in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
-        times = []
-        for _ in range(repeats):
-            session.truncate(200)
-            started = time.perf_counter()
-            session.evaluate(tokens[200 : 200 + size], list(range(size)))
-            times.append(time.perf_counter() - started)
-        milliseconds = statistics.median(times) * 1000
-        rows.append(
-            {
-                "batch": size,
-                "milliseconds": round(milliseconds, 1),
-                "milliseconds_per_token": round(milliseconds / size, 1),
-            }
-        )
-    session.truncate(0)
-    return rows
+    medians = time_batches(decoder.target, BATCH_COST_SIZES, repeats, context=200)
+    return [
+        {
+            "batch": size,
+            "milliseconds": round(medians[size] * 1000, 1),
+            "milliseconds_per_token": round(medians[size] * 1000 / size, 1),
+        }
+        for size in BATCH_COST_SIZES
+    ]
 
 
 @click.command()

@@ -24,28 +24,34 @@ CONTEXT = 400  # tokens in the KV cache while batches are timed, about a bench p
 FILLER = "def merge_intervals(intervals):\n    intervals = sorted(intervals)\n" * 60
 
 
-def batch_costs(session: ModelSession, rounds: int = 3, max_batch: int = MAX_BATCH) -> list[float]:
-    """Seconds to verify a batch of n tokens (logits on every row) at CONTEXT, for n = 1..max_batch
-    (index n; index 0 unused).
-
-    Every size is timed, not a few interpolated: on a CPU the cost by size has steps (a batch of 8
-    can cost more than one of 6 and nearly as much as one of 12), and the oracle picks its batches by
-    them. Sizes are timed round-robin, every size once per round, so that the machine's drift hits
-    all alike; the median over rounds is kept. The plain step gets more samples."""
+def time_batches(session: ModelSession, sizes: Sequence[int], rounds: int, context: int = CONTEXT) -> dict[int, float]:
+    """Median seconds to verify a batch of each size (logits on every row) with ``context`` tokens
+    in the KV cache. Sizes are timed round-robin, every size once per round, so that the machine's
+    drift hits all alike; a size listed more than once gets more samples."""
     filler = session.tokenize(FILLER)
     session.truncate(0)
-    session.evaluate(filler[:CONTEXT], [CONTEXT - 1])
-    sizes = [1] * 4 + list(range(1, max_batch + 1))
-    times: dict[int, list[float]] = {size: [] for size in range(1, max_batch + 1)}
+    session.evaluate(filler[:context], [context - 1])
+    times: dict[int, list[float]] = {size: [] for size in sizes}
     for _ in range(rounds):
         for index, size in enumerate(sizes):
-            session.truncate(CONTEXT)
-            tokens = filler[CONTEXT + index % 8 : CONTEXT + index % 8 + size]
+            session.truncate(context)
+            tokens = filler[context + index % 8 : context + index % 8 + size]
             started = time.perf_counter()
             session.evaluate(tokens, list(range(size)))
             times[size].append(time.perf_counter() - started)
     session.truncate(0)
-    return [0.0] + [statistics.median(times[size]) for size in range(1, max_batch + 1)]
+    return {size: statistics.median(samples) for size, samples in times.items()}
+
+
+def batch_costs(session: ModelSession, rounds: int = 3, max_batch: int = MAX_BATCH) -> list[float]:
+    """Seconds to verify a batch of n tokens at CONTEXT, for n = 1..max_batch (index n; index 0
+    unused).
+
+    Every size is timed, not a few interpolated: on a CPU the cost by size has steps (a batch of 8
+    can cost more than one of 6 and nearly as much as one of 12), and the oracle picks its batches by
+    them. The plain step gets more samples."""
+    medians = time_batches(session, [1] * 4 + list(range(1, max_batch + 1)), rounds)
+    return [0.0] + [medians[size] for size in range(1, max_batch + 1)]
 
 
 def copyable_lengths(prompt: Sequence[int], reply: Sequence[int]) -> list[int]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from duetto.app.bench.ceiling import batch_costs, copyable_lengths
+from duetto.app.bench.ceiling import FILLER, batch_costs, copyable_lengths
 from duetto.engine.model_session import ModelSession
 
 MAX_TOKENS = 200
@@ -36,7 +36,7 @@ CONTEXT = 400
 
 def filled_context(session: ModelSession) -> list[int]:
     """Fill the KV cache with CONTEXT tokens of code; returns them and the tokens that follow."""
-    filler = session.tokenize("def merge_intervals(intervals):\n    intervals = sorted(intervals)\n" * 60)
+    filler = session.tokenize(FILLER)
     session.truncate(0)
     session.evaluate(filler[:CONTEXT], [CONTEXT - 1])
     return filler

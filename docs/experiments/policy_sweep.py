@@ -8,6 +8,7 @@ Usage: python docs/experiments/policy_sweep.py TARGET.gguf REFERENCES.json COSTS
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -84,8 +85,6 @@ def summary(speedups: dict[str, float], kinds: dict[str, str]) -> str:
 
 def main() -> None:
     target, references, costs = (Path(argument) for argument in sys.argv[1:4])
-    import json
-
     kinds = {entry["id"]: entry["kind"] for entry in json.loads(references.read_text())}
     print("each cell: geometric mean / lowest prompt, medians of 3 repeats")
     for variant in VARIANTS:
