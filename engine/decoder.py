@@ -36,6 +36,7 @@ from duetto.engine.drafters import DrafterChoice, build_drafters, drafters_for
 from duetto.engine.drafting import Draft, Drafter, DraftRequest, Source
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ModelSession
+from duetto.engine.plugin_training import TargetReading, read_in_context
 from duetto.engine.reply_stream import Reply, StepTrace, TextPiece, Written, collect_reply
 from duetto.engine.sampling import SamplingSettings, accept_or_replace, choose, distribution, top_two_gap
 from duetto.engine.stats import FinishReason, Mode, ReplyStats
@@ -69,6 +70,18 @@ class DecodeSettings:
         return SamplingSettings(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 
 
+@dataclass(frozen=True)
+class KeepReading:
+    """Keep the plain target's reading (``TargetReading``) of the prompt's tokens ``start:end`` as
+    it reads them, for a user's plugin to train on later without reading them again: a chat
+    message as it is typed. ``receive`` gets it before the reply's first token. Nothing is kept
+    when those tokens are already in the KV cache (the same question asked again)."""
+
+    start: int
+    end: int
+    receive: Callable[[TargetReading], None]
+
+
 class Decoder:
     """Owns the target (and optional draft) session and runs one generation at a time."""
 
@@ -89,6 +102,7 @@ class Decoder:
         on_step: Callable[[StepTrace], None] | None = None,
         prediction: Sequence[int] = (),
         earlier: Sequence[int] = (),
+        keep_reading: KeepReading | None = None,
     ) -> Iterator[Written | ReplyStats]:
         """Yield what each step writes, then one ReplyStats.
 
@@ -97,7 +111,7 @@ class Decoder:
         prompt not already in the cache); ``on_step`` sees every verification. ``prediction``
         (tokens the caller expects the reply to resemble) is a source the lookup drafter copies
         from in exact mode; it changes what is drafted, never what is written. So is ``earlier``:
-        the conversation's turns folded out of the prompt.
+        the conversation's turns folded out of the prompt. ``keep_reading``: see KeepReading.
         """
         if settings.mode == "fast" and "model" not in self.drafters:
             raise EngineError("fast mode needs a draft model; use a profile with one, or --mode exact")
@@ -106,6 +120,7 @@ class Decoder:
         if not prompt_tokens:
             raise EngineError("the prompt is empty")
         run = _Run(self, prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction, earlier)
+        run.keep_reading = keep_reading
         yield from run.execute()
 
     def reply(
@@ -118,12 +133,14 @@ class Decoder:
         prediction: Sequence[int] = (),
         on_prompt_progress: Callable[[int, int], None] | None = None,
         earlier: Sequence[int] = (),
+        keep_reading: KeepReading | None = None,
     ) -> Reply:
         """Run ``generate`` to the end and collect the reply; each step's text goes to ``on_delta``
         (when there is any), each step whole to ``on_written``."""
         stream = self.generate(
-            prompt_tokens, settings, should_cancel, on_prompt_progress, prediction=prediction, earlier=earlier
-        )
+            prompt_tokens, settings, should_cancel, on_prompt_progress,
+            prediction=prediction, earlier=earlier, keep_reading=keep_reading,
+        )  # fmt: skip
         return collect_reply(stream, on_delta, on_written)
 
 
@@ -157,6 +174,7 @@ class _Run:
         self.text = TextStream(settings.stop)
         self.reply_tokens = 0
         self.prompt_read_tokens = 0
+        self.keep_reading: KeepReading | None = None
         self.last_source: Source = "target"
         self.finish_reason: FinishReason | None = None
         self.drafted = 0
@@ -251,13 +269,39 @@ class _Run:
 
     def keep_prompt_prefix(self) -> None:
         """Cut the target's KV cache back to what it shares with the prompt, minus at least the
-        prompt's last token (whose logits the next evaluation must produce)."""
-        self.target.truncate(min(self.target.common_prefix_length(self.prompt), len(self.prompt) - 1))
+        prompt's last token (whose logits the next evaluation must produce), and minus the token
+        before a span whose reading is to be kept when the span is not all in the cache (that
+        token's row predicts the span's first)."""
+        keep_to = min(self.target.common_prefix_length(self.prompt), len(self.prompt) - 1)
+        if self.keep_reading is not None and 0 < self.keep_reading.start and keep_to < self.keep_reading.end:
+            keep_to = min(keep_to, self.keep_reading.start - 1)
+        self.target.truncate(keep_to)
 
     def read_prompt(self, tokens: list[int]) -> np.ndarray | None:
-        """The target reads ``tokens`` of the prompt in pieces; None when cancelled meanwhile."""
+        """The target reads ``tokens`` of the prompt (what follows its KV cache) in pieces, keeping
+        the reading asked for on the way; None when cancelled meanwhile."""
         self.prompt_read_tokens += len(tokens)
-        return self.target.evaluate_prompt(tokens, should_stop=self.should_cancel, on_progress=self.on_prompt_progress)
+        keep, offset = self.keep_reading, len(self.target.tokens)
+        if keep is None or not offset < keep.start < keep.end < offset + len(tokens):
+            return self._read_pieces(tokens, 0, len(tokens))
+        # The row before the span predicts its first token; the span's last token is read too, so
+        # that at least one token is left for the last row's logits.
+        first, last = keep.start - 1 - offset, keep.end - offset
+        if first and self._read_pieces(tokens[:first], 0, len(tokens)) is None:
+            return None
+        reading = read_in_context(self.target.plain, tokens[first:last], should_stop=self.should_cancel)
+        if reading is None:
+            return None
+        keep.receive(reading)
+        return self._read_pieces(tokens[last:], last, len(tokens))
+
+    def _read_pieces(self, tokens: list[int], done: int, total: int) -> np.ndarray | None:
+        """``evaluate_prompt``, its progress counted among ``total`` tokens of which ``done`` are read."""
+        report = self.on_prompt_progress
+        return self.target.evaluate_prompt(
+            tokens, should_stop=self.should_cancel,
+            on_progress=None if report is None else lambda read, _: report(done + read, total),
+        )  # fmt: skip
 
     # --- the loop ----------------------------------------------------------------------
 

@@ -421,6 +421,11 @@ class ModelSession:
         return self._hidden_state_reader.read(list(tokens))
 
     @property
+    def plain(self) -> ModelSession:
+        """This session without any user's plugin: itself (PersonalisedSession's is the session it wraps)."""
+        return self
+
+    @property
     def hidden_size(self) -> int:
         return int(self._llama_cpp.llama_model_n_embd(self.llm.model))
 

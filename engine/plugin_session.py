@@ -23,7 +23,7 @@ from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError, SidePlugin
 from duetto.engine.plugin_files import LORA_FILE, load_side_plugin, plugin_kind
 
-_OWN_ATTRIBUTES = frozenset({"session", "side_plugin", "lora_path", "_adapter"})
+_OWN_ATTRIBUTES = frozenset({"session", "side_plugin", "lora_path", "_adapter", "directory"})
 
 
 class PersonalisedSession:
@@ -33,6 +33,8 @@ class PersonalisedSession:
         if side_plugin is not None and lora_path is not None:
             raise PluginError("a session takes a side plugin or a LoRA adapter, not both")
         self.session = session
+        self.directory: Path | None = None
+        """The user's plugin directory it came from (``personalise``), where readings for it are kept."""
         self.side_plugin = side_plugin
         self.lora_path = lora_path
         self._adapter = None
@@ -52,6 +54,12 @@ class PersonalisedSession:
             object.__setattr__(self, name, value)
         else:
             setattr(self.session, name, value)
+
+    @property
+    def plain(self) -> ModelSession:
+        """The target without the plugin, for readings a plugin is trained on (a LoRA adapter, set
+        on the session's context, stays: such a user's readings are not kept)."""
+        return self.session
 
     def evaluate(self, tokens: Sequence[int], logit_rows: Sequence[int] = ()) -> np.ndarray:
         """ModelSession.evaluate with the plugin's logits (a fresh array when a side plugin applies)."""
@@ -107,8 +115,11 @@ def _attach_lora(session: ModelSession, path: Path):
 def personalise(session: ModelSession, directory: Path) -> ModelSession | PersonalisedSession:
     """The session with the plugin found in a user's ``directory`` applied; the session itself without one."""
     kind = plugin_kind(directory)
+    if kind is None:
+        return session
     if kind == "side":
-        return PersonalisedSession(session, side_plugin=load_side_plugin(directory))
-    if kind == "lora":
-        return PersonalisedSession(session, lora_path=directory / LORA_FILE)
-    return session
+        personalised = PersonalisedSession(session, side_plugin=load_side_plugin(directory))
+    else:
+        personalised = PersonalisedSession(session, lora_path=directory / LORA_FILE)
+    personalised.directory = directory
+    return personalised

@@ -17,13 +17,13 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from duetto.engine.errors import EngineError
-from duetto.engine.model_session import ModelSession
+from duetto.engine.model_session import BATCH_SIZE, ModelSession
 from duetto.engine.output_matrix import output_rows
 from duetto.engine.plugin import SidePlugin, TargetFingerprint
 from duetto.engine.progress import Progress, SilentProgress
@@ -146,6 +146,8 @@ def collect_features(
     Leaves the session's KV cache empty. ``progress`` counts tokens.
     """
     positions = _position_count(session, tokens, window)
+    if not positions:
+        return Features.concatenate([], session.hidden_size, len(vocabulary))
     hidden = np.empty((positions, session.hidden_size), dtype=np.float32)
     vocabulary_logits = np.empty((positions, len(vocabulary)), dtype=np.float32)
     rest_log_sum = np.empty(positions, dtype=np.float64)
@@ -196,12 +198,14 @@ def _read_windows(
 
 
 @dataclass(frozen=True, eq=False)
-class GenericReading:
-    """What the target said at every position of a generic text, for any plugin vocabulary.
+class TargetReading:
+    """What the target said at every position of a text, for any plugin vocabulary.
 
     Generic text is the same for every user, the vocabulary is not: so it is read once per model
-    and kept like this (``app/core/plugins.py`` caches it), and a plugin's features are made from
-    it with the output matrix's rows for its vocabulary (``generic_features``).
+    and kept like this (``app/core/plugins.py`` caches it). A chat message is read by the target
+    anyway as part of its prompt, and kept like this as it is typed (``read_in_context``), so that
+    training need not read it again. A plugin's features are made from a reading with the output
+    matrix's rows for its vocabulary (``reading_features``).
     """
 
     hidden: np.ndarray  # (N, hidden_size) float32
@@ -213,6 +217,32 @@ class GenericReading:
         return len(self.next_token)
 
 
+def _reading_of(logits: np.ndarray, states: np.ndarray, next_tokens: np.ndarray) -> TargetReading:
+    """A reading of rows whose logits and hidden states llama.cpp has just computed (``logits`` may
+    be its buffer: it is only read)."""
+    next_logit = logits[np.arange(len(next_tokens)), next_tokens].astype(np.float32)
+    peak = logits.max(axis=1)
+    log_total = peak + np.log(np.exp(logits - peak[:, None]).sum(axis=1, dtype=np.float64))
+    return TargetReading(np.array(states, dtype=np.float32), log_total, np.asarray(next_tokens, np.int64), next_logit)
+
+
+def _joined(readings: Sequence[TargetReading], hidden_size: int) -> TargetReading:
+    if not readings:
+        return TargetReading(
+            np.empty((0, hidden_size), np.float32), np.empty(0), np.empty(0, np.int64), np.empty(0, np.float32)
+        )
+    return TargetReading(
+        *(np.concatenate([getattr(reading, field) for reading in readings]) for field in READING_FIELDS)
+    )
+
+
+READING_FIELDS = ("hidden", "log_total", "next_token", "next_logit")
+
+
+def _reading_part(reading: TargetReading, rows: slice) -> TargetReading:
+    return TargetReading(*(getattr(reading, field)[rows] for field in READING_FIELDS))
+
+
 def read_generic(
     session: ModelSession,
     tokens: Sequence[int],
@@ -220,21 +250,41 @@ def read_generic(
     window: int = 512,
     progress: Progress | None = None,
     label: str = "reading generic text",
-) -> GenericReading:
+) -> TargetReading:
     """Run the target over a generic text in windows; leaves the session's KV cache empty."""
-    positions = _position_count(session, tokens, window)
-    hidden = np.empty((positions, session.hidden_size), dtype=np.float32)
-    log_total = np.empty(positions, dtype=np.float64)
-    next_logit = np.empty(positions, dtype=np.float32)
-    for rows, logits, states, next_tokens in _read_windows(session, tokens, window, progress, label):
-        hidden[rows] = states
-        next_logit[rows] = logits[np.arange(len(next_tokens)), next_tokens]
-        peak = logits.max(axis=1)
-        log_total[rows] = peak + np.log(np.exp(logits - peak[:, None]).sum(axis=1, dtype=np.float64))
-    return GenericReading(hidden, log_total, np.asarray(tokens[1:], dtype=np.int64), next_logit)
+    parts = [
+        _reading_of(logits, states, next_tokens)
+        for _, logits, states, next_tokens in _read_windows(session, tokens, window, progress, label)
+    ]
+    return _joined(parts, session.hidden_size)
 
 
-def generic_features(reading: GenericReading, vocabulary: np.ndarray, vocabulary_rows: np.ndarray) -> Features:
+def read_in_context(
+    session: ModelSession, tokens: Sequence[int], *, should_stop: Callable[[], bool] | None = None
+) -> TargetReading | None:
+    """Append ``tokens`` to the session's KV cache (after whatever it holds: a chat's earlier turns)
+    and keep the target's reading of each token after the first: what a plugin trains on, taken
+    where the target reads the text anyway. Each row costs the output projection a plain prompt
+    read skips (``ModelSession.evaluate_with_hidden_states``).
+
+    ``session`` must be the plain target: a personalised one's logits carry the plugin. Read in
+    batches, with ``should_stop`` checked between them; None when stopped (what was read stays
+    in the cache, as with ``evaluate_prompt``).
+    """
+    following = np.asarray(tokens, dtype=np.int64)
+    parts = []
+    for start in range(0, len(tokens), BATCH_SIZE):
+        if start and should_stop is not None and should_stop():
+            return None
+        chunk = list(tokens[start : start + BATCH_SIZE])
+        logits, states = session.evaluate_with_hidden_states(chunk, range(len(chunk)), views=True)
+        next_tokens = following[start + 1 : start + 1 + len(chunk)]
+        rows = len(next_tokens)  # the last token of all has no next one
+        parts.append(_reading_of(logits[:rows], states[:rows], next_tokens))
+    return _joined(parts, session.hidden_size)
+
+
+def reading_features(reading: TargetReading, vocabulary: np.ndarray, vocabulary_rows: np.ndarray) -> Features:
     """A generic reading's features for ``vocabulary``, whose output-matrix rows are ``vocabulary_rows``
     (engine/output_matrix.py): its logits on V' are computed, the rest's log-sum-exp follows."""
     vocabulary_logits = reading.hidden @ vocabulary_rows.T
@@ -504,10 +554,13 @@ def train_side_plugin(
     settings: TrainingSettings = TrainingSettings(),
     progress: Progress | None = None,
     *,
-    generic: Sequence[GenericReading] = (),
+    generic: Sequence[TargetReading] = (),
     start: SidePlugin | None = None,
+    readings: Sequence[TargetReading] = (),
 ) -> tuple[SidePlugin, TrainingReport]:
-    """Train a side plugin for ``session``'s model on ``tokens`` (the user's text).
+    """Train a side plugin for ``session``'s model on ``tokens`` (the user's text) and ``readings``
+    (more of it that the target has read already: chat messages as they were typed, which follow
+    ``tokens`` in time).
 
     ``generic`` are readings of text that is not the user's (duetto ships prose and code;
     ``read_generic``): the plugin is trained to leave the target's distribution there as it was
@@ -516,24 +569,43 @@ def train_side_plugin(
 
     Raises NotEnoughText below MIN_TRAINING_TOKENS. ``progress`` sees the reading of the user's
     text and of the generic text (tokens), then the training (epochs). The held-out tail is the
-    last ``held_out_share`` of the user's text and of each generic text. With ``start`` (the
+    last ``held_out_share`` of the user's positions (the text's, then the readings') and of each
+    generic text. With ``start`` (the
     user's plugin so far) ``tokens`` are only what is new: training goes on from its weights, over
     its vocabulary, and the text it learnt from before is not read again.
     """
     progress = progress or SilentProgress()
-    if len(tokens) < MIN_TRAINING_TOKENS:
-        raise NotEnoughText(f"the text has {len(tokens)} tokens; a plugin needs at least {MIN_TRAINING_TOKENS}")
-    split = int(len(tokens) * (1 - settings.held_out_share))
-    training_tokens, held_out_tokens = list(tokens[:split]), list(tokens[split - 1 :])
-    vocabulary = choose_vocabulary(training_tokens, settings.max_vocabulary) if start is None else start.vocabulary
+    kept = _joined(readings, session.hidden_size)
+    count = len(tokens) + len(kept)
+    if count < MIN_TRAINING_TOKENS:
+        raise NotEnoughText(f"the text has {count} tokens; a plugin needs at least {MIN_TRAINING_TOKENS}")
+    # The held-out tail comes from the readings first (the newest text), then from the text's end.
+    positions = max(len(tokens) - 1, 0) + len(kept)
+    held = positions - int(positions * (1 - settings.held_out_share))
+    kept_held = min(held, len(kept))
+    split = len(tokens) - (held - kept_held)
+    training_tokens, held_out_tokens = list(tokens[:split]), list(tokens[split - 1 :]) if split < len(tokens) else []
+    kept_training = _reading_part(kept, slice(0, len(kept) - kept_held))
+    kept_held_out = _reading_part(kept, slice(len(kept) - kept_held, len(kept)))
+    if start is None:
+        vocabulary = choose_vocabulary(training_tokens + kept_training.next_token.tolist(), settings.max_vocabulary)
+    else:
+        vocabulary = start.vocabulary
     started = time.perf_counter()
     training = collect_features(session, training_tokens, vocabulary, window=settings.window, progress=progress)
     held_out = collect_features(session, held_out_tokens, vocabulary, window=settings.window, progress=progress)
     feature_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    rows = output_rows(session.path, vocabulary) if generic else None
+    rows = output_rows(session.path, vocabulary) if generic or len(kept) else None
+    if len(kept):
+        training = Features.concatenate(
+            [training, reading_features(kept_training, vocabulary, rows)], session.hidden_size, len(vocabulary)
+        )
+        held_out = Features.concatenate(
+            [held_out, reading_features(kept_held_out, vocabulary, rows)], session.hidden_size, len(vocabulary)
+        )
     generic_parts = [
-        _split_generic(generic_features(reading, vocabulary, rows), 0.25) for reading in generic if len(reading)
+        _split_generic(reading_features(reading, vocabulary, rows), 0.25) for reading in generic if len(reading)
     ]
     generic_training = Features.concatenate([part for part, _ in generic_parts], session.hidden_size, len(vocabulary))
     generic_held_out = Features.concatenate([part for _, part in generic_parts], session.hidden_size, len(vocabulary))
@@ -543,7 +615,7 @@ def train_side_plugin(
         training, held_out, generic_training, generic_held_out, vocabulary, fingerprint, settings, progress, start
     )
     return plugin, replace(
-        report, tokens=len(tokens), feature_seconds=round(feature_seconds, 2),
+        report, tokens=count, feature_seconds=round(feature_seconds, 2),
         generic_feature_seconds=round(generic_feature_seconds, 2),
     )  # fmt: skip
 

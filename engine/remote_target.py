@@ -235,10 +235,12 @@ class RemoteDecoder:
         on_step=None,
         prediction: Sequence[int] = (),
         earlier: Sequence[int] = (),
+        keep_reading=None,
     ) -> Iterator[Written | ReplyStats]:
         """Stream the server's reply as Written pieces, then one ReplyStats (its ``error`` set when
         the server failed after writing something: what it wrote is kept). ``prediction`` and
-        ``earlier`` are drafting sources; the server drafts on its own."""
+        ``earlier`` are drafting sources; the server drafts on its own. ``keep_reading`` is never
+        met: a server hands out no hidden states (app/core asks for none here)."""
         if not prompt_tokens:
             raise EngineError("the prompt is empty")
         started = time.perf_counter()

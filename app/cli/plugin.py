@@ -23,6 +23,7 @@ from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError, SidePlugin
 from duetto.engine.plugin_files import (
     LORA_FILE,
+    forget_chat_readings,
     import_lora,
     load_side_plugin,
     plugin_kind,
@@ -167,14 +168,17 @@ def train(
     session = _target_session(profile, target, threads, settings.window)
     try:
         start = None if fresh else _plugin_to_go_on_from(directory, session)
-        new = training_text(user, text_paths, chats, start.learnt_from if start is not None else ())
-        if start is not None and not new.text.strip():
+        new = training_text(
+            user, text_paths, chats, start.learnt_from if start is not None else (), session.path.name
+        )  # fmt: skip
+        if start is not None and new.is_empty:
             _say_up_to_date(user, new.sources, as_json)
             return
-        tokens = session.tokenize(new.text)
-        if start is not None and len(tokens) < MIN_TRAINING_TOKENS:
+        tokens = session.tokenize(new.text) if new.text.strip() else []
+        new_tokens = len(tokens) + sum(len(reading) for reading in new.readings)
+        if start is not None and new_tokens < MIN_TRAINING_TOKENS:
             raise NotEnoughText(
-                f"only {len(tokens)} tokens are new to {user}'s plugin; it goes on from {MIN_TRAINING_TOKENS} "
+                f"only {new_tokens} tokens are new to {user}'s plugin; it goes on from {MIN_TRAINING_TOKENS} "
                 "new tokens (or trains again on everything given with --fresh)"
             )
         with TaskProgress() as progress:
@@ -182,11 +186,13 @@ def train(
             generic = generic_readings(session, settings.window, progress)
             generic_seconds = time.perf_counter() - started
             side_plugin, report = train_side_plugin(
-                session, tokens, settings, progress, generic=generic, start=start
+                session, tokens, settings, progress, generic=generic, start=start, readings=new.readings
             )  # fmt: skip
     finally:
         session.close()
     path = save_side_plugin(directory, dataclasses.replace(side_plugin, learnt_from=new.learnt_from))
+    if new.chats_through:
+        forget_chat_readings(directory, new.chats_through)
     result = {
         "user": user, "path": str(path), "bytes": path.stat().st_size, "sources": new.sources,
         "continued": start is not None, "generic_reading_seconds": round(generic_seconds, 2), **report.__dict__,

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from duetto.app.core.models import Engine
+from duetto.app.core.plugins import chat_reading_keeper
 from duetto.app.core.questions import Citation, answer_from_documents
 from duetto.app.core.wording import shorten
 from duetto.engine.conversation_window import ConversationWindow, FoldReport, reply_budget, window_sizes
-from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.decoder import Decoder, DecodeSettings, KeepReading
 from duetto.engine.model_session import ChatMessage, ContextFull
+from duetto.engine.plugin_training import TargetReading
 from duetto.engine.prompting import fit_conversation
 from duetto.engine.remote_target import RemoteDecoder
 from duetto.engine.reply_stream import Reply, TextPiece, Written
@@ -91,6 +93,10 @@ def runnable_settings(
     if documents and settings.drafter == "auto":
         settings = replace(settings, drafter="lookup")
     return settings, note
+
+
+TEMPLATE_TAIL_TOKENS = 32
+"""At most this many tokens of a chat template follow the user's last message in a prompt."""
 
 
 @dataclass(frozen=True)
@@ -238,10 +244,14 @@ class ChatSession:
         self,
         settings: DecodeSettings,
         listeners: Listeners = NO_LISTENERS,
+        keep_user_reading: Callable[[TargetReading], None] | None = None,
     ) -> Turn:
         """Reply to the turns as they are (the last one the user's), folding old turns when the
         window would overflow, and again after the reply if the next turn would not fit, so that
-        the fold's cost falls while the user reads, not in the next reply's first token."""
+        the fold's cost falls while the user reads, not in the next reply's first token.
+
+        ``keep_user_reading`` receives the target's reading of the user's message as the prompt
+        is read (``chat_reading_keeper``)."""
         decoder = self.engine.decoder
         budget = reply_budget(settings.max_tokens, decoder.target.context_length)
         self.window.on_fold = lambda: listeners.progress("remembering earlier turns…")
@@ -251,9 +261,12 @@ class ChatSession:
         def reading(read: int, total: int) -> None:
             listeners.progress(f"reading the prompt {read:,}/{total:,} tokens…")
 
+        keep = None
+        if keep_user_reading is not None:
+            keep = self._user_message_span(prompt_tokens, keep_user_reading)
         reply = decoder.reply(
             prompt_tokens, settings, None, listeners.should_cancel, listeners.on_written,
-            on_prompt_progress=reading, earlier=self.folded_tokens(),
+            on_prompt_progress=reading, earlier=self.folded_tokens(), keep_reading=keep,
         )  # fmt: skip
         if reply.text or reply.stats.finish_reason != "cancelled":
             self.turns.append({"role": "assistant", "content": reply.text})
@@ -262,6 +275,19 @@ class ChatSession:
             self.window.fold_ahead(self.turns, budget)
             fold_after = self.window.last_fold
         return Turn(reply.text, reply.stats, reply.pieces, fold_before=fold_before, fold_after=fold_after)
+
+    def _user_message_span(
+        self, prompt_tokens: list[int], receive: Callable[[TargetReading], None]
+    ) -> KeepReading | None:
+        """Where the last turn, the user's, lies in the prompt (it ends the prompt but for the
+        template's few tokens that close it and open the reply); None where its tokens alone do
+        not occur there as they are (a template that changes the text)."""
+        message = self.engine.decoder.target.tokenize(self.turns[-1]["content"])
+        last_start = len(prompt_tokens) - len(message)
+        for start in range(last_start, max(last_start - TEMPLATE_TAIL_TOKENS, -1), -1):
+            if message and prompt_tokens[start : start + len(message)] == message:
+                return KeepReading(start, start + len(message), receive)
+        return None
 
     def continue_last(
         self,
@@ -450,9 +476,12 @@ class StoredChat:
             )  # fmt: skip
             turn = Turn(answer.text, answer.reply_stats, answer.pieces, answer.stats, citations=answer.citations)
         else:
+            question, keeper = messages[-1], None
+            if question.role == "user":
+                owner = user_by_id(db, get_conversation(db, self.conversation_id).user_id).name
+                keeper = chat_reading_keeper(self.engine.decoder.target, owner, question.id, question.content)
             turn = self.session.reply(
-                runnable_settings(settings, has_draft_model=self.engine.has_draft_model)[0],
-                listeners,
+                runnable_settings(settings, has_draft_model=self.engine.has_draft_model)[0], listeners, keeper
             )  # fmt: skip
         with writing(db):  # the old reply goes only with the new one kept, and the memory with it
             if turn.text or turn.stats.finish_reason != "cancelled":

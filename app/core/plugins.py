@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,12 +19,13 @@ import numpy as np
 
 from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError
-from duetto.engine.plugin_files import write_private_file
-from duetto.engine.plugin_training import GenericReading, read_generic
+from duetto.engine.plugin_files import load_chat_reading, save_chat_reading, write_private_file
+from duetto.engine.plugin_session import PersonalisedSession
+from duetto.engine.plugin_training import READING_FIELDS, TargetReading, read_generic
 from duetto.engine.progress import Progress
 from duetto.store.conversations import get_user, messages_written_since
 from duetto.store.database import open_database
-from duetto.store.locations import generic_readings_dir
+from duetto.store.locations import generic_readings_dir, user_dir
 
 
 def read_user_text(path: Path) -> str:
@@ -49,9 +51,15 @@ def read_user_text(path: Path) -> str:
 
 @dataclass(frozen=True)
 class TrainingText:
-    text: str  # what is new, as one text ("" when the plugin has read everything already)
+    text: str  # what is new and must be read, as one text ("" when there is none)
+    readings: tuple[TargetReading, ...]  # what is new and the target read already: chat messages as typed
     sources: dict  # for the report: the files read, chat messages read, and what was skipped
     learnt_from: tuple[str, ...]  # the plugin's ``learnt_from`` once it has learnt this text too
+    chats_through: int  # the last chat message it will have learnt from (0: none)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.text.strip() and not self.readings
 
 
 FILE_SOURCE = "file:"  # + the SHA-256 of the file's text
@@ -59,18 +67,19 @@ CHATS_SOURCE = "chats-through:"  # + the id of the last chat message learnt from
 
 
 def training_text(
-    user: str, text_paths: tuple[Path, ...], chats: bool, learnt_from: tuple[str, ...] = ()
+    user: str, text_paths: tuple[Path, ...], chats: bool, learnt_from: tuple[str, ...] = (), model: str = ""
 ) -> TrainingText:
     """The user's writing from the files and (with ``chats``) their chat messages that a plugin
-    which has ``learnt_from`` these sources has not read yet, as one text; one-line errors when
-    there is nothing to learn from at all."""
+    which has ``learnt_from`` these sources has not read yet: as one text to read, and as the
+    readings ``model`` kept of messages as they were typed (``chat_reading_keeper``); one-line
+    errors when there is nothing to learn from at all."""
     if not text_paths and not chats:
         raise PluginError("nothing to learn from: give --text FILE (their writing) and/or --chats")
     learnt = set(learnt_from)
     parts, read_files, skipped_files, new_sources = [], [], [], []
     for path in text_paths:
         text = read_user_text(path)
-        source = FILE_SOURCE + hashlib.sha256(text.encode("utf-8")).hexdigest()
+        source = FILE_SOURCE + _digest(text)
         if source in learnt:
             skipped_files.append(str(path))
             continue
@@ -83,26 +92,63 @@ def training_text(
         (int(source[len(CHATS_SOURCE) :]) for source in learnt if source.startswith(CHATS_SOURCE)), default=0
     )
     messages: list[str] = []
+    readings: list[TargetReading] = []
     if chats:
         db = open_database()
         account = get_user(db, user)
         written = messages_written_since(db, account, chats_through)
         if not written and not chats_through and not text_paths:
             raise PluginError(f"{user} has typed nothing in any chat yet; give --text FILE instead")
-        messages = [text for _, text in written if text.strip()]
+        for number, text in written:
+            reading = load_chat_reading(user_dir(account.name), number, _digest(text), model) if model else None
+            if reading is not None and len(reading):
+                readings.append(reading)
+            elif text.strip():
+                messages.append(text)
         chats_through = max([chats_through, *(number for number, _ in written)])
     if chats_through:
         kept.append(CHATS_SOURCE + str(chats_through))
     sources = {
         "files": read_files,
-        "chat_messages": len(messages),
+        "chat_messages": len(messages) + len(readings),
+        "chat_messages_read_as_typed": len(readings),
         "files_already_learnt": skipped_files,
     }
     return TrainingText(
         "\n\n".join(parts + messages),
+        tuple(readings),
         sources,
         tuple(kept + new_sources),
+        chats_through,
     )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def chat_reading_keeper(target, user: str, message_id: int, text: str) -> Callable[[TargetReading], None] | None:
+    """Where the target's reading of ``user``'s chat message goes as it is read, so that their
+    plugin never reads it again: set when the target carries ``user``'s side plugin and that plugin
+    has learnt from their chats (``plugin train --chats``). Until then nobody asked to learn from
+    chats, and a chat costs nothing extra; after it, keeping a message's reading costs its prompt
+    reading the output projection on the message's tokens (docs/PLUGINS.md has the measurement).
+
+    A reading that cannot be written (a full disk) costs the next training its read, nothing more.
+    """
+    if not isinstance(target, PersonalisedSession) or target.side_plugin is None or target.directory is None:
+        return None
+    if target.directory != user_dir(user) or not any(
+        source.startswith(CHATS_SOURCE) for source in target.side_plugin.learnt_from
+    ):
+        return None
+    directory, model, digest = target.directory, target.path.name, _digest(text)
+
+    def keep(reading: TargetReading) -> None:
+        with contextlib.suppress(OSError):
+            save_chat_reading(directory, message_id, digest, model, reading)
+
+    return keep
 
 
 GENERIC_TEXTS = ("prose.txt", "everyday.txt", "code.txt")
@@ -120,7 +166,7 @@ def generic_texts() -> list[str]:
 GENERIC_READING_FORMAT = 1
 
 
-def generic_readings(session: ModelSession, window: int, progress: Progress | None = None) -> list[GenericReading]:
+def generic_readings(session: ModelSession, window: int, progress: Progress | None = None) -> list[TargetReading]:
     """The target's readings of duetto's generic text: read once per model and machine, then kept
     in ``$DUETTO_HOME/generic-readings/`` (a few tens of MB; they hold nothing of any user's).
 
@@ -133,7 +179,7 @@ def generic_readings(session: ModelSession, window: int, progress: Progress | No
     try:
         with np.load(path, allow_pickle=False) as stored:
             readings = [
-                GenericReading(*(np.asarray(stored[f"{index}.{field}"]) for field in _READING_FIELDS))
+                TargetReading(*(np.asarray(stored[f"{index}.{field}"]) for field in READING_FIELDS))
                 for index in range(len(texts))
             ]
         if all(reading.hidden.shape == (len(reading), session.hidden_size) for reading in readings):
@@ -150,11 +196,8 @@ def generic_readings(session: ModelSession, window: int, progress: Progress | No
     arrays = {
         f"{index}.{field}": getattr(reading, field)
         for index, reading in enumerate(readings)
-        for field in _READING_FIELDS
+        for field in READING_FIELDS
     }
     with contextlib.suppress(OSError):
         write_private_file(path, lambda stream: np.savez(stream, **arrays))
     return readings
-
-
-_READING_FIELDS = ("hidden", "log_total", "next_token", "next_logit")

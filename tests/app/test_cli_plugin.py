@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 from duetto_cli import run_duetto
 
-from duetto.store.conversations import add_message, create_conversation, get_user
+from duetto.app.core.chat import StoredChat
+from duetto.app.core.models import load_engine
+from duetto.engine.decoder import DecodeSettings
+from duetto.store.conversations import add_message, create_conversation, get_user, list_messages
 from duetto.store.database import open_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
@@ -106,7 +109,9 @@ def test_train_on_what_the_user_typed_in_their_chats(
 
     assert trained.returncode == 0, trained.stderr
     report = json.loads(trained.stdout)
-    assert report["sources"] == {"files": [], "chat_messages": 40, "files_already_learnt": []}
+    assert report["sources"] == {
+        "files": [], "chat_messages": 40, "chat_messages_read_as_typed": 0, "files_already_learnt": [],
+    }  # fmt: skip
     assert report["held_out_perplexity_plugin"] < report["held_out_perplexity_base"]
     # only erin's own words were read, not the replies nor frank's chats
     same_words = tmp_path / "erin.txt"
@@ -150,7 +155,9 @@ def test_training_again_reads_only_what_is_new(
         add_message(db, conversation.id, "user", line)
     second = train("--chats", "--text", str(notes))
     assert second["continued"]
-    assert second["sources"] == {"files": [], "chat_messages": 48, "files_already_learnt": [str(notes)]}
+    assert second["sources"] == {
+        "files": [], "chat_messages": 48, "chat_messages_read_as_typed": 0, "files_already_learnt": [str(notes)],
+    }  # fmt: skip
     assert second["vocabulary_size"] == first["vocabulary_size"]  # the plugin's own vocabulary, kept
 
     too_little = run_duetto("plugin", "train", "--user", "gail", "--text", str(tmp_path / "short.txt"))
@@ -161,6 +168,55 @@ def test_training_again_reads_only_what_is_new(
     )  # fmt: skip
     assert too_little.returncode == 1 and "--fresh" in too_little.stderr
     assert len(too_little.stderr.strip().splitlines()) == 1
+
+
+def test_chat_messages_are_read_once_as_they_are_typed(
+    tiny_models: dict[str, Path], isolated_duetto: Path, tmp_path: Path
+) -> None:
+    """Once a plugin has learnt from its user's chats, each message they type is read by the target
+    once, as the chat reads it, and the next training reads none of it again; before that (and for
+    anyone else's plugin) a chat keeps nothing."""
+    db = open_database()
+    for name in ("hana", "ivan"):
+        run_duetto("users", "add", name)
+        conversation = create_conversation(db, get_user(db, name), "notes")
+        for line in USER_TEXT.split(". ")[:-1]:
+            add_message(db, conversation.id, "user", line)
+    notes = tmp_path / "notes.txt"
+    notes.write_text(USER_TEXT)
+    for name, source in (("hana", "--chats"), ("ivan", "--text")):
+        trained = run_duetto(
+            "plugin", "train", "--user", name, source, *([str(notes)] if source == "--text" else []),
+            *target_options(tiny_models),
+        )  # fmt: skip
+        assert trained.returncode == 0, trained.stderr
+    settings = DecodeSettings(max_tokens=8)
+
+    def chat_as(name: str, count: int) -> list[int]:
+        engine = load_engine(tiny_models["target"], None, context_length=512, threads=1, user=name)
+        try:
+            asked = []
+            for number in range(count):  # one chat each: the 512-token context holds one such turn
+                conversation = create_conversation(db, get_user(db, name), f"chat {number}")
+                StoredChat(engine, conversation.id).ask(f"{number}: {OTHER_TEXT}", settings)
+                asked.append(list_messages(db, conversation.id)[0].id)
+            return asked
+        finally:
+            engine.close()
+
+    asked = chat_as("hana", 3)
+    chat_as("ivan", 1)
+
+    readings = isolated_duetto / "users" / "hana" / "chat-readings"
+    assert sorted(int(path.stem) for path in readings.glob("*.npz")) == asked
+    assert stat.S_IMODE(readings.stat().st_mode) == 0o700
+    assert not (isolated_duetto / "users" / "ivan" / "chat-readings").exists()
+    again = run_duetto("plugin", "train", "--user", "hana", "--chats", "--json", *target_options(tiny_models))
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["continued"] and report["sources"]["chat_messages"] == 3
+    assert report["sources"]["chat_messages_read_as_typed"] == 3
+    assert list(readings.glob("*.npz")) == []  # learnt from: not kept any longer
 
 
 def test_the_generic_text_is_read_once_per_model(

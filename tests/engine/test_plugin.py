@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from duetto.engine.decoder import Decoder, DecodeSettings
+from duetto.engine.decoder import Decoder, DecodeSettings, KeepReading
 from duetto.engine.model_session import ModelSession
 from duetto.engine.output_matrix import output_rows
 from duetto.engine.plugin import PluginError, SidePlugin, TargetFingerprint
@@ -33,11 +33,12 @@ from duetto.engine.plugin_training import (
     _Parameters,
     choose_vocabulary,
     collect_features,
-    generic_features,
     kl_divergences,
     log_likelihoods,
     measure,
     read_generic,
+    read_in_context,
+    reading_features,
     train_side_plugin,
     training_loss,
     windows,
@@ -183,13 +184,91 @@ def test_a_generic_reading_gives_any_vocabularys_features(target: ModelSession) 
     vocabulary = choose_vocabulary(tokens, 12)
 
     reading = read_generic(target, tokens, window=128)
-    made = generic_features(reading, vocabulary, output_rows(target.path, vocabulary))
+    made = reading_features(reading, vocabulary, output_rows(target.path, vocabulary))
     direct = collect_features(target, tokens, vocabulary, window=128)
 
     np.testing.assert_array_equal(made.next_index, direct.next_index)
     np.testing.assert_allclose(made.vocabulary_logits, direct.vocabulary_logits, atol=0.1)
     np.testing.assert_allclose(made.rest_log_sum, direct.rest_log_sum, atol=0.1)
     np.testing.assert_allclose(log_likelihoods(made), log_likelihoods(direct), atol=0.1)
+    assert target.tokens == []
+
+
+def test_a_reading_in_context_gives_the_features_a_training_read_would(target: ModelSession) -> None:
+    """A text read where the target reads it anyway (a chat's prompt, from the tokens already in
+    the cache on) gives the features training would read of it, here from an empty cache."""
+    tokens = target.tokenize(USER_TEXT)[:200]
+    vocabulary = choose_vocabulary(tokens, 12)
+
+    target.truncate(0)
+    reading = read_in_context(target, tokens)
+    assert target.tokens == tokens  # appended, not read in a window of its own
+    target.truncate(0)
+    made = reading_features(reading, vocabulary, output_rows(target.path, vocabulary))
+    direct = collect_features(target, tokens, vocabulary, window=512)
+
+    assert len(reading) == len(tokens) - 1 and reading.next_token.tolist() == tokens[1:]
+    np.testing.assert_array_equal(made.next_index, direct.next_index)
+    np.testing.assert_allclose(made.hidden, direct.hidden, atol=1e-5)
+    np.testing.assert_allclose(made.next_logit, direct.next_logit, atol=1e-5)
+    np.testing.assert_allclose(log_likelihoods(made), log_likelihoods(direct), atol=0.1)
+    assert read_in_context(target, tokens, should_stop=lambda: True) is not None  # one batch: nothing to stop between
+    target.truncate(0)
+
+
+def test_the_decoder_keeps_the_reading_of_a_prompt_span_without_changing_the_reply(
+    target: ModelSession, draft: ModelSession
+) -> None:
+    decoder = Decoder(target, draft)
+    prompt = target.chat_prompt_tokens([{"role": "user", "content": USER_TEXT[:300]}])
+    settings = DecodeSettings(mode="exact", max_tokens=24)
+    target.truncate(0)
+    plain = decoder.reply(prompt, settings)
+    target.truncate(0)
+    received = []
+    start, end = 5, len(prompt) - 6
+    progress = []
+
+    kept = decoder.reply(prompt, settings, keep_reading=KeepReading(start, end, received.append),
+                         on_prompt_progress=lambda read, total: progress.append((read, total)))  # fmt: skip
+
+    assert kept.token_ids == plain.token_ids
+    assert len(received) == 1 and received[0].next_token.tolist() == prompt[start:end]
+    assert progress[-1] == (len(prompt), len(prompt)) and all(total == len(prompt) for _, total in progress)
+    target.truncate(0)
+    logits, hidden = target.evaluate_with_hidden_states(prompt[:end], range(start - 1, end - 1))
+    np.testing.assert_allclose(received[0].hidden, hidden, atol=1e-5)
+    np.testing.assert_allclose(received[0].next_logit, logits[np.arange(end - start), prompt[start:end]], atol=1e-5)
+    # Asked again, the span is in the KV cache already: nothing is read, so nothing is kept.
+    again = decoder.reply(prompt, settings, keep_reading=KeepReading(start, end, received.append))
+    assert again.token_ids == plain.token_ids and len(received) == 1
+    # A personalised target's reading is the plain target's: a plugin trains on what the target says.
+    plugin = random_plugin(target, np.arange(4, target.vocabulary_size, dtype=np.int64), scale=2.0)
+    personalised = Decoder(PersonalisedSession(target, side_plugin=plugin), draft)
+    personalised.reply(prompt, settings, keep_reading=KeepReading(start, end, received.append))
+    np.testing.assert_allclose(received[1].next_logit, received[0].next_logit, atol=1e-5)
+    target.truncate(0)
+
+
+def test_training_takes_readings_beside_the_text(target: ModelSession) -> None:
+    """Readings kept of what the target read already count as the user's text: the newest part,
+    from which the held-out tail comes first."""
+    tokens = target.tokenize(USER_TEXT)
+    settings = TrainingSettings(rank=4, max_epochs=15, window=256)
+    readings = []
+    for part in (tokens[:150], tokens[150:300]):
+        readings.append(read_in_context(target, part))
+        target.truncate(0)
+
+    plugin, report = train_side_plugin(target, tokens[300:], settings, readings=readings)
+    only_readings, report_readings = train_side_plugin(target, [], settings, readings=readings * 2)
+
+    assert report.tokens == len(tokens[300:]) + 298
+    assert report.held_out_perplexity_plugin < 0.85 * report.held_out_perplexity_base
+    assert report_readings.tokens == 596
+    assert report_readings.held_out_perplexity_plugin < report_readings.held_out_perplexity_base
+    with pytest.raises(NotEnoughText, match="at least"):
+        train_side_plugin(target, [], settings, readings=readings[:1])
     assert target.tokens == []
 
 
