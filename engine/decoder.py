@@ -273,7 +273,7 @@ class _Run:
         before a span whose reading is to be kept when the span is not all in the cache (that
         token's row predicts the span's first)."""
         keep_to = min(self.target.common_prefix_length(self.prompt), len(self.prompt) - 1)
-        if self.keep_reading is not None and 0 < self.keep_reading.start and keep_to < self.keep_reading.end:
+        if self.keep_reading is not None and self.keep_reading.start > 0 and keep_to < self.keep_reading.end:
             keep_to = min(keep_to, self.keep_reading.start - 1)
         self.target.truncate(keep_to)
 
