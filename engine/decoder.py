@@ -70,6 +70,12 @@ class DecodeSettings:
         return SamplingSettings(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 
 
+SHORT_LEAD = 16
+"""Prompt tokens before a kept span that are read in its batches rather than on their own (a chat
+template's few tokens between the last reply and the new message); a longer lead, a new chat's
+whole history, is read plainly in pieces, with progress and cancelling."""
+
+
 @dataclass(frozen=True)
 class KeepReading:
     """Keep the plain target's reading (``TargetReading``) of the prompt's tokens ``start:end`` as
@@ -284,16 +290,23 @@ class _Run:
         keep, offset = self.keep_reading, len(self.target.tokens)
         if keep is None or not offset < keep.start < keep.end < offset + len(tokens):
             return self._read_pieces(tokens, 0, len(tokens))
-        # The row before the span predicts its first token; the span's last token is read too, so
-        # that at least one token is left for the last row's logits.
-        first, last = keep.start - 1 - offset, keep.end - offset
-        if first and self._read_pieces(tokens[:first], 0, len(tokens)) is None:
+        # The row before the span predicts its first token. The few tokens before it (the
+        # template's) and after it (closing the turn, opening the reply) go in the same batches:
+        # on a 2-core AVX2 host a 4-token evaluation of their own costs 2.6 single steps.
+        lead = keep.start - 1 - offset
+        if lead > SHORT_LEAD:
+            if self._read_pieces(tokens[:lead], 0, len(tokens)) is None:
+                return None
+        else:
+            lead = 0
+        span = range(keep.start - 1 - offset - lead, keep.end - 1 - offset - lead)
+        read = read_in_context(self.target.plain, tokens[lead:], span, should_stop=self.should_cancel)
+        if read is None:
             return None
-        reading = read_in_context(self.target.plain, tokens[first:last], should_stop=self.should_cancel)
-        if reading is None:
-            return None
-        keep.receive(reading)
-        return self._read_pieces(tokens[last:], last, len(tokens))
+        keep.receive(read.reading)
+        if self.on_prompt_progress is not None:
+            self.on_prompt_progress(len(tokens), len(tokens))
+        return self.target.personalised_logits(read.last_logits[None], read.last_hidden[None])[0]
 
     def _read_pieces(self, tokens: list[int], done: int, total: int) -> np.ndarray | None:
         """``evaluate_prompt``, its progress counted among ``total`` tokens of which ``done`` are read."""

@@ -420,6 +420,11 @@ class ModelSession:
             )
         return self._hidden_state_reader.read(list(tokens))
 
+    def personalised_logits(self, logits: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+        """The logits this session gives for rows whose plain logits and hidden states are these:
+        the same (PersonalisedSession's carry its plugin)."""
+        return logits
+
     @property
     def plain(self) -> ModelSession:
         """This session without any user's plugin: itself (PersonalisedSession's is the session it wraps)."""

@@ -61,6 +61,10 @@ class PersonalisedSession:
         on the session's context, stays: such a user's readings are not kept)."""
         return self.session
 
+    def personalised_logits(self, logits: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+        """The plugin applied to plain rows (a LoRA adapter is in the context: its rows have it)."""
+        return logits if self.side_plugin is None else self.side_plugin.apply(logits, hidden)
+
     def evaluate(self, tokens: Sequence[int], logit_rows: Sequence[int] = ()) -> np.ndarray:
         """ModelSession.evaluate with the plugin's logits (a fresh array when a side plugin applies)."""
         rows = list(logit_rows)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from duetto.engine.errors import EngineError
-from duetto.engine.model_session import BATCH_SIZE, ModelSession
+from duetto.engine.model_session import ModelSession
 from duetto.engine.output_matrix import output_rows
 from duetto.engine.plugin import SidePlugin, TargetFingerprint
 from duetto.engine.progress import Progress, SilentProgress
@@ -259,29 +259,50 @@ def read_generic(
     return _joined(parts, session.hidden_size)
 
 
+IN_CONTEXT_BATCH = 128
+"""Rows per batch when a reading is taken in passing. llama.cpp keeps its output buffer at the
+most rows one batch asked for, for the context's life: 128 rows of a 152k vocabulary are 78 MB
+held by the chat's target, where a 512-token batch would hold 311 MB."""
+
+
+@dataclass(frozen=True, eq=False)
+class InContextReading:
+    reading: TargetReading
+    last_logits: np.ndarray  # (vocabulary_size,) the plain target's logits after the last token
+    last_hidden: np.ndarray  # (hidden_size,) and its hidden state there
+
+
 def read_in_context(
-    session: ModelSession, tokens: Sequence[int], *, should_stop: Callable[[], bool] | None = None
-) -> TargetReading | None:
+    session: ModelSession,
+    tokens: Sequence[int],
+    rows: range | None = None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> InContextReading | None:
     """Append ``tokens`` to the session's KV cache (after whatever it holds: a chat's earlier turns)
-    and keep the target's reading of each token after the first: what a plugin trains on, taken
-    where the target reads the text anyway. Each row costs the output projection a plain prompt
-    read skips (``ModelSession.evaluate_with_hidden_states``).
+    and keep the target's reading of the tokens after ``rows`` (row i predicts token i + 1; by
+    default every token after the first): what a plugin trains on, taken where the target reads
+    the text anyway. Every row costs the output projection a plain prompt read skips
+    (``ModelSession.evaluate_with_hidden_states``), so keep ``tokens`` to the text and the few
+    tokens around it that would otherwise cost an evaluation of their own.
 
     ``session`` must be the plain target: a personalised one's logits carry the plugin. Read in
-    batches, with ``should_stop`` checked between them; None when stopped (what was read stays
-    in the cache, as with ``evaluate_prompt``).
+    batches of IN_CONTEXT_BATCH, with ``should_stop`` checked between them; None when stopped
+    (what was read stays in the cache, as with ``evaluate_prompt``).
     """
+    rows = range(len(tokens) - 1) if rows is None else rows
     following = np.asarray(tokens, dtype=np.int64)
     parts = []
-    for start in range(0, len(tokens), BATCH_SIZE):
+    for start in range(0, len(tokens), IN_CONTEXT_BATCH):
         if start and should_stop is not None and should_stop():
             return None
-        chunk = list(tokens[start : start + BATCH_SIZE])
+        chunk = list(tokens[start : start + IN_CONTEXT_BATCH])
         logits, states = session.evaluate_with_hidden_states(chunk, range(len(chunk)), views=True)
-        next_tokens = following[start + 1 : start + 1 + len(chunk)]
-        rows = len(next_tokens)  # the last token of all has no next one
-        parts.append(_reading_of(logits[:rows], states[:rows], next_tokens))
-    return _joined(parts, session.hidden_size)
+        first, last = max(rows.start, start), min(rows.stop, start + len(chunk))
+        if first < last:
+            kept = slice(first - start, last - start)
+            parts.append(_reading_of(logits[kept], states[kept], following[first + 1 : last + 1]))
+    return InContextReading(_joined(parts, session.hidden_size), logits[-1].copy(), states[-1].copy())
 
 
 def reading_features(reading: TargetReading, vocabulary: np.ndarray, vocabulary_rows: np.ndarray) -> Features:

@@ -158,8 +158,9 @@ def train(
     their chats (--chats).
 
     When USER already has a plugin for this model, training goes on from it and reads only what
-    it has not learnt from yet: files whose text is new, chat messages typed since. --fresh starts
-    over. The last tenth of the text is held out to stop training before it overfits. Generic text
+    it has not learnt from yet: files whose text is new, chat messages typed since. Once it has
+    learnt from chats, each message USER types is read once, as the chat reads it, and kept for
+    the next training (docs/PLUGINS.md). --fresh starts over. The last tenth of the text is held out to stop training before it overfits. Generic text
     that duetto ships teaches the plugin's gate what is not the user's (docs/PLUGINS.md). Replaces
     an imported LoRA adapter.
     """
@@ -205,6 +206,11 @@ def train(
     seconds = report.feature_seconds + report.generic_feature_seconds + report.training_seconds
     if generic_seconds >= 1:
         stderr_console.print(f"read duetto's generic text in {generic_seconds:.0f} s (once for this model)")
+    if new.readings:
+        stderr_console.print(
+            f"{len(new.readings)} of the {new.sources['chat_messages']} chat messages were read as they were typed; "
+            "not read again"
+        )
     stderr_console.print(
         f"trained {user}'s plugin on {report.tokens} tokens in {seconds:.0f} s "
         f"({report.epochs} epochs); held-out perplexity {report.held_out_perplexity_base:.2f} -> "

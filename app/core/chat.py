@@ -480,9 +480,14 @@ class StoredChat:
             if question.role == "user":
                 owner = user_by_id(db, get_conversation(db, self.conversation_id).user_id).name
                 keeper = chat_reading_keeper(self.engine.decoder.target, owner, question.id, question.content)
-            turn = self.session.reply(
-                runnable_settings(settings, has_draft_model=self.engine.has_draft_model)[0], listeners, keeper
-            )  # fmt: skip
+            try:
+                turn = self.session.reply(
+                    runnable_settings(settings, has_draft_model=self.engine.has_draft_model)[0], listeners,
+                    keeper.receive if keeper is not None else None,
+                )  # fmt: skip
+            finally:  # the message stays, whatever became of its reply
+                if keeper is not None:
+                    keeper.save()
         with writing(db):  # the old reply goes only with the new one kept, and the memory with it
             if turn.text or turn.stats.finish_reason != "cancelled":
                 if replacing is not None:

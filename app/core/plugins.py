@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -127,14 +126,34 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def chat_reading_keeper(target, user: str, message_id: int, text: str) -> Callable[[TargetReading], None] | None:
+@dataclass
+class ChatReadingKeeper:
+    """Takes the target's reading of one chat message as the prompt is read (``receive``) and
+    writes it when the turn is over (``save``), not before the reply's first token."""
+
+    directory: Path
+    message_id: int
+    text_digest: str
+    model: str
+    reading: TargetReading | None = None
+
+    def receive(self, reading: TargetReading) -> None:
+        self.reading = reading
+
+    def save(self) -> None:
+        """Write the reading, if one came; one that cannot be written (a full disk) costs the next
+        training the read of this message, nothing more."""
+        if self.reading is not None:
+            with contextlib.suppress(OSError):
+                save_chat_reading(self.directory, self.message_id, self.text_digest, self.model, self.reading)
+
+
+def chat_reading_keeper(target, user: str, message_id: int, text: str) -> ChatReadingKeeper | None:
     """Where the target's reading of ``user``'s chat message goes as it is read, so that their
     plugin never reads it again: set when the target carries ``user``'s side plugin and that plugin
     has learnt from their chats (``plugin train --chats``). Until then nobody asked to learn from
     chats, and a chat costs nothing extra; after it, keeping a message's reading costs its prompt
     reading the output projection on the message's tokens (docs/PLUGINS.md has the measurement).
-
-    A reading that cannot be written (a full disk) costs the next training its read, nothing more.
     """
     if not isinstance(target, PersonalisedSession) or target.side_plugin is None or target.directory is None:
         return None
@@ -142,13 +161,7 @@ def chat_reading_keeper(target, user: str, message_id: int, text: str) -> Callab
         source.startswith(CHATS_SOURCE) for source in target.side_plugin.learnt_from
     ):
         return None
-    directory, model, digest = target.directory, target.path.name, _digest(text)
-
-    def keep(reading: TargetReading) -> None:
-        with contextlib.suppress(OSError):
-            save_chat_reading(directory, message_id, digest, model, reading)
-
-    return keep
+    return ChatReadingKeeper(target.directory, message_id, _digest(text), target.path.name)
 
 
 GENERIC_TEXTS = ("prose.txt", "everyday.txt", "code.txt")

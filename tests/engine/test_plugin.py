@@ -25,6 +25,7 @@ from duetto.engine.plugin_files import (
 )
 from duetto.engine.plugin_session import PersonalisedSession, personalise
 from duetto.engine.plugin_training import (
+    IN_CONTEXT_BATCH,
     Features,
     NotEnoughText,
     TrainingSettings,
@@ -201,8 +202,17 @@ def test_a_reading_in_context_gives_the_features_a_training_read_would(target: M
     vocabulary = choose_vocabulary(tokens, 12)
 
     target.truncate(0)
-    reading = read_in_context(target, tokens)
+    read = read_in_context(target, tokens)
+    reading = read.reading
     assert target.tokens == tokens  # appended, not read in a window of its own
+    target.truncate(0)
+    last_logits, last_hidden = target.evaluate_with_hidden_states(tokens, [len(tokens) - 1])
+    np.testing.assert_allclose(read.last_logits, last_logits[0], atol=1e-4)
+    np.testing.assert_allclose(read.last_hidden, last_hidden[0], atol=1e-5)
+    target.truncate(0)
+    middle = read_in_context(target, tokens, range(50, 150)).reading
+    assert middle.next_token.tolist() == tokens[51:151]
+    np.testing.assert_allclose(middle.hidden, reading.hidden[50:150], atol=1e-5)
     target.truncate(0)
     made = reading_features(reading, vocabulary, output_rows(target.path, vocabulary))
     direct = collect_features(target, tokens, vocabulary, window=512)
@@ -212,7 +222,8 @@ def test_a_reading_in_context_gives_the_features_a_training_read_would(target: M
     np.testing.assert_allclose(made.hidden, direct.hidden, atol=1e-5)
     np.testing.assert_allclose(made.next_logit, direct.next_logit, atol=1e-5)
     np.testing.assert_allclose(log_likelihoods(made), log_likelihoods(direct), atol=0.1)
-    assert read_in_context(target, tokens, should_stop=lambda: True) is not None  # one batch: nothing to stop between
+    assert len(tokens) > IN_CONTEXT_BATCH  # read in two batches, which match the one window above
+    assert read_in_context(target, tokens, should_stop=lambda: True) is None  # stopped between them
     target.truncate(0)
 
 
@@ -257,7 +268,7 @@ def test_training_takes_readings_beside_the_text(target: ModelSession) -> None:
     settings = TrainingSettings(rank=4, max_epochs=15, window=256)
     readings = []
     for part in (tokens[:150], tokens[150:300]):
-        readings.append(read_in_context(target, part))
+        readings.append(read_in_context(target, part).reading)
         target.truncate(0)
 
     plugin, report = train_side_plugin(target, tokens[300:], settings, readings=readings)
