@@ -160,9 +160,9 @@ def train(
     When USER already has a plugin for this model, training goes on from it and reads only what
     it has not learnt from yet: files whose text is new, chat messages typed since. Once it has
     learnt from chats, each message USER types is read once, as the chat reads it, and kept for
-    the next training (docs/PLUGINS.md). --fresh starts over. The last tenth of the text is held out to stop training before it overfits. Generic text
-    that duetto ships teaches the plugin's gate what is not the user's (docs/PLUGINS.md). Replaces
-    an imported LoRA adapter.
+    the next training. --fresh starts over. The last tenth of the text is held out to stop
+    training before it overfits. Generic text that duetto ships teaches the plugin's gate what is
+    not the user's (docs/PLUGINS.md). Replaces an imported LoRA adapter.
     """
     directory = user_plugin_dir(user)
     settings = TrainingSettings(rank=rank, max_vocabulary=max_vocabulary, max_epochs=max_epochs)
