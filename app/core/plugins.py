@@ -105,7 +105,7 @@ def training_text(
             elif text.strip():
                 messages.append(text)
         chats_through = max([chats_through, *(number for number, _ in written)])
-    if chats_through:
+    if chats or any(source.startswith(CHATS_SOURCE) for source in learnt):  # learns from chats, even before any
         kept.append(CHATS_SOURCE + str(chats_through))
     sources = {
         "files": read_files,

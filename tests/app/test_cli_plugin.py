@@ -177,18 +177,20 @@ def test_chat_messages_are_read_once_as_they_are_typed(
     once, as the chat reads it, and the next training reads none of it again; before that (and for
     anyone else's plugin) a chat keeps nothing."""
     db = open_database()
-    for name in ("hana", "ivan"):
-        run_duetto("users", "add", name)
-        conversation = create_conversation(db, get_user(db, name), "notes")
-        for line in USER_TEXT.split(". ")[:-1]:
-            add_message(db, conversation.id, "user", line)
     notes = tmp_path / "notes.txt"
     notes.write_text(USER_TEXT)
-    for name, source in (("hana", "--chats"), ("ivan", "--text")):
-        trained = run_duetto(
-            "plugin", "train", "--user", name, source, *([str(notes)] if source == "--text" else []),
-            *target_options(tiny_models),
-        )  # fmt: skip
+    # hana learns from her chats, jade will from hers (none yet), ivan from a file only
+    for name, sources in (
+        ("hana", ["--chats"]),
+        ("ivan", ["--text", str(notes)]),
+        ("jade", ["--text", str(notes), "--chats"]),
+    ):
+        run_duetto("users", "add", name)
+        if name != "jade":
+            conversation = create_conversation(db, get_user(db, name), "notes")
+            for line in USER_TEXT.split(". ")[:-1]:
+                add_message(db, conversation.id, "user", line)
+        trained = run_duetto("plugin", "train", "--user", name, *sources, *target_options(tiny_models))
         assert trained.returncode == 0, trained.stderr
     settings = DecodeSettings(max_tokens=8)
 
@@ -206,6 +208,10 @@ def test_chat_messages_are_read_once_as_they_are_typed(
 
     asked = chat_as("hana", 3)
     chat_as("ivan", 1)
+    jade_asked = chat_as("jade", 1)
+    assert [
+        int(path.stem) for path in (isolated_duetto / "users" / "jade" / "chat-readings").glob("*.npz")
+    ] == jade_asked
 
     readings = isolated_duetto / "users" / "hana" / "chat-readings"
     assert sorted(int(path.stem) for path in readings.glob("*.npz")) == asked
