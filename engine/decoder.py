@@ -279,16 +279,25 @@ class _Run:
         before a span whose reading is to be kept when the span is not all in the cache (that
         token's row predicts the span's first)."""
         keep_to = min(self.target.common_prefix_length(self.prompt), len(self.prompt) - 1)
-        if self.keep_reading is not None and self.keep_reading.start > 0 and keep_to < self.keep_reading.end:
-            keep_to = min(keep_to, self.keep_reading.start - 1)
+        keep = self.keep_reading
+        if keep is not None and keep_to < keep.end and self._keeps(keep.start - 1):
+            keep_to = min(keep_to, keep.start - 1)
         self.target.truncate(keep_to)
+
+    def _keeps(self, cached: int) -> bool:
+        """Whether the span asked for is kept when the cache holds the prompt's first ``cached``
+        tokens: the row before the span is still to be read, and a prompt token still to be read
+        follows it (exact mode reads the whole prompt, fast mode all but its last token)."""
+        keep = self.keep_reading
+        unread_end = len(self.prompt) - (1 if self.settings.mode == "fast" else 0)
+        return keep is not None and 0 <= cached < keep.start < keep.end < unread_end
 
     def read_prompt(self, tokens: list[int]) -> np.ndarray | None:
         """The target reads ``tokens`` of the prompt (what follows its KV cache) in pieces, keeping
         the reading asked for on the way; None when cancelled meanwhile."""
         self.prompt_read_tokens += len(tokens)
         keep, offset = self.keep_reading, len(self.target.tokens)
-        if keep is None or not offset < keep.start < keep.end < offset + len(tokens):
+        if keep is None or not self._keeps(offset):
             return self._read_pieces(tokens, 0, len(tokens))
         # The row before the span predicts its first token. The few tokens before it (the
         # template's) and after it (closing the turn, opening the reply) go in the same batches:
@@ -300,7 +309,11 @@ class _Run:
         else:
             lead = 0
         span = range(keep.start - 1 - offset - lead, keep.end - 1 - offset - lead)
-        read = read_in_context(self.target.plain, tokens[lead:], span, should_stop=self.should_cancel)
+        report = self.on_prompt_progress
+        read = read_in_context(
+            self.target.plain, tokens[lead:], span, should_stop=self.should_cancel,
+            on_progress=None if report is None else lambda done: report(lead + done, len(tokens)),
+        )  # fmt: skip
         if read is None:
             return None
         keep.receive(read.reading)

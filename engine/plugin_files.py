@@ -106,6 +106,7 @@ def import_lora(directory: Path, source: Path) -> Path:
         original.seek(0)
         write_private_file(directory / LORA_FILE, lambda stream: shutil.copyfileobj(original, stream))
     (directory / SIDE_PLUGIN_FILE).unlink(missing_ok=True)
+    forget_chat_readings(directory)  # kept for a side plugin, which is gone
     return directory / LORA_FILE
 
 
@@ -158,8 +159,12 @@ def load_chat_reading(directory: Path, message_id: int, text_digest: str, model:
 
 
 def forget_chat_readings(directory: Path, through_message_id: int | None = None) -> None:
-    """Delete the readings kept of messages up to ``through_message_id`` (all when None): those the
-    plugin has learnt from, and those of messages deleted since."""
+    """Delete the readings kept of messages up to ``through_message_id``: those the plugin has
+    learnt from, and those of messages deleted since. None: every reading, and the directory with
+    any temporary a killed write left."""
+    if through_message_id is None:
+        shutil.rmtree(directory / CHAT_READINGS_DIR, ignore_errors=True)
+        return
     for path in (directory / CHAT_READINGS_DIR).glob("*.npz"):
-        if through_message_id is None or not path.stem.isdigit() or int(path.stem) <= through_message_id:
+        if not path.stem.isdigit() or int(path.stem) <= through_message_id:
             path.unlink(missing_ok=True)

@@ -1,8 +1,10 @@
 """The target with one user's plugin applied, behind ModelSession's own interface.
 
-The decoder only calls ``evaluate`` on its target (and reads tokens, lengths and the tokenizer), so
-wrapping the target session is enough: it verifies drafts against the personalised logits, and
-exact mode is lossless with respect to the personalised target with no change to the decoder.
+The decoder calls ``evaluate`` and ``evaluate_prompt`` on its target (and reads tokens, lengths and
+the tokenizer), so wrapping the target session is enough: the reply's first token and every
+verified draft see the personalised logits, and exact mode is lossless with respect to the
+personalised target with no change to the decoder. (Anything that computes logits must be
+defined here: ``__getattr__`` would hand out the plain session's own method.)
 
 - A side plugin needs the hidden state next to each logits row, so rows that are asked for go
   through ``evaluate_with_hidden_states``; the tokens before the first such row (a prompt's prefill)
@@ -14,7 +16,7 @@ exact mode is lossless with respect to the personalised target with no change to
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,18 @@ class PersonalisedSession:
             object.__setattr__(self, name, value)
         else:
             setattr(self.session, name, value)
+
+    def evaluate_prompt(
+        self,
+        tokens: Sequence[int],
+        *,
+        should_stop: Callable[[], bool] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray | None:
+        """ModelSession.evaluate_prompt through this wrapper's ``evaluate``: the pieces are read
+        plainly, the last row's logits carry the plugin (that row costs an evaluation of its own
+        with a side plugin, one step's time, since its hidden state is needed)."""
+        return ModelSession.evaluate_prompt(self, tokens, should_stop=should_stop, on_progress=on_progress)
 
     @property
     def plain(self) -> ModelSession:

@@ -278,6 +278,7 @@ def read_in_context(
     rows: range | None = None,
     *,
     should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> InContextReading | None:
     """Append ``tokens`` to the session's KV cache (after whatever it holds: a chat's earlier turns)
     and keep the target's reading of the tokens after ``rows`` (row i predicts token i + 1; by
@@ -287,13 +288,16 @@ def read_in_context(
     tokens around it that would otherwise cost an evaluation of their own.
 
     ``session`` must be the plain target: a personalised one's logits carry the plugin. Read in
-    batches of IN_CONTEXT_BATCH, with ``should_stop`` checked between them; None when stopped
-    (what was read stays in the cache, as with ``evaluate_prompt``).
+    batches of IN_CONTEXT_BATCH, with ``should_stop`` checked and ``on_progress(tokens read)``
+    called between them; None when stopped (what was read stays in the cache, as with
+    ``evaluate_prompt``).
     """
     rows = range(len(tokens) - 1) if rows is None else rows
     following = np.asarray(tokens, dtype=np.int64)
     parts = []
     for start in range(0, len(tokens), IN_CONTEXT_BATCH):
+        if start and on_progress is not None:
+            on_progress(start)
         if start and should_stop is not None and should_stop():
             return None
         chunk = list(tokens[start : start + IN_CONTEXT_BATCH])

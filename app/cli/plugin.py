@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from duetto.app.cli.console import human_bytes, print_json, stderr_console
 from duetto.app.cli.loading import local_only, model_paths
 from duetto.app.core.models import user_plugin_dir
-from duetto.app.core.plugins import generic_readings, read_user_text, training_text
+from duetto.app.core.plugins import chats_learnt_through, generic_readings, read_user_text, training_text
 from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError, SidePlugin
 from duetto.engine.plugin_files import (
@@ -192,8 +192,8 @@ def train(
     finally:
         session.close()
     path = save_side_plugin(directory, dataclasses.replace(side_plugin, learnt_from=new.learnt_from))
-    if new.chats_through:
-        forget_chat_readings(directory, new.chats_through)
+    # Readings of what it has learnt from go; all of them when it does not learn from chats.
+    forget_chat_readings(directory, chats_learnt_through(new.learnt_from))
     result = {
         "user": user, "path": str(path), "bytes": path.stat().st_size, "sources": new.sources,
         "continued": start is not None, "generic_reading_seconds": round(generic_seconds, 2), **report.__dict__,

@@ -54,7 +54,6 @@ class TrainingText:
     readings: tuple[TargetReading, ...]  # what is new and the target read already: chat messages as typed
     sources: dict  # for the report: the files read, chat messages read, and what was skipped
     learnt_from: tuple[str, ...]  # the plugin's ``learnt_from`` once it has learnt this text too
-    chats_through: int  # the last chat message it will have learnt from (0: none)
 
     @property
     def is_empty(self) -> bool:
@@ -87,9 +86,7 @@ def training_text(
         if source not in new_sources:
             new_sources.append(source)
     kept = [source for source in learnt_from if not source.startswith(CHATS_SOURCE)]
-    chats_through = max(
-        (int(source[len(CHATS_SOURCE) :]) for source in learnt if source.startswith(CHATS_SOURCE)), default=0
-    )
+    chats_through = chats_learnt_through(learnt_from) or 0
     messages: list[str] = []
     readings: list[TargetReading] = []
     if chats:
@@ -105,7 +102,7 @@ def training_text(
             elif text.strip():
                 messages.append(text)
         chats_through = max([chats_through, *(number for number, _ in written)])
-    if chats or any(source.startswith(CHATS_SOURCE) for source in learnt):  # learns from chats, even before any
+    if chats or chats_learnt_through(learnt_from) is not None:  # learns from chats, even before any
         kept.append(CHATS_SOURCE + str(chats_through))
     sources = {
         "files": read_files,
@@ -118,8 +115,14 @@ def training_text(
         tuple(readings),
         sources,
         tuple(kept + new_sources),
-        chats_through,
     )
+
+
+def chats_learnt_through(learnt_from: tuple[str, ...]) -> int | None:
+    """The last chat message a plugin that has ``learnt_from`` these sources learnt from (0: none
+    yet); None when it does not learn from chats."""
+    numbers = [int(source[len(CHATS_SOURCE) :]) for source in learnt_from if source.startswith(CHATS_SOURCE)]
+    return max(numbers) if numbers else None
 
 
 def _digest(text: str) -> str:
@@ -157,10 +160,9 @@ def chat_reading_keeper(target, user: str, message_id: int, text: str) -> ChatRe
     """
     if not isinstance(target, PersonalisedSession) or target.side_plugin is None or target.directory is None:
         return None
-    if target.directory != user_dir(user) or not any(
-        source.startswith(CHATS_SOURCE) for source in target.side_plugin.learnt_from
-    ):
-        return None
+    through = chats_learnt_through(target.side_plugin.learnt_from)
+    if target.directory != user_dir(user) or through is None or message_id <= through:
+        return None  # not this user's plugin, not learning from chats, or learnt from this message
     return ChatReadingKeeper(target.directory, message_id, _digest(text), target.path.name)
 
 

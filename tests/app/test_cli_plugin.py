@@ -10,6 +10,7 @@ from duetto_cli import run_duetto
 
 from duetto.app.core.chat import StoredChat
 from duetto.app.core.models import load_engine
+from duetto.app.core.plugins import chat_reading_keeper
 from duetto.engine.decoder import DecodeSettings
 from duetto.store.conversations import add_message, create_conversation, get_user, list_messages
 from duetto.store.database import open_database
@@ -223,6 +224,20 @@ def test_chat_messages_are_read_once_as_they_are_typed(
     assert report["continued"] and report["sources"]["chat_messages"] == 3
     assert report["sources"]["chat_messages_read_as_typed"] == 3
     assert list(readings.glob("*.npz")) == []  # learnt from: not kept any longer
+
+    engine = load_engine(tiny_models["target"], None, context_length=512, threads=1, user="hana")
+    target = engine.decoder.target
+    assert chat_reading_keeper(target, "hana", asked[-1], "learnt from already") is None  # a regenerate, say
+    assert chat_reading_keeper(target, "ivan", asked[-1] + 100, "not hana's chat") is None
+    assert chat_reading_keeper(target, "hana", asked[-1] + 100, "typed since") is not None
+    engine.close()
+    chat_as("hana", 1)
+    assert len(list(readings.glob("*.npz"))) == 1
+    fresh = run_duetto(
+        "plugin", "train", "--user", "hana", "--text", str(notes), "--fresh", *target_options(tiny_models)
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    assert not readings.exists()  # the new plugin does not learn from chats: nothing is kept for it
 
 
 def test_the_generic_text_is_read_once_per_model(

@@ -11,16 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from duetto.engine.decoder import Decoder, DecodeSettings, KeepReading
+from duetto.engine.decoder import SHORT_LEAD, Decoder, DecodeSettings, KeepReading
 from duetto.engine.model_session import ModelSession
 from duetto.engine.output_matrix import output_rows
 from duetto.engine.plugin import PluginError, SidePlugin, TargetFingerprint
 from duetto.engine.plugin_files import (
+    CHAT_READINGS_DIR,
     LEFTOVER_SECONDS,
     PARTIAL_PREFIX,
+    forget_chat_readings,
+    load_chat_reading,
     load_side_plugin,
     plugin_kind,
     remove_plugin,
+    save_chat_reading,
     save_side_plugin,
 )
 from duetto.engine.plugin_session import PersonalisedSession, personalise
@@ -253,12 +257,84 @@ def test_the_decoder_keeps_the_reading_of_a_prompt_span_without_changing_the_rep
     # Asked again, the span is in the KV cache already: nothing is read, so nothing is kept.
     again = decoder.reply(prompt, settings, keep_reading=KeepReading(start, end, received.append))
     assert again.token_ids == plain.token_ids and len(received) == 1
-    # A personalised target's reading is the plain target's: a plugin trains on what the target says.
+    # A personalised target's reading is the plain target's (a plugin trains on what the target
+    # says), and its reply is the personalised target's, kept or not, from the first token on.
     plugin = random_plugin(target, np.arange(4, target.vocabulary_size, dtype=np.int64), scale=2.0)
     personalised = Decoder(PersonalisedSession(target, side_plugin=plugin), draft)
-    personalised.reply(prompt, settings, keep_reading=KeepReading(start, end, received.append))
+    target.truncate(0)
+    with_reading = personalised.reply(prompt, settings, keep_reading=KeepReading(start, end, received.append))
     np.testing.assert_allclose(received[1].next_logit, received[0].next_logit, atol=1e-5)
     target.truncate(0)
+    assert personalised.reply(prompt, settings).token_ids == with_reading.token_ids != plain.token_ids
+    target.truncate(0)
+
+
+def test_a_personalised_reply_begins_with_the_personalised_target(target: ModelSession, draft: ModelSession) -> None:
+    """The prompt's last row, which chooses the first token, carries the plugin too."""
+    plugin = random_plugin(target, np.arange(4, target.vocabulary_size, dtype=np.int64), scale=2.0, seed=7)
+    personalised = Decoder(PersonalisedSession(target, side_plugin=plugin), draft)
+    prompts = [target.chat_prompt_tokens([{"role": "user", "content": text}]) for text in USER_TEXT.split(". ")[:6]]
+    differing = 0
+    for prompt in prompts:
+        target.truncate(0)
+        logits, hidden = target.evaluate_with_hidden_states(prompt, [len(prompt) - 1])
+        target.truncate(0)
+        for mode in ("target", "exact"):
+            first = personalised.reply(prompt, DecodeSettings(mode=mode, max_tokens=1)).token_ids[0]
+            assert first == int(np.argmax(plugin.apply(logits, hidden)[0])), mode
+        differing += first != int(np.argmax(logits[0]))
+    assert differing, "the plugin must change some first token"
+    target.truncate(0)
+
+
+def test_a_long_lead_is_read_in_pieces_and_a_reading_can_be_stopped(target: ModelSession, draft: ModelSession) -> None:
+    decoder = Decoder(target, draft)
+    prompt = target.chat_prompt_tokens([{"role": "user", "content": USER_TEXT[:1000]}])
+    start, end = 40, len(prompt) - 6
+    assert start - 1 > SHORT_LEAD and end - start > 2 * IN_CONTEXT_BATCH
+    settings = DecodeSettings(mode="target", max_tokens=4)
+    received, progress = [], []
+    target.truncate(0)
+    decoder.reply(prompt, settings, keep_reading=KeepReading(start, end, received.append),
+                  on_prompt_progress=lambda read, total: progress.append((read, total)))  # fmt: skip
+
+    assert received[0].next_token.tolist() == prompt[start:end]
+    reads = [read for read, _ in progress]
+    assert reads == sorted(reads) and reads[-1] == len(prompt) and {total for _, total in progress} == {len(prompt)}
+    assert len([read for read in reads if start < read < len(prompt)]) >= 2  # within the reading, batch by batch
+
+    stopped, progress = [], []
+    target.truncate(0)
+    cancelled = decoder.reply(
+        prompt, settings, should_cancel=lambda: any(read > start for read, _ in progress),
+        keep_reading=KeepReading(start, end, stopped.append),
+        on_prompt_progress=lambda read, total: progress.append((read, total)),
+    )  # fmt: skip
+    assert cancelled.stats.finish_reason == "cancelled" and stopped == [] and cancelled.token_ids == []
+    target.truncate(0)
+
+
+def test_a_kept_reading_is_used_only_for_its_text_and_model(target: ModelSession, tmp_path: Path) -> None:
+    tokens = target.tokenize(USER_TEXT)[:60]
+    reading = read_in_context(target, tokens).reading
+    target.truncate(0)
+    save_chat_reading(tmp_path, 7, "digest", "target.gguf", reading)
+
+    loaded = load_chat_reading(tmp_path, 7, "digest", "target.gguf")
+    assert loaded is not None and loaded.hidden.dtype == np.float32
+    np.testing.assert_allclose(loaded.hidden, reading.hidden, rtol=1e-3, atol=1e-3)  # kept in 16 bits
+    np.testing.assert_array_equal(loaded.next_token, reading.next_token)
+    assert load_chat_reading(tmp_path, 7, "another text", "target.gguf") is None
+    assert load_chat_reading(tmp_path, 7, "digest", "another.gguf") is None
+    assert load_chat_reading(tmp_path, 8, "digest", "target.gguf") is None
+    (tmp_path / CHAT_READINGS_DIR / "7.npz").write_bytes(b"PK\x03\x04 damaged")
+    assert load_chat_reading(tmp_path, 7, "digest", "target.gguf") is None
+    save_chat_reading(tmp_path, 9, "digest", "target.gguf", reading)
+    forget_chat_readings(tmp_path, 8)
+    assert sorted(path.name for path in (tmp_path / CHAT_READINGS_DIR).iterdir()) == ["9.npz"]
+    (tmp_path / CHAT_READINGS_DIR / (PARTIAL_PREFIX + "left")).write_bytes(b"")
+    remove_plugin(tmp_path)
+    assert not (tmp_path / CHAT_READINGS_DIR).exists()
 
 
 def test_training_takes_readings_beside_the_text(target: ModelSession) -> None:
