@@ -16,7 +16,7 @@ defined here: ``__getattr__`` would hand out the plain session's own method.)
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,17 +57,10 @@ class PersonalisedSession:
         else:
             setattr(self.session, name, value)
 
-    def evaluate_prompt(
-        self,
-        tokens: Sequence[int],
-        *,
-        should_stop: Callable[[], bool] | None = None,
-        on_progress: Callable[[int, int], None] | None = None,
-    ) -> np.ndarray | None:
-        """ModelSession.evaluate_prompt through this wrapper's ``evaluate``: the pieces are read
-        plainly, the last row's logits carry the plugin (that row costs an evaluation of its own
-        with a side plugin, one step's time, since its hidden state is needed)."""
-        return ModelSession.evaluate_prompt(self, tokens, should_stop=should_stop, on_progress=on_progress)
+    evaluate_prompt = ModelSession.evaluate_prompt
+    """ModelSession's, through this wrapper's ``evaluate`` (the only thing it calls): the pieces are
+    read plainly and the last row's logits carry the plugin (with a side plugin that row costs an
+    evaluation of its own, one step's time, since its hidden state is needed)."""
 
     @property
     def plain(self) -> ModelSession:
