@@ -37,10 +37,10 @@ class SlowDecoder(Decoder):
 
     def generate(
         self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None, prediction=(),
-        earlier=(),
+        earlier=(), keep_reading=None,
     ):  # fmt: skip
         for item in super().generate(
-            prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction, earlier
+            prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction, earlier, keep_reading
         ):
             time.sleep(0.02)
             yield item
@@ -308,10 +308,12 @@ class GatedDecoder(Decoder):
 
     def generate(
         self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None, prediction=(),
-        earlier=(),
+        earlier=(), keep_reading=None,
     ):  # fmt: skip
         for index, item in enumerate(
-            super().generate(prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction, earlier)
+            super().generate(
+                prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction, earlier, keep_reading
+            )
         ):
             if index == 1:
                 assert self.gate.wait(30), "the test never opened the gate"
