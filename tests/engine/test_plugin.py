@@ -299,6 +299,13 @@ def test_a_long_lead_is_read_in_pieces_and_a_reading_can_be_stopped(target: Mode
                   on_prompt_progress=lambda read, total: progress.append((read, total)))  # fmt: skip
 
     assert received[0].next_token.tolist() == prompt[start:end]
+    target.truncate(0)
+    logits, hidden = target.evaluate_with_hidden_states(prompt[:end], range(start - 1, end - 1))
+    np.testing.assert_allclose(received[0].hidden, hidden, atol=1e-4)
+    np.testing.assert_allclose(received[0].next_logit, logits[np.arange(end - start), prompt[start:end]], atol=1e-4)
+    peak = logits.max(axis=1)
+    log_total = peak + np.log(np.exp(logits - peak[:, None]).sum(axis=1))
+    np.testing.assert_allclose(received[0].log_total, log_total, atol=1e-3)
     reads = [read for read, _ in progress]
     assert reads == sorted(reads) and reads[-1] == len(prompt) and {total for _, total in progress} == {len(prompt)}
     assert len([read for read in reads if start < read < len(prompt)]) >= 2  # within the reading, batch by batch
