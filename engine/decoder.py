@@ -125,8 +125,9 @@ class Decoder:
             raise EngineError("--draft model needs a draft model; use a profile with one")
         if not prompt_tokens:
             raise EngineError("the prompt is empty")
-        run = _Run(self, prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction, earlier)
-        run.keep_reading = keep_reading
+        run = _Run(
+            self, prompt_tokens, settings, should_cancel, on_prompt_progress, on_step, prediction, earlier, keep_reading
+        )
         yield from run.execute()
 
     def reply(
@@ -163,6 +164,7 @@ class _Run:
         on_step: Callable[[StepTrace], None] | None,
         prediction: Sequence[int] = (),
         earlier: Sequence[int] = (),
+        keep_reading: KeepReading | None = None,
     ) -> None:
         self.decoder = decoder
         self.prediction = list(prediction)
@@ -180,7 +182,7 @@ class _Run:
         self.text = TextStream(settings.stop)
         self.reply_tokens = 0
         self.prompt_read_tokens = 0
-        self.keep_reading: KeepReading | None = None
+        self.keep_reading = keep_reading
         self.last_source: Source = "target"
         self.finish_reason: FinishReason | None = None
         self.drafted = 0

@@ -25,7 +25,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from duetto.engine.plugin import PluginError, SidePlugin
-from duetto.engine.plugin_training import READING_FIELDS, TargetReading
+from duetto.engine.plugin_training import TargetReading
 
 SIDE_PLUGIN_FILE = "side-plugin.npz"
 LORA_FILE = "lora.gguf"
@@ -135,7 +135,7 @@ def save_chat_reading(directory: Path, message_id: int, text_digest: str, model:
     Hidden states are stored in 16 bits (3 KB a token for a 1,536-wide model): they feed a
     low-rank correction trained in 32 bits, which does not see the difference.
     """
-    arrays = {field: getattr(reading, field) for field in READING_FIELDS}
+    arrays = reading.to_arrays()
     arrays["hidden"] = reading.hidden.astype(np.float16)
     arrays["text_sha256"] = np.array(text_digest)
     arrays["model"] = np.array(model)
@@ -152,10 +152,9 @@ def load_chat_reading(directory: Path, message_id: int, text_digest: str, model:
         with np.load(path, allow_pickle=False) as stored:
             if str(stored["text_sha256"]) != text_digest or str(stored["model"]) != model:
                 return None
-            reading = TargetReading(*(np.asarray(stored[field]) for field in READING_FIELDS))
+            return TargetReading.from_arrays(stored)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
-    return TargetReading(reading.hidden.astype(np.float32), reading.log_total, reading.next_token, reading.next_logit)
 
 
 def forget_chat_readings(directory: Path, through_message_id: int | None = None) -> None:

@@ -216,6 +216,16 @@ class TargetReading:
     def __len__(self) -> int:
         return len(self.next_token)
 
+    def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """Its arrays by field name (after ``prefix``), for an ``.npz`` file."""
+        return {prefix + field: getattr(self, field) for field in READING_FIELDS}
+
+    @classmethod
+    def from_arrays(cls, stored, prefix: str = "") -> TargetReading:
+        """The reading ``to_arrays`` stored; hidden states in 32 bits, however they were kept."""
+        reading = cls(*(np.asarray(stored[prefix + field]) for field in READING_FIELDS))
+        return replace(reading, hidden=reading.hidden.astype(np.float32, copy=False))
+
 
 def _reading_of(logits: np.ndarray, states: np.ndarray, next_tokens: np.ndarray) -> TargetReading:
     """A reading of rows whose logits and hidden states llama.cpp has just computed (``logits`` may

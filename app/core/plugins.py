@@ -20,7 +20,7 @@ from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError
 from duetto.engine.plugin_files import load_chat_reading, save_chat_reading, write_private_file
 from duetto.engine.plugin_session import PersonalisedSession
-from duetto.engine.plugin_training import READING_FIELDS, TargetReading, read_generic
+from duetto.engine.plugin_training import TargetReading, read_generic
 from duetto.engine.progress import Progress
 from duetto.store.conversations import get_user, messages_written_since
 from duetto.store.database import open_database
@@ -193,10 +193,7 @@ def generic_readings(session: ModelSession, window: int, progress: Progress | No
     path = generic_readings_dir() / f"{session.path.name}-{digest[:16]}.npz"
     try:
         with np.load(path, allow_pickle=False) as stored:
-            readings = [
-                TargetReading(*(np.asarray(stored[f"{index}.{field}"]) for field in READING_FIELDS))
-                for index in range(len(texts))
-            ]
+            readings = [TargetReading.from_arrays(stored, f"{index}.") for index in range(len(texts))]
         if all(reading.hidden.shape == (len(reading), session.hidden_size) for reading in readings):
             return readings
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
@@ -209,9 +206,7 @@ def generic_readings(session: ModelSession, window: int, progress: Progress | No
         for number, text in enumerate(texts, start=1)
     ]  # fmt: skip
     arrays = {
-        f"{index}.{field}": getattr(reading, field)
-        for index, reading in enumerate(readings)
-        for field in READING_FIELDS
+        name: array for index, reading in enumerate(readings) for name, array in reading.to_arrays(f"{index}.").items()
     }
     with contextlib.suppress(OSError):
         write_private_file(path, lambda stream: np.savez(stream, **arrays))
