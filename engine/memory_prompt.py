@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from duetto.engine.model_session import ModelSession
+from duetto.engine.plugin_training import TargetReading, read_in_context
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class MemoryBlock:
     key: str
     """Identifies the block's text (e.g. chunk id and variant) for the state cache."""
     tokens: list[int]
+    text_start: int = 0
+    """Where the block's own text begins, after its label (``[notes#3]``)."""
 
 
 class StateCache(Protocol):
@@ -33,6 +36,15 @@ class StateCache(Protocol):
         """The saved state of ``block`` behind the prefix with this digest, or None."""
 
     def save(self, block: MemoryBlock, prefix_sha256: str, state: bytes) -> None: ...
+
+
+class BlockReadings(Protocol):
+    """Who keeps the target's reading of a block's text as the block is read (a user's plugin
+    learns from it later without reading it again: app/core/plugins.py)."""
+
+    def wants(self, block: MemoryBlock) -> bool: ...
+
+    def receive(self, block: MemoryBlock, reading: TargetReading) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -55,8 +67,10 @@ def prepare_memory(
     blocks: Sequence[MemoryBlock],
     suffix: list[int],
     cache: StateCache,
+    readings: BlockReadings | None = None,
 ) -> PreparedMemory:
-    """Leave ``session`` holding prefix and blocks; returns the whole prompt for the decoder."""
+    """Leave ``session`` holding prefix and blocks; returns the whole prompt for the decoder.
+    ``readings`` gets the reading of the blocks it wants that are read now."""
     started = time.perf_counter()
     digest = prefix_digest(prefix)
     evaluated = 0
@@ -70,7 +84,7 @@ def prepare_memory(
     for block in blocks:
         state = cache.load(block, digest)
         if state is None:
-            state = _read_block(session, len(prefix), block, digest, cache)
+            state = _read_block(session, len(prefix), block, digest, cache, readings)
             evaluated += len(block.tokens)
         else:
             loaded += len(block.tokens)
@@ -89,10 +103,12 @@ def save_block_states(
     cache: StateCache,
     on_block: Callable[[int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    readings: BlockReadings | None = None,
 ) -> int:
     """Read each block behind the prefix now and save its state, so that later prompts only
     load it; ``on_block(done)`` after each. Returns how many blocks were saved: fewer than
     given when ``should_cancel`` stopped it (each state is saved as soon as it is made).
+    ``readings`` gets the reading of the blocks it wants.
     """
     saved = 0
     digest = prefix_digest(prefix)
@@ -103,7 +119,7 @@ def save_block_states(
     for block in blocks:
         if should_cancel and should_cancel():
             break
-        _read_block(session, len(prefix), block, digest, cache)
+        _read_block(session, len(prefix), block, digest, cache, readings)
         saved += 1
         if on_block:
             on_block(saved)
@@ -111,10 +127,23 @@ def save_block_states(
     return saved
 
 
-def _read_block(session: ModelSession, prefix_length: int, block: MemoryBlock, digest: str, cache: StateCache) -> bytes:
-    """Evaluate ``block`` right behind the prefix (and nothing else) and save its cells."""
+def _read_block(
+    session: ModelSession,
+    prefix_length: int,
+    block: MemoryBlock,
+    digest: str,
+    cache: StateCache,
+    readings: BlockReadings | None = None,
+) -> bytes:
+    """Evaluate ``block`` right behind the prefix (and nothing else) and save its cells; when
+    ``readings`` wants the block, keep the plain target's reading of its text on the way (it costs
+    the output projection on the block's rows: docs/PLUGINS.md)."""
     session.truncate(prefix_length)
-    session.evaluate(block.tokens, [])
+    if readings is not None and readings.wants(block) and block.text_start < len(block.tokens) - 1:
+        rows = range(max(block.text_start - 1, 0), len(block.tokens) - 1)  # row i predicts token i + 1
+        readings.receive(block, read_in_context(session.plain, block.tokens, rows).reading)
+    else:
+        session.evaluate(block.tokens, [])
     state = session.save_span(prefix_length, prefix_length + len(block.tokens))
     cache.save(block, digest, state)
     return state

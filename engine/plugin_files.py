@@ -2,8 +2,9 @@
 
 A user has at most one plugin: a side plugin trained here (``side-plugin.npz``) or a LoRA adapter
 in GGUF made elsewhere (``lora.gguf``). Writing one removes the other, so what applies is never in
-doubt. Beside it, ``chat-readings/`` holds the target's readings of the user's chat messages
-that the plugin has not learnt from yet (``save_chat_reading``). The directory is created mode
+doubt. Beside it, ``chat-readings/`` and ``document-readings/`` hold the target's readings of the
+user's chat messages and document chunks that the plugin has not learnt from yet (``save_reading``),
+taken where the target read them anyway. The directory is created mode
 0700 and every file is written mode 0600 under a temporary name, then moved into place, so a
 reader never sees half a file.
 
@@ -29,7 +30,9 @@ from duetto.engine.plugin_training import TargetReading
 
 SIDE_PLUGIN_FILE = "side-plugin.npz"
 LORA_FILE = "lora.gguf"
-CHAT_READINGS_DIR = "chat-readings"
+CHAT_READINGS_DIR = "chat-readings"  # one file a chat message, by its id
+DOCUMENT_READINGS_DIR = "document-readings"  # one file a document chunk, by its id
+READINGS_DIRS = (CHAT_READINGS_DIR, DOCUMENT_READINGS_DIR)
 PluginKind = Literal["side", "lora"]
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
@@ -106,13 +109,15 @@ def import_lora(directory: Path, source: Path) -> Path:
         original.seek(0)
         write_private_file(directory / LORA_FILE, lambda stream: shutil.copyfileobj(original, stream))
     (directory / SIDE_PLUGIN_FILE).unlink(missing_ok=True)
-    forget_chat_readings(directory)  # kept for a side plugin, which is gone
+    for folder in READINGS_DIRS:  # kept for a side plugin, which is gone
+        forget_readings(directory, folder)
     return directory / LORA_FILE
 
 
 def remove_plugin(directory: Path) -> bool:
     """Delete the user's plugin files (and the readings kept for it); True when there was a plugin."""
-    forget_chat_readings(directory)
+    for folder in READINGS_DIRS:
+        forget_readings(directory, folder)
     removed = False
     for name in (SIDE_PLUGIN_FILE, LORA_FILE):
         if (directory / name).is_file():
@@ -129,8 +134,11 @@ def plugin_size(directory: Path) -> int:
     return (directory / (SIDE_PLUGIN_FILE if kind == "side" else LORA_FILE)).stat().st_size
 
 
-def save_chat_reading(directory: Path, message_id: int, text_digest: str, model: str, reading: TargetReading) -> Path:
-    """Keep the target's reading of one chat message until the plugin learns from it.
+def save_reading(
+    directory: Path, folder: str, number: int, text_digest: str, model: str, reading: TargetReading
+) -> Path:
+    """Keep the target's reading of one chat message or document chunk (``number``, in ``folder``)
+    until the plugin learns from it.
 
     Hidden states are stored in 16 bits (3 KB a token for a 1,536-wide model): they feed a
     low-rank correction trained in 32 bits, which does not see the difference.
@@ -139,15 +147,15 @@ def save_chat_reading(directory: Path, message_id: int, text_digest: str, model:
     arrays["hidden"] = reading.hidden.astype(np.float16)
     arrays["text_sha256"] = np.array(text_digest)
     arrays["model"] = np.array(model)
-    path = directory / CHAT_READINGS_DIR / f"{message_id}.npz"
+    path = directory / folder / f"{number}.npz"
     write_private_file(path, lambda stream: np.savez(stream, **arrays))
     return path
 
 
-def load_chat_reading(directory: Path, message_id: int, text_digest: str, model: str) -> TargetReading | None:
-    """The reading kept of a message, if any, and only if it was of this very text by ``model``
-    (a damaged file counts as none: the message is read again)."""
-    path = directory / CHAT_READINGS_DIR / f"{message_id}.npz"
+def load_reading(directory: Path, folder: str, number: int, text_digest: str, model: str) -> TargetReading | None:
+    """The reading kept of a message or chunk, if any, and only if it was of this very text by
+    ``model`` (a damaged file counts as none: the text is read again)."""
+    path = directory / folder / f"{number}.npz"
     try:
         with np.load(path, allow_pickle=False) as stored:
             if str(stored["text_sha256"]) != text_digest or str(stored["model"]) != model:
@@ -157,13 +165,13 @@ def load_chat_reading(directory: Path, message_id: int, text_digest: str, model:
         return None
 
 
-def forget_chat_readings(directory: Path, through_message_id: int | None = None) -> None:
-    """Delete the readings kept of messages up to ``through_message_id``: those the plugin has
-    learnt from, and those of messages deleted since. None: every reading, and the directory with
+def forget_readings(directory: Path, folder: str, through_number: int | None = None) -> None:
+    """Delete the readings kept in ``folder`` up to ``through_number``: those the plugin has
+    learnt from, and those of messages deleted since. None: every reading, and the folder with
     any temporary a killed write left."""
-    if through_message_id is None:
-        shutil.rmtree(directory / CHAT_READINGS_DIR, ignore_errors=True)
+    if through_number is None:
+        shutil.rmtree(directory / folder, ignore_errors=True)
         return
-    for path in (directory / CHAT_READINGS_DIR).glob("*.npz"):
-        if not path.stem.isdigit() or int(path.stem) <= through_message_id:
+    for path in (directory / folder).glob("*.npz"):
+        if not path.stem.isdigit() or int(path.stem) <= through_number:
             path.unlink(missing_ok=True)

@@ -18,12 +18,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from duetto.app.cli.console import human_bytes, print_json, stderr_console
 from duetto.app.cli.loading import local_only, model_paths
 from duetto.app.core.models import user_plugin_dir
-from duetto.app.core.plugins import chats_learnt_through, generic_readings, read_user_text, training_text
+from duetto.app.core.plugins import (
+    DOCUMENTS_SOURCE,
+    chats_learnt_through,
+    generic_readings,
+    read_user_text,
+    training_text,
+)
 from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError, SidePlugin
 from duetto.engine.plugin_files import (
+    CHAT_READINGS_DIR,
+    DOCUMENT_READINGS_DIR,
     LORA_FILE,
-    forget_chat_readings,
+    forget_readings,
     import_lora,
     load_side_plugin,
     plugin_kind,
@@ -117,6 +125,9 @@ def plugin() -> None:
     help="UTF-8 text they wrote (repeatable).",
 )
 @click.option("--chats", is_flag=True, help="Also learn from every message the user typed in their chats.")
+@click.option(
+    "--docs", "documents", is_flag=True, help="Also learn from the documents the user added (`duetto docs list`)."
+)
 @_model_options
 @click.option("--rank", type=click.IntRange(1, 256), default=DEFAULT_SETTINGS.rank, show_default=True)
 @click.option(
@@ -145,6 +156,7 @@ def train(
     user: str,
     text_paths: tuple[Path, ...],
     chats: bool,
+    documents: bool,
     profile: str | None,
     target: str | None,
     threads: int | None,
@@ -154,15 +166,17 @@ def train(
     fresh: bool,
     as_json: bool,
 ) -> None:
-    """Train USER's side plugin on their own writing: text files (--text) and/or what they typed in
-    their chats (--chats).
+    """Train USER's side plugin on their own writing: text files (--text), what they typed in
+    their chats (--chats) and the documents they added (--docs).
 
     When USER already has a plugin for this model, training goes on from it and reads only what
-    it has not learnt from yet: files whose text is new, chat messages typed since. Once it has
-    learnt from chats, each message USER types is read once, as the chat reads it, and kept for
-    the next training. --fresh starts over. The last tenth of the text is held out to stop
-    training before it overfits. Generic text that duetto ships teaches the plugin's gate what is
-    not the user's (docs/PLUGINS.md). Replaces an imported LoRA adapter.
+    it has not learnt from yet: files whose text is new, chat messages typed since, document
+    chunks added since. Once it has learnt from chats, each message USER types is read once, as
+    the chat reads it, and kept for the next training; once it has learnt from documents, so is
+    each chunk the large model reads for questions (`duetto docs prepare`). --fresh starts over.
+    The last tenth of the text is held out to stop training before it overfits. Generic text
+    that duetto ships teaches the plugin's gate what is not the user's (docs/PLUGINS.md).
+    Replaces an imported LoRA adapter.
     """
     directory = user_plugin_dir(user)
     settings = TrainingSettings(rank=rank, max_vocabulary=max_vocabulary, max_epochs=max_epochs)
@@ -170,7 +184,7 @@ def train(
     try:
         start = None if fresh else _plugin_to_go_on_from(directory, session)
         new = training_text(
-            user, text_paths, chats, start.learnt_from if start is not None else (), session.path.name
+            user, text_paths, chats, start.learnt_from if start is not None else (), session.path.name, documents
         )  # fmt: skip
         if start is not None and new.is_empty:
             _say_up_to_date(user, new.sources, as_json)
@@ -193,7 +207,9 @@ def train(
         session.close()
     path = save_side_plugin(directory, dataclasses.replace(side_plugin, learnt_from=new.learnt_from))
     # Readings of what it has learnt from go; all of them when it does not learn from chats.
-    forget_chat_readings(directory, chats_learnt_through(new.learnt_from))
+    forget_readings(directory, CHAT_READINGS_DIR, chats_learnt_through(new.learnt_from))
+    if documents or DOCUMENTS_SOURCE not in new.learnt_from:  # learnt from every chunk kept, or none wanted
+        forget_readings(directory, DOCUMENT_READINGS_DIR)
     result = {
         "user": user, "path": str(path), "bytes": path.stat().st_size, "sources": new.sources,
         "continued": start is not None, "generic_reading_seconds": round(generic_seconds, 2), **report.__dict__,
@@ -206,10 +222,15 @@ def train(
     seconds = report.feature_seconds + report.generic_feature_seconds + report.training_seconds
     if generic_seconds >= 1:
         stderr_console.print(f"read duetto's generic text in {generic_seconds:.0f} s (once for this model)")
-    if new.readings:
+    if new.sources["chat_messages_read_as_typed"]:
         stderr_console.print(
-            f"{len(new.readings)} of the {new.sources['chat_messages']} chat messages were read as they were typed; "
-            "not read again"
+            f"{new.sources['chat_messages_read_as_typed']} of the {new.sources['chat_messages']} chat messages "
+            "were read as they were typed; not read again"
+        )
+    if new.sources["document_chunks_read_for_questions"]:
+        stderr_console.print(
+            f"{new.sources['document_chunks_read_for_questions']} of the {new.sources['document_chunks']} document "
+            "chunks were read for questions already; not read again"
         )
     stderr_console.print(
         f"trained {user}'s plugin on {report.tokens} tokens in {seconds:.0f} s "
@@ -217,6 +238,11 @@ def train(
         f"{report.held_out_perplexity_plugin:.2f} ({change:+.1%}), on generic text {generic_change:+.1%}; "
         f"{human_bytes(result['bytes'])} in {path}"
     )
+    if change > 0:
+        stderr_console.print(
+            "[yellow]note:[/yellow] on the held-out tail the plugin does worse than the model alone: it has not "
+            "learnt this text's ways yet (more of the user's writing helps; --fresh starts over on what is given)"
+        )
 
 
 def _plugin_to_go_on_from(directory: Path, session: ModelSession) -> SidePlugin | None:

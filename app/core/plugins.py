@@ -1,5 +1,5 @@
-"""What a user's plugin learns from: their own writing, from files and from what they typed in chats,
-and the generic text it learns to leave alone.
+"""What a user's plugin learns from: their own writing, from files, from what they typed in chats
+and from the documents they added, and the generic text it learns to leave alone.
 
 Training itself (engine/plugin_training.py) and applying a plugin (engine/plugin_session.py) are
 the engine's; a user's plugin directory is app/core/models.py's ``user_plugin_dir``.
@@ -16,14 +16,25 @@ from pathlib import Path
 
 import numpy as np
 
+from duetto.engine.memory_prompt import MemoryBlock
 from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError
-from duetto.engine.plugin_files import load_chat_reading, save_chat_reading, write_private_file
+from duetto.engine.plugin_files import (
+    CHAT_READINGS_DIR,
+    DOCUMENT_READINGS_DIR,
+    load_reading,
+    load_side_plugin,
+    plugin_kind,
+    save_reading,
+    write_private_file,
+)
 from duetto.engine.plugin_session import PersonalisedSession
 from duetto.engine.plugin_training import TargetReading, read_generic
 from duetto.engine.progress import Progress
-from duetto.store.conversations import get_user, messages_written_since
+from duetto.store import documents as document_store
+from duetto.store.conversations import get_user, messages_written_since, user_by_id
 from duetto.store.database import open_database
+from duetto.store.documents import Chunk, Document
 from duetto.store.locations import generic_readings_dir, user_dir
 
 
@@ -51,7 +62,8 @@ def read_user_text(path: Path) -> str:
 @dataclass(frozen=True)
 class TrainingText:
     text: str  # what is new and must be read, as one text ("" when there is none)
-    readings: tuple[TargetReading, ...]  # what is new and the target read already: chat messages as typed
+    readings: tuple[TargetReading, ...]  # what is new and the target read already: chat messages as
+    # typed, document chunks as read for questions
     sources: dict  # for the report: the files read, chat messages read, and what was skipped
     learnt_from: tuple[str, ...]  # the plugin's ``learnt_from`` once it has learnt this text too
 
@@ -62,17 +74,25 @@ class TrainingText:
 
 FILE_SOURCE = "file:"  # + the SHA-256 of the file's text
 CHATS_SOURCE = "chats-through:"  # + the id of the last chat message learnt from
+DOCUMENTS_SOURCE = "documents"  # the plugin learns from its user's documents
+CHUNK_SOURCE = "chunk:"  # + the SHA-256 of a document chunk's text learnt from
 
 
 def training_text(
-    user: str, text_paths: tuple[Path, ...], chats: bool, learnt_from: tuple[str, ...] = (), model: str = ""
+    user: str,
+    text_paths: tuple[Path, ...],
+    chats: bool,
+    learnt_from: tuple[str, ...] = (),
+    model: str = "",
+    documents: bool = False,
 ) -> TrainingText:
-    """The user's writing from the files and (with ``chats``) their chat messages that a plugin
-    which has ``learnt_from`` these sources has not read yet: as one text to read, and as the
-    readings ``model`` kept of messages as they were typed (``chat_reading_keeper``); one-line
-    errors when there is nothing to learn from at all."""
-    if not text_paths and not chats:
-        raise PluginError("nothing to learn from: give --text FILE (their writing) and/or --chats")
+    """The user's writing from the files, (with ``chats``) their chat messages and (with
+    ``documents``) the chunks of the documents they added, that a plugin which has ``learnt_from``
+    these sources has not read yet: as one text to read, and as the readings ``model`` kept of
+    messages as they were typed (``chat_reading_keeper``) and of chunks as they were read for
+    questions (``document_reading_keeper``); one-line errors when there is nothing to learn from."""
+    if not text_paths and not chats and not documents:
+        raise PluginError("nothing to learn from: give --text FILE (their writing), --chats and/or --docs")
     learnt = set(learnt_from)
     parts, read_files, skipped_files, new_sources = [], [], [], []
     for path in text_paths:
@@ -96,7 +116,7 @@ def training_text(
         if not written and not chats_through and not text_paths:
             raise PluginError(f"{user} has typed nothing in any chat yet; give --text FILE instead")
         for number, text in written:
-            reading = load_chat_reading(user_dir(account.name), number, _digest(text), model) if model else None
+            reading = load_reading(user_dir(account.name), CHAT_READINGS_DIR, number, _digest(text), model)
             if reading is not None and len(reading):
                 readings.append(reading)
             elif text.strip():
@@ -104,14 +124,40 @@ def training_text(
         chats_through = max([chats_through, *(number for number, _ in written)])
     if chats or chats_learnt_through(learnt_from) is not None:  # learns from chats, even before any
         kept.append(CHATS_SOURCE + str(chats_through))
+    message_readings = len(readings)
+    chunk_texts: list[str] = []
+    document_names: list[str] = []
+    if documents:
+        db = open_database()
+        owned = [document for document in document_store.list_documents(db, get_user(db, user)) if document.complete]
+        if not owned and not text_paths and not chats:
+            raise PluginError(f"{user} has added no documents yet; add some with `duetto docs add --user {user}`")
+        names = {document.id: document.name for document in owned}
+        for chunk in document_store.list_chunks(db, list(names)):
+            digest = _digest(chunk.text)
+            if CHUNK_SOURCE + digest in learnt or CHUNK_SOURCE + digest in new_sources:
+                continue
+            reading = load_reading(user_dir(user), DOCUMENT_READINGS_DIR, chunk.id, digest, model)
+            if reading is not None and len(reading):
+                readings.append(reading)
+            elif chunk.text.strip():
+                chunk_texts.append(chunk.text)
+            new_sources.append(CHUNK_SOURCE + digest)
+            if names[chunk.document_id] not in document_names:
+                document_names.append(names[chunk.document_id])
+    if (documents or DOCUMENTS_SOURCE in learnt) and DOCUMENTS_SOURCE not in kept:
+        kept.append(DOCUMENTS_SOURCE)
     sources = {
         "files": read_files,
-        "chat_messages": len(messages) + len(readings),
-        "chat_messages_read_as_typed": len(readings),
+        "chat_messages": len(messages) + message_readings,
+        "chat_messages_read_as_typed": message_readings,
+        "documents": document_names,
+        "document_chunks": len(chunk_texts) + len(readings) - message_readings,
+        "document_chunks_read_for_questions": len(readings) - message_readings,
         "files_already_learnt": skipped_files,
     }
     return TrainingText(
-        "\n\n".join(parts + messages),
+        "\n\n".join(parts + messages + chunk_texts),
         tuple(readings),
         sources,
         tuple(kept + new_sources),
@@ -148,7 +194,9 @@ class ChatReadingKeeper:
         training the read of this message, nothing more."""
         if self.reading is not None:
             with contextlib.suppress(OSError):
-                save_chat_reading(self.directory, self.message_id, self.text_digest, self.model, self.reading)
+                save_reading(
+                    self.directory, CHAT_READINGS_DIR, self.message_id, self.text_digest, self.model, self.reading
+                )
 
 
 def chat_reading_keeper(target, user: str, message_id: int, text: str) -> ChatReadingKeeper | None:
@@ -164,6 +212,68 @@ def chat_reading_keeper(target, user: str, message_id: int, text: str) -> ChatRe
     if target.directory != user_dir(user) or through is None or message_id <= through:
         return None  # not this user's plugin, not learning from chats, or learnt from this message
     return ChatReadingKeeper(target.directory, message_id, _digest(text), target.path.name)
+
+
+@dataclass
+class DocumentReadingKeeper:
+    """Keeps the target's reading of document chunks' whole text as the target reads them for
+    questions (``docs prepare``, or the first question that picks a chunk), for the owner's plugin
+    to learn from without reading them again (engine/memory_prompt.py's BlockReadings)."""
+
+    model: str
+    wanted: dict[str, tuple[Path, int, str]]  # block key -> (owner's directory, chunk id, text digest)
+
+    def wants(self, block: MemoryBlock) -> bool:
+        return block.key in self.wanted
+
+    def receive(self, block: MemoryBlock, reading: TargetReading) -> None:
+        """Write the reading at once (a prepare runs long and may be stopped); one that cannot be
+        written (a full disk) costs the next training the read of this chunk, nothing more."""
+        directory, chunk_id, digest = self.wanted[block.key]
+        with contextlib.suppress(OSError):
+            save_reading(directory, DOCUMENT_READINGS_DIR, chunk_id, digest, self.model, reading)
+
+
+def document_reading_keeper(
+    db, target, documents: list[Document], whole_chunks: dict[str, Chunk]
+) -> DocumentReadingKeeper | None:
+    """Who keeps the reading of which chunk, of those read whole under the block keys of
+    ``whole_chunks``: a chunk whose owner's side plugin, made for this target, learns from their
+    documents (``plugin train --docs``) and has not learnt this chunk. Until a plugin asks for
+    documents, reading them costs nothing extra; after it, keeping a chunk's reading costs the
+    output projection on its tokens (docs/PLUGINS.md has the measurement)."""
+    if not whole_chunks or not hasattr(target, "path"):  # a remote target reads nothing here
+        return None
+    owners = {document.id: document.user_id for document in documents}
+    learning: dict[int, tuple[Path, frozenset[str]] | None] = {}
+    wanted: dict[str, tuple[Path, int, str]] = {}
+    for key, chunk in whole_chunks.items():
+        owner = owners.get(chunk.document_id)
+        if owner is None:
+            continue
+        if owner not in learning:
+            learning[owner] = _learns_from_documents(user_dir(user_by_id(db, owner).name), target.path.name)
+        if learning[owner] is None:
+            continue
+        directory, learnt = learning[owner]
+        digest = _digest(chunk.text)
+        if CHUNK_SOURCE + digest not in learnt:
+            wanted[key] = (directory, chunk.id, digest)
+    return DocumentReadingKeeper(target.path.name, wanted) if wanted else None
+
+
+def _learns_from_documents(directory: Path, model: str) -> tuple[Path, frozenset[str]] | None:
+    """(directory, what it learnt from) when the user's side plugin for ``model`` learns from
+    their documents; None otherwise (no plugin, a LoRA, another model's, a damaged file)."""
+    if plugin_kind(directory) != "side":
+        return None
+    try:
+        side_plugin = load_side_plugin(directory)
+    except PluginError:
+        return None
+    if side_plugin.target.model_file != model or DOCUMENTS_SOURCE not in side_plugin.learnt_from:
+        return None
+    return directory, frozenset(side_plugin.learnt_from)
 
 
 GENERIC_TEXTS = ("prose.txt", "everyday.txt", "code.txt")

@@ -17,6 +17,7 @@ import numpy as np
 import sqlite_utils
 
 from duetto.app.core.fingerprints import target_fingerprint
+from duetto.app.core.plugins import DocumentReadingKeeper, document_reading_keeper
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
@@ -229,7 +230,8 @@ def answer_from_documents(
         prompt = [*prefix, *(token for block in blocks for token in block.tokens), *suffix]
         prepared = PreparedMemory(prompt, len(prompt) - len(suffix), 0, 0.0)
     else:
-        prepared = prepare_memory(target, prefix, blocks, suffix, _StoredStates(db, target_id))
+        readings = _reading_keeper(db, target, documents, blocks, [chunk for chunk, _ in chosen])
+        prepared = prepare_memory(target, prefix, blocks, suffix, _StoredStates(db, target_id), readings)
     reply = decoder.reply(prepared.prompt_tokens, settings, on_delta, should_cancel, on_written)
     reply_text, reply_stats = reply.text, reply.stats
     stats = reply_stats.as_dict()
@@ -264,9 +266,26 @@ def _answer_prompt_around_blocks(target: ModelSession, question: str) -> tuple[l
 
 def _memory_block(target: ModelSession, document_name: str, chunk: Chunk, variant: str) -> MemoryBlock:
     text = chunk.text if variant == "full" else chunk.compressed_text
-    return MemoryBlock(
-        key=f"{chunk.id}:{variant}", tokens=target.tokenize(f"[{document_name}#{chunk.position}] {text}\n\n")
-    )
+    label = f"[{document_name}#{chunk.position}]"
+    tokens = target.tokenize(f"{label} {text}\n\n")
+    label_tokens = target.tokenize(label)
+    # the text begins after the label's tokens; where the label's last token merged into the text,
+    # nowhere (no reading of it is taken)
+    text_start = len(label_tokens) if tokens[: len(label_tokens)] == label_tokens else len(tokens)
+    return MemoryBlock(key=f"{chunk.id}:{variant}", tokens=tokens, text_start=text_start)
+
+
+def _reading_keeper(
+    db: sqlite_utils.Database, target: ModelSession, documents: Sequence[Document], blocks: Sequence[MemoryBlock],
+    chunks: Sequence[Chunk],
+) -> DocumentReadingKeeper | None:  # fmt: skip
+    """Who keeps the target's reading of the whole chunks among ``blocks`` (``chunks`` are theirs)
+    as they are read: their owner's plugin, when it learns from documents (app/core/plugins.py)."""
+    by_id = {chunk.id: chunk for chunk in chunks}
+    whole = {
+        block.key: by_id[int(block.key.split(":")[0])] for block in blocks if block.key.endswith(":full")
+    }  # fmt: skip
+    return document_reading_keeper(db, target, list(documents), whole)
 
 
 @dataclass(frozen=True)
@@ -327,6 +346,7 @@ def prepare_documents(
         _StoredStates(db, target_id),
         on_block=(lambda done: on_progress(done, len(blocks))) if on_progress else None,
         should_cancel=should_cancel,
+        readings=_reading_keeper(db, target, documents, blocks, chunks),
     )
     if saved < len(blocks):
         raise InterruptedError("preparing was cancelled; run it again to continue")

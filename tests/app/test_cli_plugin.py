@@ -11,6 +11,7 @@ from duetto_cli import run_duetto
 from duetto.app.core.chat import StoredChat
 from duetto.app.core.models import load_engine
 from duetto.app.core.plugins import chat_reading_keeper
+from duetto.app.core.questions import FULL_TEXT_CHUNKS
 from duetto.engine.decoder import DecodeSettings
 from duetto.store.conversations import add_message, create_conversation, get_user, list_messages
 from duetto.store.database import open_database
@@ -111,7 +112,8 @@ def test_train_on_what_the_user_typed_in_their_chats(
     assert trained.returncode == 0, trained.stderr
     report = json.loads(trained.stdout)
     assert report["sources"] == {
-        "files": [], "chat_messages": 40, "chat_messages_read_as_typed": 0, "files_already_learnt": [],
+        "files": [], "chat_messages": 40, "chat_messages_read_as_typed": 0, "documents": [], "document_chunks": 0,
+        "document_chunks_read_for_questions": 0, "files_already_learnt": [],
     }  # fmt: skip
     assert report["held_out_perplexity_plugin"] < report["held_out_perplexity_base"]
     # only erin's own words were read, not the replies nor frank's chats
@@ -157,7 +159,8 @@ def test_training_again_reads_only_what_is_new(
     second = train("--chats", "--text", str(notes))
     assert second["continued"]
     assert second["sources"] == {
-        "files": [], "chat_messages": 48, "chat_messages_read_as_typed": 0, "files_already_learnt": [str(notes)],
+        "files": [], "chat_messages": 48, "chat_messages_read_as_typed": 0, "documents": [], "document_chunks": 0,
+        "document_chunks_read_for_questions": 0, "files_already_learnt": [str(notes)],
     }  # fmt: skip
     assert second["vocabulary_size"] == first["vocabulary_size"]  # the plugin's own vocabulary, kept
 
@@ -238,6 +241,67 @@ def test_chat_messages_are_read_once_as_they_are_typed(
     )
     assert fresh.returncode == 0, fresh.stderr
     assert not readings.exists()  # the new plugin does not learn from chats: nothing is kept for it
+
+
+def test_documents_are_learnt_from_and_read_once_for_questions(
+    tiny_models: dict[str, Path], isolated_duetto: Path, tmp_path: Path
+) -> None:
+    """A plugin learns from its user's documents (not another user's); once it has, each chunk the
+    target reads for questions (docs prepare) has its reading kept, and the next training reads
+    none of it again. (Document names are the machine's, hence the users' names in them.)"""
+    target = target_options(tiny_models)
+    small = ("--model", str(tiny_models["draft"]), "--threads", "1")
+    diary = "".join(f"Day {day}: {sentence}. " for day, sentence in enumerate(USER_TEXT.split(". ")[:-1]))
+    chunks_added = {}
+    for name, text in (("kim", diary), ("lee", OTHER_TEXT * 8)):
+        run_duetto("users", "add", name)
+        (tmp_path / f"{name}.txt").write_text(text)
+        added = run_duetto(
+            "docs", "add", str(tmp_path / f"{name}.txt"), "--name", f"{name}-notes", "--user", name, "--json", *small
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        chunks_added[name] = json.loads(added.stdout)["chunks"]
+
+    def train(*arguments: str) -> dict:
+        result = run_duetto("plugin", "train", "--user", "kim", *arguments, "--json", *target)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    first = train("--docs")
+    assert (
+        first["sources"]["documents"] == ["kim-notes"]
+        and first["sources"]["document_chunks"] == chunks_added["kim"] > 1
+    )
+    assert first["sources"]["document_chunks_read_for_questions"] == 0
+    assert first["held_out_perplexity_plugin"] < first["held_out_perplexity_base"]
+    assert train("--docs")["up_to_date"]
+
+    (tmp_path / "more.txt").write_text(diary.replace("cat", "fox").replace("Day", "Night"))
+    added = run_duetto("docs", "add", str(tmp_path / "more.txt"), "--user", "kim", "--json", *small)
+    chunks = json.loads(added.stdout)["chunks"]
+    for name, document in (("kim", "kim-notes"), ("kim", "more"), ("lee", "lee-notes")):
+        prepared = run_duetto("docs", "prepare", document, "--user", name, *target)
+        assert prepared.returncode == 0, prepared.stderr
+    readings = isolated_duetto / "users" / "kim" / "document-readings"
+    assert len(list(readings.glob("*.npz"))) == chunks, "the new document's chunks, read whole, once each"
+    assert not (isolated_duetto / "users" / "lee" / "document-readings").exists(), "lee's plugin asked for nothing"
+
+    second = train("--docs")
+    assert second["continued"] and second["sources"]["documents"] == ["more"]
+    assert second["sources"]["document_chunks"] == second["sources"]["document_chunks_read_for_questions"] == chunks
+    assert second["feature_seconds"] < first["feature_seconds"] / 4 + 0.5, "nothing read again"
+    assert not readings.exists(), "learnt from: not kept any longer"
+
+    (tmp_path / "third.txt").write_text(diary.replace("dog", "owl"))
+    assert run_duetto("docs", "add", str(tmp_path / "third.txt"), "--user", "kim", *small).returncode == 0
+    asked = run_duetto(
+        "ask", "--doc", "third", "where did the owl sleep?", "--user", "kim", "--draft-model",
+        str(tiny_models["draft"]), "--max-tokens", "4", "--json", *target,
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    assert 1 <= len(list(readings.glob("*.npz"))) <= FULL_TEXT_CHUNKS, "a question keeps the chunks it read whole"
+    nothing = run_duetto("plugin", "train", "--user", "default", "--docs", *target)
+    assert nothing.returncode == 1 and "has added no documents" in nothing.stderr
 
 
 def test_the_generic_text_is_read_once_per_model(

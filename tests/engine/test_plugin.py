@@ -12,19 +12,21 @@ import numpy as np
 import pytest
 
 from duetto.engine.decoder import SHORT_LEAD, Decoder, DecodeSettings, KeepReading
+from duetto.engine.memory_prompt import MemoryBlock, save_block_states
 from duetto.engine.model_session import ModelSession
 from duetto.engine.output_matrix import output_rows
 from duetto.engine.plugin import PluginError, SidePlugin, TargetFingerprint
 from duetto.engine.plugin_files import (
     CHAT_READINGS_DIR,
+    DOCUMENT_READINGS_DIR,
     LEFTOVER_SECONDS,
     PARTIAL_PREFIX,
-    forget_chat_readings,
-    load_chat_reading,
+    forget_readings,
+    load_reading,
     load_side_plugin,
     plugin_kind,
     remove_plugin,
-    save_chat_reading,
+    save_reading,
     save_side_plugin,
 )
 from duetto.engine.plugin_session import PersonalisedSession, personalise
@@ -325,23 +327,78 @@ def test_a_kept_reading_is_used_only_for_its_text_and_model(target: ModelSession
     tokens = target.tokenize(USER_TEXT)[:60]
     reading = read_in_context(target, tokens).reading
     target.truncate(0)
-    save_chat_reading(tmp_path, 7, "digest", "target.gguf", reading)
+    save_reading(tmp_path, CHAT_READINGS_DIR, 7, "digest", "target.gguf", reading)
 
-    loaded = load_chat_reading(tmp_path, 7, "digest", "target.gguf")
+    loaded = load_reading(tmp_path, CHAT_READINGS_DIR, 7, "digest", "target.gguf")
     assert loaded is not None and loaded.hidden.dtype == np.float32
     np.testing.assert_allclose(loaded.hidden, reading.hidden, rtol=1e-3, atol=1e-3)  # kept in 16 bits
     np.testing.assert_array_equal(loaded.next_token, reading.next_token)
-    assert load_chat_reading(tmp_path, 7, "another text", "target.gguf") is None
-    assert load_chat_reading(tmp_path, 7, "digest", "another.gguf") is None
-    assert load_chat_reading(tmp_path, 8, "digest", "target.gguf") is None
+    assert load_reading(tmp_path, CHAT_READINGS_DIR, 7, "another text", "target.gguf") is None
+    assert load_reading(tmp_path, CHAT_READINGS_DIR, 7, "digest", "another.gguf") is None
+    assert load_reading(tmp_path, CHAT_READINGS_DIR, 8, "digest", "target.gguf") is None
     (tmp_path / CHAT_READINGS_DIR / "7.npz").write_bytes(b"PK\x03\x04 damaged")
-    assert load_chat_reading(tmp_path, 7, "digest", "target.gguf") is None
-    save_chat_reading(tmp_path, 9, "digest", "target.gguf", reading)
-    forget_chat_readings(tmp_path, 8)
+    assert load_reading(tmp_path, CHAT_READINGS_DIR, 7, "digest", "target.gguf") is None
+    save_reading(tmp_path, CHAT_READINGS_DIR, 9, "digest", "target.gguf", reading)
+    forget_readings(tmp_path, CHAT_READINGS_DIR, 8)
     assert sorted(path.name for path in (tmp_path / CHAT_READINGS_DIR).iterdir()) == ["9.npz"]
     (tmp_path / CHAT_READINGS_DIR / (PARTIAL_PREFIX + "left")).write_bytes(b"")
+    save_reading(tmp_path, DOCUMENT_READINGS_DIR, 3, "digest", "target.gguf", reading)
+    assert load_reading(tmp_path, DOCUMENT_READINGS_DIR, 3, "digest", "target.gguf") is not None
+    assert load_reading(tmp_path, CHAT_READINGS_DIR, 3, "digest", "target.gguf") is None  # a message's, not a chunk's
     remove_plugin(tmp_path)
-    assert not (tmp_path / CHAT_READINGS_DIR).exists()
+    assert not (tmp_path / CHAT_READINGS_DIR).exists() and not (tmp_path / DOCUMENT_READINGS_DIR).exists()
+
+
+class _States:
+    def __init__(self) -> None:
+        self.saved: dict[str, bytes] = {}
+
+    def load(self, block: MemoryBlock, prefix_sha256: str) -> bytes | None:
+        return self.saved.get(block.key)
+
+    def save(self, block: MemoryBlock, prefix_sha256: str, state: bytes) -> None:
+        self.saved[block.key] = state
+
+
+def test_a_document_block_read_for_questions_hands_out_its_reading(target: ModelSession) -> None:
+    """The reading kept of a block's text as its state is saved (what a plugin learning from its
+    user's documents trains on) is the target's own reading of the text behind the prompt's prefix,
+    from the label's last token on; the state saved is the same as without it."""
+    prefix = target.tokenize("Answer from the excerpts.\nExcerpts:\n")
+    label = target.tokenize("[notes#0]")
+    whole = MemoryBlock("7:full", target.tokenize("[notes#0] " + USER_TEXT[:400] + "\n\n"), len(label))
+    short = MemoryBlock("7:compressed", target.tokenize("[notes#0] cat, mat, dog\n\n"), len(label))
+    received: list[tuple[str, object]] = []
+
+    class Wanted:
+        def wants(self, block: MemoryBlock) -> bool:
+            return block.key.endswith(":full")
+
+        def receive(self, block: MemoryBlock, reading) -> None:
+            received.append((block.key, reading))
+
+    kept, plain = _States(), _States()
+    assert save_block_states(target, prefix, [whole, short], kept, readings=Wanted()) == 2
+    assert save_block_states(target, prefix, [whole, short], plain) == 2
+
+    assert [key for key, _ in received] == ["7:full"]  # the compressed text is not the user's writing
+    reading = received[0][1]
+    start = len(prefix) + len(label)  # the text's first token, predicted from the label's last
+    end = len(prefix) + len(whole.tokens)
+    assert reading.next_token.tolist() == whole.tokens[len(label) :]
+    target.truncate(0)
+    logits, hidden = target.evaluate_with_hidden_states(prefix + whole.tokens, range(start - 1, end - 1))
+    np.testing.assert_allclose(reading.hidden, hidden, atol=1e-4)
+    np.testing.assert_allclose(
+        reading.next_logit, logits[np.arange(end - start), whole.tokens[len(label) :]], atol=1e-4
+    )
+    peak = logits.max(axis=1)
+    np.testing.assert_allclose(
+        reading.log_total, peak + np.log(np.exp(logits - peak[:, None]).sum(axis=1)), atol=1e-3
+    )  # fmt: skip
+    assert len(kept.saved["7:full"]) == len(plain.saved["7:full"])
+    assert kept.saved["7:compressed"] == plain.saved["7:compressed"]
+    target.truncate(0)
 
 
 def test_training_takes_readings_beside_the_text(target: ModelSession) -> None:

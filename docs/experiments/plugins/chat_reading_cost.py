@@ -26,7 +26,7 @@ import numpy as np
 
 from duetto.engine.decoder import Decoder, DecodeSettings, KeepReading
 from duetto.engine.model_session import ModelSession
-from duetto.engine.plugin_files import CHAT_READINGS_DIR, save_chat_reading
+from duetto.engine.plugin_files import CHAT_READINGS_DIR, save_reading
 
 ROOT = Path(__file__).resolve().parents[3]
 DIARY = ROOT / "app" / "bench" / "plugin_texts" / "user-train.txt"
@@ -74,7 +74,7 @@ def main() -> None:
         kept: list = []
 
         def save(reading, kept: list = kept) -> None:
-            save_chat_reading(directory, 1, "digest", arguments.target.name, reading)
+            save_reading(directory, CHAT_READINGS_DIR, 1, "digest", arguments.target.name, reading)
             kept.append(reading)
 
         for repeat in range(arguments.repeats + 1):
