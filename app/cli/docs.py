@@ -18,7 +18,7 @@ from duetto.app.cli.loading import load_reader, local_only, model_paths
 from duetto.app.core.documents import InvalidDocument, decode_document, ingest_document
 from duetto.app.core.folders import ingest_folder
 from duetto.app.core.models import open_target
-from duetto.app.core.questions import prepare_documents
+from duetto.app.core.questions import PREPARE_CONTEXT_LENGTH, prepare_documents
 from duetto.app.core.wording import plural, shorten
 from duetto.store import documents as document_store
 from duetto.store.conversations import DEFAULT_USER, User, named_user
@@ -28,8 +28,6 @@ from duetto.store.errors import NotFound
 PREVIEW_CHARACTERS = 200
 PROGRESS_LINE_SECONDS = 5.0
 """Without a terminal, progress is a line this often (and at the end)."""
-PREPARE_CONTEXT_LENGTH = 2048
-"""Room for the answer prompt's prefix and one chunk: all preparing ever holds."""
 
 
 @click.group()

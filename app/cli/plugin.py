@@ -20,11 +20,14 @@ from duetto.app.cli.loading import local_only, model_paths
 from duetto.app.core.models import user_plugin_dir
 from duetto.app.core.plugins import (
     DOCUMENTS_SOURCE,
+    TrainingText,
     chats_learnt_through,
     generic_readings,
     read_user_text,
     training_text,
 )
+from duetto.app.core.questions import PREPARE_CONTEXT_LENGTH, read_chunks_whole
+from duetto.app.core.wording import plural
 from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError, SidePlugin
 from duetto.engine.plugin_files import (
@@ -43,6 +46,7 @@ from duetto.engine.plugin_session import PersonalisedSession
 from duetto.engine.plugin_training import (
     MIN_TRAINING_TOKENS,
     NotEnoughText,
+    TargetReading,
     TrainingSettings,
     collect_features,
     log_likelihoods,
@@ -50,6 +54,7 @@ from duetto.engine.plugin_training import (
     perplexity,
     train_side_plugin,
 )
+from duetto.store.database import open_database
 
 DEFAULT_SETTINGS = TrainingSettings()
 
@@ -180,7 +185,8 @@ def train(
     """
     directory = user_plugin_dir(user)
     settings = TrainingSettings(rank=rank, max_vocabulary=max_vocabulary, max_epochs=max_epochs)
-    session = _target_session(profile, target, threads, settings.window)
+    # documents are read whole, as a question reads them, behind its prompt's head
+    session = _target_session(profile, target, threads, max(settings.window, PREPARE_CONTEXT_LENGTH * documents))
     try:
         start = None if fresh else _plugin_to_go_on_from(directory, session)
         new = training_text(
@@ -190,7 +196,7 @@ def train(
             _say_up_to_date(user, new.sources, as_json)
             return
         tokens = session.tokenize(new.text) if new.text.strip() else []
-        new_tokens = len(tokens) + sum(len(reading) for reading in new.readings)
+        new_tokens = len(tokens) + sum(len(reading) for reading in new.readings) + sum(c.tokens for c in new.chunks)
         if start is not None and new_tokens < MIN_TRAINING_TOKENS:
             raise NotEnoughText(
                 f"only {new_tokens} tokens are new to {user}'s plugin; it goes on from {MIN_TRAINING_TOKENS} "
@@ -198,10 +204,17 @@ def train(
             )
         with TaskProgress() as progress:
             started = time.perf_counter()
+            read_now = _read_new_chunks(session, new, progress)
+            document_seconds = time.perf_counter() - started
+            unread = [chunk.text for chunk in new.chunks if chunk.id not in read_now]  # their states were saved
+            if unread:
+                tokens = session.tokenize("\n\n".join([new.text, *unread] if new.text.strip() else unread))
+            started = time.perf_counter()
             generic = generic_readings(session, settings.window, progress)
             generic_seconds = time.perf_counter() - started
             side_plugin, report = train_side_plugin(
-                session, tokens, settings, progress, generic=generic, start=start, readings=new.readings
+                session, tokens, settings, progress, generic=generic, start=start,
+                readings=(*new.readings, *read_now.values()),
             )  # fmt: skip
     finally:
         session.close()
@@ -212,14 +225,16 @@ def train(
         forget_readings(directory, DOCUMENT_READINGS_DIR)
     result = {
         "user": user, "path": str(path), "bytes": path.stat().st_size, "sources": new.sources,
-        "continued": start is not None, "generic_reading_seconds": round(generic_seconds, 2), **report.__dict__,
+        "continued": start is not None, "generic_reading_seconds": round(generic_seconds, 2),
+        "document_reading_seconds": round(document_seconds, 2), **report.__dict__,
     }  # fmt: skip
+    result["sources"]["document_chunks_read_now_for_questions_too"] = len(read_now)
     if as_json:
         print_json(result)
         return
     change = report.held_out_perplexity_plugin / report.held_out_perplexity_base - 1
     generic_change = report.generic_held_out_perplexity_plugin / report.generic_held_out_perplexity_base - 1
-    seconds = report.feature_seconds + report.generic_feature_seconds + report.training_seconds
+    seconds = report.feature_seconds + report.generic_feature_seconds + report.training_seconds + document_seconds
     if generic_seconds >= 1:
         stderr_console.print(f"read duetto's generic text in {generic_seconds:.0f} s (once for this model)")
     if new.sources["chat_messages_read_as_typed"]:
@@ -232,6 +247,11 @@ def train(
             f"{new.sources['document_chunks_read_for_questions']} of the {new.sources['document_chunks']} document "
             "chunks were read for questions already; not read again"
         )
+    if read_now:
+        stderr_console.print(
+            f"read {len(read_now)} document chunks whole, as questions read them: their states are kept, so "
+            "questions on them will not read them again"
+        )
     stderr_console.print(
         f"trained {user}'s plugin on {report.tokens} tokens in {seconds:.0f} s "
         f"({report.epochs} epochs); held-out perplexity {report.held_out_perplexity_base:.2f} -> "
@@ -243,6 +263,26 @@ def train(
             "[yellow]note:[/yellow] on the held-out tail the plugin does worse than the model alone: it has not "
             "learnt this text's ways yet (more of the user's writing helps; --fresh starts over on what is given)"
         )
+
+
+def _read_new_chunks(session: ModelSession, new: TrainingText, progress: TaskProgress) -> dict[int, TargetReading]:
+    """The target's readings of the new document chunks (chunk id -> reading), taken as it reads
+    them whole for questions, their states saved (``read_chunks_whole``); a chunk a question read
+    before this plugin learnt from documents is not among them."""
+    if not new.chunks:
+        return {}
+    shown = [0]
+
+    def show(done: int, total: int) -> None:
+        if not done:
+            progress.begin(f"reading {plural(len(new.chunks), 'new document chunk')}", total)
+        progress.advance(done - shown[0])
+        shown[0] = done
+
+    try:
+        return read_chunks_whole(open_database(), session, new.documents, {chunk.id for chunk in new.chunks}, show)
+    finally:
+        progress.end()
 
 
 def _plugin_to_go_on_from(directory: Path, session: ModelSession) -> SidePlugin | None:

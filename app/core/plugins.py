@@ -64,12 +64,14 @@ class TrainingText:
     text: str  # what is new and must be read, as one text ("" when there is none)
     readings: tuple[TargetReading, ...]  # what is new and the target read already: chat messages as
     # typed, document chunks as read for questions
+    chunks: tuple[Chunk, ...]  # document chunks that are new and not read yet (read whole, as questions do)
+    documents: tuple[Document, ...]  # the user's documents (the chunks are theirs)
     sources: dict  # for the report: the files read, chat messages read, and what was skipped
     learnt_from: tuple[str, ...]  # the plugin's ``learnt_from`` once it has learnt this text too
 
     @property
     def is_empty(self) -> bool:
-        return not self.text.strip() and not self.readings
+        return not self.text.strip() and not self.readings and not self.chunks
 
 
 FILE_SOURCE = "file:"  # + the SHA-256 of the file's text
@@ -125,7 +127,8 @@ def training_text(
     if chats or chats_learnt_through(learnt_from) is not None:  # learns from chats, even before any
         kept.append(CHATS_SOURCE + str(chats_through))
     message_readings = len(readings)
-    chunk_texts: list[str] = []
+    chunks: list[Chunk] = []
+    owned: list[Document] = []
     document_names: list[str] = []
     if documents:
         db = open_database()
@@ -141,7 +144,7 @@ def training_text(
             if reading is not None and len(reading):
                 readings.append(reading)
             elif chunk.text.strip():
-                chunk_texts.append(chunk.text)
+                chunks.append(chunk)
             new_sources.append(CHUNK_SOURCE + digest)
             if names[chunk.document_id] not in document_names:
                 document_names.append(names[chunk.document_id])
@@ -152,13 +155,15 @@ def training_text(
         "chat_messages": len(messages) + message_readings,
         "chat_messages_read_as_typed": message_readings,
         "documents": document_names,
-        "document_chunks": len(chunk_texts) + len(readings) - message_readings,
+        "document_chunks": len(chunks) + len(readings) - message_readings,
         "document_chunks_read_for_questions": len(readings) - message_readings,
         "files_already_learnt": skipped_files,
     }
     return TrainingText(
-        "\n\n".join(parts + messages + chunk_texts),
+        "\n\n".join(parts + messages),
         tuple(readings),
+        tuple(chunks),
+        tuple(owned),
         sources,
         tuple(kept + new_sources),
     )

@@ -21,8 +21,16 @@ from duetto.app.core.plugins import DocumentReadingKeeper, document_reading_keep
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
-from duetto.engine.memory_prompt import MemoryBlock, PreparedMemory, prefix_digest, prepare_memory, save_block_states
+from duetto.engine.memory_prompt import (
+    BlockReadings,
+    MemoryBlock,
+    PreparedMemory,
+    prefix_digest,
+    prepare_memory,
+    save_block_states,
+)
 from duetto.engine.model_session import ChatMessage, ModelSession
+from duetto.engine.plugin_training import TargetReading
 from duetto.engine.remote_target import RemoteTarget
 from duetto.engine.reply_stream import TextPiece, Written
 from duetto.engine.stats import ReplyStats
@@ -33,6 +41,8 @@ from duetto.store.errors import StoreError
 MEMORY_BUDGET_TOKENS = 480
 """Tokens of excerpts a question gets: the best chunks whole, then compressed ones."""
 FULL_TEXT_CHUNKS = 2
+PREPARE_CONTEXT_LENGTH = 2048
+"""Room for the answer prompt's prefix and one chunk: all preparing ever holds."""
 MAX_BLOCKS = 4
 BLOCK_LABEL_TOKENS = 16
 """What a block's label (``[notes#3]`` and its line) may add to the chunk's own tokens: a small
@@ -315,13 +325,19 @@ def prepare_documents(
     documents: Sequence[Document],
     on_progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    *,
+    variants: tuple[str, ...] = ("full", "compressed"),
+    only_chunks: set[int] | None = None,
+    readings: BlockReadings | None = None,
 ) -> PrepareResult:
     """Have the large model read every chunk once now, whole and compressed, and keep the KV
     states, so that no later question reads document text: it loads the chunks it picks.
 
     Without this, states are saved lazily, the first time a question picks a chunk, and a
     question that picks chunks no earlier one did still reads them. Interrupted or cancelled,
-    it keeps the states made so far; run again, it reads only the rest.
+    it keeps the states made so far; run again, it reads only the rest. ``variants`` and
+    ``only_chunks`` narrow what is read; ``readings`` takes the reading of the blocks it wants
+    (by default the owner's plugin, when it learns from documents).
     """
     started = time.perf_counter()
     names = {document.id: document.name for document in documents}
@@ -331,10 +347,10 @@ def prepare_documents(
     digest = prefix_digest(prefix)
     blocks: list[MemoryBlock] = []
     prepared_chunks: set[int] = set()
-    for variant in ("full", "compressed"):
+    for variant in variants:
         ready = document_store.chunks_with_state(db, list(names), target_id, variant, digest)
         for chunk in chunks:
-            if chunk.id not in ready:
+            if chunk.id not in ready and (only_chunks is None or chunk.id in only_chunks):
                 blocks.append(_memory_block(target, names[chunk.document_id], chunk, variant))
                 prepared_chunks.add(chunk.id)
     if on_progress:
@@ -346,7 +362,7 @@ def prepare_documents(
         _StoredStates(db, target_id),
         on_block=(lambda done: on_progress(done, len(blocks))) if on_progress else None,
         should_cancel=should_cancel,
-        readings=_reading_keeper(db, target, documents, blocks, chunks),
+        readings=readings if readings is not None else _reading_keeper(db, target, documents, blocks, chunks),
     )
     if saved < len(blocks):
         raise InterruptedError("preparing was cancelled; run it again to continue")
@@ -358,3 +374,30 @@ def prepare_documents(
         seconds=time.perf_counter() - started,
         state_bytes=sum(document_store.chunk_state_bytes(db, document.id) for document in documents),
     )
+
+
+def read_chunks_whole(
+    db: sqlite_utils.Database,
+    target: ModelSession,
+    documents: Sequence[Document],
+    chunk_ids: set[int],
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[int, TargetReading]:
+    """Have the target read these chunks' whole text as a question reads it, saving their states,
+    and hand back its reading of each (chunk id -> reading): what a plugin learning from its
+    user's documents trains on, so the target reads a document once, for both. A chunk whose state
+    a question or ``docs prepare`` saved before is not read here: it is absent from the result.
+    ``target`` must be the plain target."""
+    kept: dict[int, TargetReading] = {}
+
+    class Keep:
+        def wants(self, block: MemoryBlock) -> bool:
+            return True
+
+        def receive(self, block: MemoryBlock, reading: TargetReading) -> None:
+            kept[int(block.key.split(":")[0])] = reading
+
+    prepare_documents(
+        db, target, documents, on_progress, variants=("full",), only_chunks=chunk_ids, readings=Keep()
+    )  # fmt: skip
+    return kept

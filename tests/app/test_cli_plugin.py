@@ -113,7 +113,8 @@ def test_train_on_what_the_user_typed_in_their_chats(
     report = json.loads(trained.stdout)
     assert report["sources"] == {
         "files": [], "chat_messages": 40, "chat_messages_read_as_typed": 0, "documents": [], "document_chunks": 0,
-        "document_chunks_read_for_questions": 0, "files_already_learnt": [],
+        "document_chunks_read_for_questions": 0, "document_chunks_read_now_for_questions_too": 0,
+        "files_already_learnt": [],
     }  # fmt: skip
     assert report["held_out_perplexity_plugin"] < report["held_out_perplexity_base"]
     # only erin's own words were read, not the replies nor frank's chats
@@ -160,7 +161,8 @@ def test_training_again_reads_only_what_is_new(
     assert second["continued"]
     assert second["sources"] == {
         "files": [], "chat_messages": 48, "chat_messages_read_as_typed": 0, "documents": [], "document_chunks": 0,
-        "document_chunks_read_for_questions": 0, "files_already_learnt": [str(notes)],
+        "document_chunks_read_for_questions": 0, "document_chunks_read_now_for_questions_too": 0,
+        "files_already_learnt": [str(notes)],
     }  # fmt: skip
     assert second["vocabulary_size"] == first["vocabulary_size"]  # the plugin's own vocabulary, kept
 
@@ -248,7 +250,9 @@ def test_documents_are_learnt_from_and_read_once_for_questions(
 ) -> None:
     """A plugin learns from its user's documents (not another user's); once it has, each chunk the
     target reads for questions (docs prepare) has its reading kept, and the next training reads
-    none of it again. (Document names are the machine's, hence the users' names in them.)"""
+    none of it again. The first training reads the chunks as questions do and keeps their states,
+    so the target reads a document once for both. (Document names are the machine's, hence the
+    users' names in them.)"""
     target = target_options(tiny_models)
     small = ("--model", str(tiny_models["draft"]), "--threads", "1")
     diary = "".join(f"Day {day}: {sentence}. " for day, sentence in enumerate(USER_TEXT.split(". ")[:-1]))
@@ -273,6 +277,9 @@ def test_documents_are_learnt_from_and_read_once_for_questions(
         and first["sources"]["document_chunks"] == chunks_added["kim"] > 1
     )
     assert first["sources"]["document_chunks_read_for_questions"] == 0
+    assert first["sources"]["document_chunks_read_now_for_questions_too"] == chunks_added["kim"]
+    shown = json.loads(run_duetto("docs", "show", "kim-notes", "--user", "kim", "--json").stdout)
+    assert shown["saved_state_bytes"] > 0, "read whole as questions read it, its states kept for them"
     assert first["held_out_perplexity_plugin"] < first["held_out_perplexity_base"]
     assert train("--docs")["up_to_date"]
 
