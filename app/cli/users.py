@@ -23,7 +23,10 @@ def users() -> None:
 def add(name: str) -> None:
     """Add user NAME (letters, digits, '.', '_' or '-')."""
     add_user(open_database(), name)
-    stderr_console.print(f"added user {name}; train their plugin with: duetto plugin train --user {name} --text FILE")
+    stderr_console.print(
+        f"added user {name}; train their plugin with: duetto plugin train --user {name} "
+        "--text FILE (or --chats, --docs)"
+    )
 
 
 @users.command("list")
