@@ -56,12 +56,12 @@ from duetto.app.tui.keys import (
 )
 from duetto.app.tui.messages import EngineFailed, EngineReady, ReplyDelta, ReplyFinished, ReplyProgress
 from duetto.app.tui.pair_screen import PairScreen
-from duetto.app.tui.profile_screen import ProfileScreen
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.settings_screen import SettingsScreen
 from duetto.app.tui.sidebar import Sidebar
 from duetto.app.tui.status_bar import StatusBar
 from duetto.app.tui.system_prompt_screen import SystemPromptChoice, SystemPromptScreen
+from duetto.app.tui.user_screen import UserScreen
 from duetto.engine.code_blocks import fenced_code
 from duetto.engine.decoder import DecodeSettings
 from duetto.engine.errors import EngineError
@@ -110,7 +110,7 @@ class DuettoApp(App[None]):
         super().__init__()
         self.config = config
         self.settings = config.settings
-        """What the next reply is decoded with: the config's defaults under the profile's saved settings."""
+        """What the next reply is decoded with: the config's defaults under the user's saved settings."""
         self.chat_settings = ChatSettings()
         self.reply_spans: dict[int, Spans] = {}
         """Message id → its text by source, for replies written in this session (the draft-colour view)."""
@@ -149,7 +149,7 @@ class DuettoApp(App[None]):
         self.apply_keys_file()
         try:
             self.db = open_database(self.config.database_path)
-            await self.open_profile(self.config.user_name)
+            await self.open_user(self.config.user_name)
         except StoreError as error:
             self.notify(str(error), severity="error", timeout=30)
             return
@@ -209,7 +209,7 @@ class DuettoApp(App[None]):
 
     def on_engine_ready(self, message: EngineReady) -> None:
         if self.config.engine_per_user and message.user_name != self.user.name:
-            self.close_engine(message.engine)  # built for a profile the user has since left
+            self.close_engine(message.engine)  # built for a user the app has since left
             return
         if self.engine is not None and message.pair == self.engine_pair:
             self.close_engine(message.engine)  # a second load of the pair in use (switched away and back)
@@ -462,7 +462,7 @@ class DuettoApp(App[None]):
         if self.conversation is not None and self.conversation.id not in {chat.id for chat in conversations}:
             if self.generating or self.editing is not None:
                 return  # this window's turn ends with its own error; the chat is gone
-            await self.open_profile(self.user.name)
+            await self.open_user(self.user.name)
             return
         await self.refresh_sidebar()
         if self.conversation is None or self.generating or self.editing is not None:
@@ -495,15 +495,15 @@ class DuettoApp(App[None]):
         for desk in self.query(DocumentDesk):
             desk.show_sources(sources)
 
-    # --- profiles and settings ----------------------------------------------------------------
+    # --- users and settings -------------------------------------------------------------------
 
-    async def open_profile(self, name: str) -> None:
+    async def open_user(self, name: str) -> None:
         """Make ``name`` (created if new) the current user: their settings, their latest chat."""
         self.user = ensure_user(self.db, name)
         self.query_one(PromptInput).set_history(messages_written_by(self.db, self.user)[-PROMPT_HISTORY_LENGTH:])
         self.next_system_prompt = None
         await self.apply_chat_settings(self.saved_chat_settings())
-        self.query_one(StatusBar).profile = self.user.name
+        self.query_one(StatusBar).user_name = self.user.name
         conversations = list_conversations(self.db, self.user)
         if conversations:
             await self.open_conversation(conversations[0])
@@ -517,7 +517,7 @@ class DuettoApp(App[None]):
         try:
             kept = conversation_chat_settings(conversation.settings, self.saved_chat_settings())
         except StoreError as error:
-            self.notify(f"{error}; using the profile's.", title="Chat settings", severity="warning", timeout=15)
+            self.notify(f"{error}; using the user's.", title="Chat settings", severity="warning", timeout=15)
             kept = None
         if kept is not None:
             pinned = {name: getattr(self.config.settings, name) for name in self.config.command_line_settings}
@@ -527,7 +527,7 @@ class DuettoApp(App[None]):
             self.use_pair(pair)
 
     def saved_chat_settings(self) -> ChatSettings:
-        """The profile's saved settings over the config's defaults; command-line choices win."""
+        """The user's saved settings over the config's defaults; command-line choices win."""
         defaults = self.config.settings
         base = ChatSettings.of(defaults)
         try:
@@ -547,7 +547,7 @@ class DuettoApp(App[None]):
         await self.query_one(ChatView).set_show_sources(chat_settings.show_draft_sources)
 
     async def save_and_apply(self, chat_settings: ChatSettings) -> None:
-        """Apply ``chat_settings`` and save them for the profile and the open chat (this session
+        """Apply ``chat_settings`` and save them for the user and the open chat (this session
         only without a database)."""
         try:
             if self.user is not None:
@@ -568,20 +568,20 @@ class DuettoApp(App[None]):
         except StoreError as error:
             self.notify(str(error), title="Chat settings not kept", severity="error", timeout=15)
 
-    async def switch_profile(self, name: str) -> None:
+    async def switch_user(self, name: str) -> None:
         if self.generating:
-            self.notify("Stop the reply (Esc) before switching profile.", severity="warning")
+            self.notify("Stop the reply (Esc) before switching user.", severity="warning")
             return
         if name == self.user.name:
             return
         try:
-            await self.open_profile(name)
+            await self.open_user(name)
         except StoreError as error:
-            self.notify(str(error), title="Cannot switch profile", severity="error", timeout=15)
+            self.notify(str(error), title="Cannot switch user", severity="error", timeout=15)
             return
-        self.notify(f"Profile {name}: its chats and settings.")
+        self.notify(f"User {name}: their chats, settings and plugin.")
         status = self.query_one(StatusBar)
-        status.tokens_per_second, status.acceptance = None, None  # they were the last profile's
+        status.tokens_per_second, status.acceptance = None, None  # they were the last user's
         if self.config.engine_per_user and self.models_on_disk:
             self.use_engine(None)  # free the last one's memory before the next one loads
             self.query_one(StatusBar).models = "loading models…"
@@ -631,16 +631,16 @@ class DuettoApp(App[None]):
 
         self.push_screen(SettingsScreen(self.chat_settings, self.user.name), chosen)
 
-    def action_switch_profile(self) -> None:
+    def action_switch_user(self) -> None:
         if self.user is None:
             return
 
         async def chosen(name: str | None) -> None:
             if name:
-                await self.switch_profile(name)
+                await self.switch_user(name)
 
         names = [user.name for user in list_users(self.db)]
-        self.push_screen(ProfileScreen(names, self.user.name), chosen)
+        self.push_screen(UserScreen(names, self.user.name), chosen)
 
     async def action_toggle_draft_sources(self) -> None:
         shown = not self.chat_settings.show_draft_sources

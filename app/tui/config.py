@@ -16,15 +16,15 @@ class ChatConfig:
     """Everything the app needs from its caller; tests build one with tiny models."""
 
     engine_factory: Callable[[str], Engine]
-    """Builds the engine for the profile (user) named; called in a thread worker."""
+    """Builds the engine for the user named; called in a thread worker."""
     models_label: str
     settings: DecodeSettings = DecodeSettings()
-    """The defaults; a profile's saved settings (store.settings) replace them field by field."""
+    """The defaults; a user's saved settings (store.settings) replace them field by field."""
     command_line_settings: frozenset[str] = frozenset()
     """Fields of ``settings`` given on the command line: they win over saved ones for this session."""
     user_name: str = "default"
     engine_per_user: bool = False
-    """The engine depends on the profile (per-user plugins): switching profile rebuilds it."""
+    """The engine depends on the user (their plugin): switching user rebuilds it."""
     database_path: Path | None = None
     missing_models: tuple[ModelSpec, ...] = ()
     """Manifest models to fetch (in a screen with progress bars) before the engine can load."""
@@ -33,6 +33,6 @@ class ChatConfig:
     pair: ModelPair | None = None
     """The models ``engine_factory`` loads; None: the app cannot switch pairs (a test's engine)."""
     pair_engine_factory: Callable[[str, ModelPair], Engine] | None = None
-    """Builds the engine of another pair for a profile (a conversation that remembers its own)."""
+    """Builds the engine of another pair for a user (a conversation that remembers its own)."""
     pair_choices: Callable[[], list[tuple[str, ModelPair]]] | None = None
     """(profile name, pair) of the pairs whose models are on this machine, for the models dialog."""

@@ -87,7 +87,7 @@ APP_KEYS: tuple[KeyAction, ...] = (
     KeyAction("cycle_mode", "ctrl+t", "Switch mode", "switch mode: exact → fast → target"),
     KeyAction("rename_chat", "f2,alt+r", "Rename this chat", "rename this chat"),
     KeyAction("settings", "f3,alt+s", "Settings", "settings: mode, temperature, drafter, …"),
-    KeyAction("switch_profile", "f4,alt+p", "Switch profile", "switch profile (user), or add one"),
+    KeyAction("switch_user", "f4,alt+u", "Switch user", "switch user (their chats, settings, plugin), or add one"),
     KeyAction("toggle_draft_sources", "f5,alt+c", "Colour the draft's text", "colour the draft's text (model, lookup)"),
     KeyAction("documents", "f6,ctrl+o", "Documents", "documents: attach to this chat, read a file in"),
     KeyAction("sources", "f7,alt+o", "Open a cited source", "open a chunk the last document answer cited"),

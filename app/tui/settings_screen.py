@@ -1,4 +1,4 @@
-"""The settings dialog: how replies are decoded, saved for the current profile.
+"""The settings dialog: how replies are decoded, saved for the current user.
 
 It edits a ChatSettings value and hands back a new one (or None when cancelled); the app stores
 it and applies it to the next reply. A value out of range keeps the dialog open with the
@@ -43,7 +43,7 @@ NUMBER_FIELDS = [
 
 
 class SettingsScreen(ModalScreen[ChatSettings | None]):
-    """Mode, temperature, max tokens, drafter and the fast-mode thresholds of this profile."""
+    """Mode, temperature, max tokens, drafter and the fast-mode thresholds of this user."""
 
     DEFAULT_CSS = (
         DIALOG_CSS.format(name="SettingsScreen")
@@ -59,14 +59,14 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
     )
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel_settings")]
 
-    def __init__(self, settings: ChatSettings, profile: str) -> None:
+    def __init__(self, settings: ChatSettings, user_name: str) -> None:
         super().__init__()
         self.settings = settings
-        self.profile = profile
+        self.user_name = user_name
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"[b]Settings of profile {self.profile}[/b] (used from the next reply)")
+            yield Label(f"[b]Settings of user {self.user_name}[/b] (used from the next reply)")
             with Horizontal(classes="row"):
                 yield Label("Mode")
                 yield Select([(MODE_LABELS[mode], mode) for mode in MODES], value=self.settings.mode,

@@ -1,4 +1,4 @@
-"""The line at the bottom: model pair, mode, live tok/s and acceptance, the profile."""
+"""The line at the bottom: model pair, mode, live tok/s and acceptance, the user."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class StatusBar(Static):
     acceptance: reactive[float | None] = reactive(None)
     compression: reactive[str] = reactive("")
     """After a document answer: document tokens vs tokens the large model read; shown when set."""
-    profile: reactive[str] = reactive("")
+    user_name: reactive[str] = reactive("")
     """The user whose chats and settings are open."""
     state: reactive[str] = reactive("")
     """What the engine is doing: generating, idle, an error."""
@@ -30,6 +30,6 @@ class StatusBar(Static):
         parts = [self.models, *([self.state] if self.state else []), f"mode {self.mode}", speed, accepted]
         if self.compression:
             parts.append(self.compression)
-        if self.profile:
-            parts.append(f"profile {self.profile}")
+        if self.user_name:
+            parts.append(f"user {self.user_name}")
         return " │ ".join(parts)

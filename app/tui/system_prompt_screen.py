@@ -1,7 +1,7 @@
 """The system prompt dialog: pick a saved persona or write one in place, for this chat.
 
 It only chooses: it hands back a SystemPromptChoice and the app saves the persona, the
-conversation's prompt and, when asked, the profile's default (app/core/chat.py reads them).
+conversation's prompt and, when asked, the user's default (app/core/chat.py reads them).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class SystemPromptChoice:
     persona_name: str | None = None
     """Also keep the prompt as a persona under this name."""
     as_default: bool = False
-    """Also make it the profile's default: every chat without a prompt of its own."""
+    """Also make it the user's default: every chat without a prompt of its own."""
 
 
 class SystemPromptScreen(ModalScreen[SystemPromptChoice | None]):
@@ -59,7 +59,7 @@ class SystemPromptScreen(ModalScreen[SystemPromptChoice | None]):
             )  # fmt: skip
             yield TextArea(self.current, id="prompt-text")
             yield Input(placeholder="Save it as a persona named… (optional)", id="persona-name")
-            yield Checkbox("Default for this profile's chats without one of their own", id="as-default")
+            yield Checkbox("Default for this user's chats without one of their own", id="as-default")
             yield Label("Ctrl+S uses it for this chat (the next reply rereads the chat with it); Esc cancels.")
 
     def on_mount(self) -> None:

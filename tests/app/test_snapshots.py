@@ -59,7 +59,7 @@ def test_settings(snap_compare, chat_app) -> None:
     assert snap_compare(chat_app(), press=["f3"], terminal_size=SIZE, run_before=engine_loaded)
 
 
-def test_profiles(snap_compare, chat_app) -> None:
+def test_users(snap_compare, chat_app) -> None:
     assert snap_compare(chat_app(with_history=True), press=["f4"], terminal_size=SIZE, run_before=engine_loaded)
 
 

@@ -20,11 +20,11 @@ from duetto.app.tui.chat_view import ChatView
 from duetto.app.tui.dialogs import HelpScreen
 from duetto.app.tui.draft_sources import SOURCE_STYLES, DraftLegend
 from duetto.app.tui.keys import APP_KEYS, help_rows, key_label
-from duetto.app.tui.profile_screen import ProfileScreen
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.settings_screen import SettingsScreen
 from duetto.app.tui.sidebar import ConversationItem, Sidebar
 from duetto.app.tui.status_bar import StatusBar
+from duetto.app.tui.user_screen import UserScreen
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.model_session import ModelSession
 from duetto.store.conversations import ensure_user, list_conversations, list_messages, list_users
@@ -227,7 +227,7 @@ async def test_a_setting_given_on_the_command_line_wins_over_the_saved_one(make_
         assert app.settings.max_tokens == 9 and app.settings.temperature == 0.5
 
 
-async def test_switching_profile_opens_that_users_chats_settings_and_engine(make_app) -> None:
+async def test_switching_user_opens_that_users_chats_settings_and_engine(make_app) -> None:
     built_for: list[str] = []
     app = make_app()
     factory = app.config.engine_factory
@@ -240,18 +240,18 @@ async def test_switching_profile_opens_that_users_chats_settings_and_engine(make
     async with app.run_test() as pilot:
         await send(pilot, app, "the default user's chat")
         await pilot.press("f4")
-        assert isinstance(app.screen, ProfileScreen)
-        app.screen.query_one("#new-profile", Input).focus()
+        assert isinstance(app.screen, UserScreen)
+        app.screen.query_one("#new-user", Input).focus()
         await pilot.press(*"bad name!", "enter")
-        assert isinstance(app.screen, ProfileScreen)
-        assert "invalid user name" in str(app.screen.query_one("#profile-error").render())
-        app.screen.query_one("#new-profile", Input).value = "default"
+        assert isinstance(app.screen, UserScreen)
+        assert "invalid user name" in str(app.screen.query_one("#user-error").render())
+        app.screen.query_one("#new-user", Input).value = "default"
         await pilot.press("enter")
-        assert "already exists" in str(app.screen.query_one("#profile-error").render())
-        app.screen.query_one("#new-profile", Input).value = "alice"
+        assert "already exists" in str(app.screen.query_one("#user-error").render())
+        app.screen.query_one("#new-user", Input).value = "alice"
         await pilot.press("enter")
         await pilot.pause()
-        assert app.user.name == "alice" and app.query_one(StatusBar).profile == "alice"
+        assert app.user.name == "alice" and app.query_one(StatusBar).user_name == "alice"
         assert app.query_one(Sidebar).titles() == [] and not app.query_one(ChatView).messages()
         await pilot.press("ctrl+t")  # alice's mode: fast, saved for her only
         await send(pilot, app, "alice's chat")
@@ -370,7 +370,7 @@ def test_duetto_chat_passes_the_options_given_on_the_command_line(monkeypatch: p
     assert config.user_name == "alice" and config.missing_models, "the isolated models directory is empty"
 
 
-async def test_an_engine_that_cannot_be_built_for_a_profile_is_a_notification(make_app) -> None:
+async def test_an_engine_that_cannot_be_built_for_a_user_is_a_notification(make_app) -> None:
     def engine(user_name: str) -> Engine:
         raise StoreError(f"the plugin of {user_name} is damaged")
 

@@ -35,7 +35,7 @@ def test_ask_see_the_streamed_answer_quit_and_find_the_chat_again(real_models: P
         screen = terminal.wait_for(r"\d+\.\d tok/s")
         terminal.wait_for(r"█ .*\b5\b")  # the reply block: its border, then the answer
         assert QUESTION[:20] in screen
-        terminal.keys("C-t")  # mode fast, saved for this profile
+        terminal.keys("C-t")  # mode fast, saved for this user
         terminal.wait_for(r"mode fast")
         terminal.keys("C-q")
         assert terminal.wait_until_exited(), "Ctrl+Q quits"
@@ -44,7 +44,7 @@ def test_ask_see_the_streamed_answer_quit_and_find_the_chat_again(real_models: P
         terminal.close()
         terminal.start()
         screen = terminal.wait_for(r"What is 2 \+ 3\?")
-        terminal.wait_for(r"mode fast")  # the setting came back with the profile
+        terminal.wait_for(r"mode fast")  # the setting came back with the user
         sidebar = "\n".join(line[:32] for line in screen.splitlines())
         assert "What is 2 + 3?" in sidebar, screen
     finally:

@@ -1,6 +1,6 @@
-"""The profile switcher: pick a user, or type a new name to add one.
+"""The user switcher: pick a user, or type a new name to add one.
 
-Each profile has its own conversations and settings (and, later, plugins). The dialog only
+Each user has their own conversations, settings and plugin. The dialog only
 chooses: it hands back the name, and the app creates the user when the name is new.
 """
 
@@ -17,23 +17,23 @@ from duetto.store.conversations import validate_user_name
 from duetto.store.errors import StoreError
 
 
-class ProfileItem(ListItem):
+class UserItem(ListItem):
     def __init__(self, name: str, current: bool) -> None:
         super().__init__(Label(f"{'●' if current else ' '} {name}"))
-        self.profile = name
+        self.user_name = name
 
 
-class ProfileScreen(ModalScreen[str | None]):
-    """Dismissed with the chosen profile's name (possibly a new one), or None when cancelled."""
+class UserScreen(ModalScreen[str | None]):
+    """Dismissed with the chosen user's name (possibly a new one), or None when cancelled."""
 
     DEFAULT_CSS = (
-        DIALOG_CSS.format(name="ProfileScreen")
+        DIALOG_CSS.format(name="UserScreen")
         + """
-    ProfileScreen ListView { height: auto; max-height: 12; margin: 1 0; }
-    ProfileScreen #profile-error { color: $error; height: auto; }
+    UserScreen ListView { height: auto; max-height: 12; margin: 1 0; }
+    UserScreen #user-error { color: $error; height: auto; }
     """
     )
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel_profile")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel_user")]
 
     def __init__(self, names: list[str], current: str) -> None:
         super().__init__()
@@ -42,12 +42,12 @@ class ProfileScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("[b]Profiles[/b]: each has its own chats and settings. Enter picks one.")
+            yield Label("[b]Users[/b]: each has their own chats, settings and plugin. Enter picks one.")
             current_index = self.names.index(self.current) if self.current in self.names else 0
-            items = [ProfileItem(name, name == self.current) for name in self.names]
-            yield ListView(*items, id="profiles", initial_index=current_index)
-            yield Input(placeholder="New profile name, then Enter", id="new-profile")
-            yield Label("", id="profile-error")
+            items = [UserItem(name, name == self.current) for name in self.names]
+            yield ListView(*items, id="users", initial_index=current_index)
+            yield Input(placeholder="New user name, then Enter", id="new-user")
+            yield Label("", id="user-error")
             yield Label("Esc cancels.")
 
     def on_mount(self) -> None:
@@ -55,8 +55,8 @@ class ProfileScreen(ModalScreen[str | None]):
 
     def on_list_view_selected(self, event: ListView.Selected) -> None:
         event.stop()
-        if isinstance(event.item, ProfileItem):
-            self.dismiss(event.item.profile)
+        if isinstance(event.item, UserItem):
+            self.dismiss(event.item.user_name)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -64,10 +64,10 @@ class ProfileScreen(ModalScreen[str | None]):
         try:
             validate_user_name(name)
         except StoreError as error:
-            self.query_one("#profile-error", Label).update(str(error))
+            self.query_one("#user-error", Label).update(str(error))
             return
         if name in self.names:
-            self.query_one("#profile-error", Label).update(f"{name!r} already exists: pick it in the list")
+            self.query_one("#user-error", Label).update(f"{name!r} already exists: pick it in the list")
             return
         self.dismiss(name)
 
