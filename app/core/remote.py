@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from duetto.app.core.models import READER_CONTEXT_LENGTH, Engine, reader_for, user_plugin_dir
+from duetto.app.core.fingerprints import model_fingerprint
+from duetto.app.core.models import READER_CONTEXT_LENGTH, Engine, user_plugin_dir
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
 from duetto.engine.model_session import ModelSession
@@ -113,14 +114,15 @@ def build_remote_engine(
     except EngineError:
         local.close()
         raise
-    engine = Engine(RemoteDecoder(RemoteTarget(endpoint, local, check.offer)), lambda: _reader(draft_path, threads))
+    # The small model reads documents with the very session that renders the prompts: nothing
+    # else uses its KV cache (the server keeps its own), so a second copy would only cost memory.
+    engine = Engine(
+        RemoteDecoder(RemoteTarget(endpoint, local, check.offer)),
+        lambda: (DocumentReader(local), model_fingerprint(draft_path)),
+    )
     engine.where = f"{endpoint.name} at {endpoint.url}"
     if user is not None and plugin_kind(user_plugin_dir(user, database_path)) is not None:
         engine.notes.append(
             f"{user}'s plugin stays on this machine and does not apply to the remote target {endpoint.name}"
         )
     return engine
-
-
-def _reader(draft_path: Path, threads: int | None) -> tuple[DocumentReader, str]:
-    return reader_for(draft_path, threads=threads)
