@@ -94,7 +94,7 @@ def load_side_plugin(directory: Path) -> SidePlugin:
             return SidePlugin.from_arrays(arrays)
     except FileNotFoundError as error:
         raise PluginError(f"no side plugin in {directory}") from error
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise PluginError(f"{path} is not a readable plugin file: {error}") from error
 
 
@@ -109,15 +109,13 @@ def import_lora(directory: Path, source: Path) -> Path:
         original.seek(0)
         write_private_file(directory / LORA_FILE, lambda stream: shutil.copyfileobj(original, stream))
     (directory / SIDE_PLUGIN_FILE).unlink(missing_ok=True)
-    for folder in READINGS_DIRS:  # kept for a side plugin, which is gone
-        forget_readings(directory, folder)
+    _forget_all_readings(directory)  # kept for a side plugin, which is gone
     return directory / LORA_FILE
 
 
 def remove_plugin(directory: Path) -> bool:
     """Delete the user's plugin files (and the readings kept for it); True when there was a plugin."""
-    for folder in READINGS_DIRS:
-        forget_readings(directory, folder)
+    _forget_all_readings(directory)
     removed = False
     for name in (SIDE_PLUGIN_FILE, LORA_FILE):
         if (directory / name).is_file():
@@ -165,6 +163,11 @@ def load_reading(directory: Path, folder: str, number: int, text_digest: str, mo
         return None
 
 
+def forget_reading(directory: Path, folder: str, number: int) -> None:
+    """Delete the reading kept of one message or chunk, if any."""
+    (directory / folder / f"{number}.npz").unlink(missing_ok=True)
+
+
 def forget_readings(directory: Path, folder: str, through_number: int | None = None) -> None:
     """Delete the readings kept in ``folder`` up to ``through_number``: those the plugin has
     learnt from, and those of messages deleted since. None: every reading, and the folder with
@@ -175,3 +178,8 @@ def forget_readings(directory: Path, folder: str, through_number: int | None = N
     for path in (directory / folder).glob("*.npz"):
         if not path.stem.isdigit() or int(path.stem) <= through_number:
             path.unlink(missing_ok=True)
+
+
+def _forget_all_readings(directory: Path) -> None:
+    for folder in READINGS_DIRS:
+        forget_readings(directory, folder)

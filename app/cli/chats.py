@@ -11,6 +11,7 @@ from rich.table import Table
 
 from duetto.app.cli.console import print_json, stderr_console, stdout_console
 from duetto.app.core.chat_export import conversation_json, conversation_markdown, import_json, write_whole
+from duetto.app.core.plugins import forget_conversation_readings
 from duetto.store.conversations import (
     DEFAULT_USER,
     SNIPPET_MARKS,
@@ -135,6 +136,7 @@ def remove(chat_id: int, user: str) -> None:
     """Remove conversation ID with its messages."""
     db = open_database()
     owned_conversation(db, chat_id, named_user(db, user))
+    forget_conversation_readings(db, chat_id)  # the readings a plugin kept of its messages hold them
     delete_conversation(db, chat_id)
     stderr_console.print(f"removed conversation {chat_id}")
 

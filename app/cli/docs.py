@@ -18,6 +18,7 @@ from duetto.app.cli.loading import load_reader, local_only, model_paths
 from duetto.app.core.documents import InvalidDocument, decode_document, ingest_document
 from duetto.app.core.folders import ingest_folder
 from duetto.app.core.models import open_target
+from duetto.app.core.plugins import forget_document_readings
 from duetto.app.core.questions import PREPARE_CONTEXT_LENGTH, prepare_documents
 from duetto.app.core.wording import plural, shorten
 from duetto.store import documents as document_store
@@ -395,7 +396,11 @@ def show_document(name: str, position: int | None, user: str, as_json: bool) -> 
 def remove_document(name: str, user: str) -> None:
     """Remove a document with its chunks and saved model states, and shrink the database file."""
     db = open_database()
-    document_store.remove_document(db, name, named_user(db, user))
+    owner = named_user(db, user)
+    document = document_store.find_document(db, name)
+    if document is not None and document.user_id == owner.id:
+        forget_document_readings(db, document)  # the readings a plugin kept of it hold its text
+    document_store.remove_document(db, name, owner)
     if document_store.reclaim_space(db):
         stderr_console.print(f"removed {name}")
     else:

@@ -34,6 +34,7 @@ from duetto.engine.plugin_files import (
     CHAT_READINGS_DIR,
     DOCUMENT_READINGS_DIR,
     LORA_FILE,
+    forget_reading,
     forget_readings,
     import_lora,
     load_side_plugin,
@@ -186,7 +187,7 @@ def train(
     directory = user_plugin_dir(user)
     settings = TrainingSettings(rank=rank, max_vocabulary=max_vocabulary, max_epochs=max_epochs)
     # documents are read whole, as a question reads them, behind its prompt's head
-    session = _target_session(profile, target, threads, max(settings.window, PREPARE_CONTEXT_LENGTH * documents))
+    session = _target_session(profile, target, threads, PREPARE_CONTEXT_LENGTH if documents else settings.window)
     try:
         start = None if fresh else _plugin_to_go_on_from(directory, session)
         new = training_text(
@@ -204,9 +205,10 @@ def train(
             )
         with TaskProgress() as progress:
             started = time.perf_counter()
-            read_now = _read_new_chunks(session, new, progress)
+            read_now = _read_new_chunks(session, new, directory, progress)
             document_seconds = time.perf_counter() - started
-            unread = [chunk.text for chunk in new.chunks if chunk.id not in read_now]  # their states were saved
+            # a chunk a question read before has its state saved, not its reading: read it as text
+            unread = [chunk.text for chunk in new.chunks if chunk.id not in read_now]
             if unread:
                 tokens = session.tokenize("\n\n".join([new.text, *unread] if new.text.strip() else unread))
             started = time.perf_counter()
@@ -221,8 +223,10 @@ def train(
     path = save_side_plugin(directory, dataclasses.replace(side_plugin, learnt_from=new.learnt_from))
     # Readings of what it has learnt from go; all of them when it does not learn from chats.
     forget_readings(directory, CHAT_READINGS_DIR, chats_learnt_through(new.learnt_from))
-    if documents or DOCUMENTS_SOURCE not in new.learnt_from:  # learnt from every chunk kept, or none wanted
+    if DOCUMENTS_SOURCE not in new.learnt_from:  # nothing learns from documents any longer
         forget_readings(directory, DOCUMENT_READINGS_DIR)
+    for chunk_id in (*new.chunks_read_before, *read_now):  # learnt from now
+        forget_reading(directory, DOCUMENT_READINGS_DIR, chunk_id)
     result = {
         "user": user, "path": str(path), "bytes": path.stat().st_size, "sources": new.sources,
         "continued": start is not None, "generic_reading_seconds": round(generic_seconds, 2),
@@ -249,8 +253,8 @@ def train(
         )
     if read_now:
         stderr_console.print(
-            f"read {len(read_now)} document chunks whole, as questions read them: their states are kept, so "
-            "questions on them will not read them again"
+            f"read {plural(len(read_now), 'document chunk')} whole, as questions read them: their states are kept, "
+            "so questions on them will not read them again"
         )
     stderr_console.print(
         f"trained {user}'s plugin on {report.tokens} tokens in {seconds:.0f} s "
@@ -265,22 +269,25 @@ def train(
         )
 
 
-def _read_new_chunks(session: ModelSession, new: TrainingText, progress: TaskProgress) -> dict[int, TargetReading]:
+def _read_new_chunks(
+    session: ModelSession, new: TrainingText, directory: Path, progress: TaskProgress
+) -> dict[int, TargetReading]:
     """The target's readings of the new document chunks (chunk id -> reading), taken as it reads
-    them whole for questions, their states saved (``read_chunks_whole``); a chunk a question read
-    before this plugin learnt from documents is not among them."""
+    them whole for questions, their states saved and the readings kept in ``directory`` until the
+    plugin has learnt them (``read_chunks_whole``); a chunk a question read before this plugin
+    learnt from documents is not among them."""
     if not new.chunks:
         return {}
     shown = [0]
 
     def show(done: int, total: int) -> None:
         if not done:
-            progress.begin(f"reading {plural(len(new.chunks), 'new document chunk')}", total)
+            progress.begin(f"reading {plural(total, 'new document chunk')}", total)
         progress.advance(done - shown[0])
         shown[0] = done
 
     try:
-        return read_chunks_whole(open_database(), session, new.documents, {chunk.id for chunk in new.chunks}, show)
+        return read_chunks_whole(open_database(), session, new.documents, new.chunks, directory, show)
     finally:
         progress.end()
 

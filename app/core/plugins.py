@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -22,9 +22,8 @@ from duetto.engine.plugin import PluginError
 from duetto.engine.plugin_files import (
     CHAT_READINGS_DIR,
     DOCUMENT_READINGS_DIR,
+    forget_reading,
     load_reading,
-    load_side_plugin,
-    plugin_kind,
     save_reading,
     write_private_file,
 )
@@ -32,7 +31,7 @@ from duetto.engine.plugin_session import PersonalisedSession
 from duetto.engine.plugin_training import TargetReading, read_generic
 from duetto.engine.progress import Progress
 from duetto.store import documents as document_store
-from duetto.store.conversations import get_user, messages_written_since, user_by_id
+from duetto.store.conversations import get_conversation, get_user, list_messages, messages_written_since, user_by_id
 from duetto.store.database import open_database
 from duetto.store.documents import Chunk, Document
 from duetto.store.locations import generic_readings_dir, user_dir
@@ -66,6 +65,7 @@ class TrainingText:
     # typed, document chunks as read for questions
     chunks: tuple[Chunk, ...]  # document chunks that are new and not read yet (read whole, as questions do)
     documents: tuple[Document, ...]  # the user's documents (the chunks are theirs)
+    chunks_read_before: tuple[int, ...]  # ids of the new chunks whose readings were kept (``readings``)
     sources: dict  # for the report: the files read, chat messages read, and what was skipped
     learnt_from: tuple[str, ...]  # the plugin's ``learnt_from`` once it has learnt this text too
 
@@ -99,7 +99,7 @@ def training_text(
     parts, read_files, skipped_files, new_sources = [], [], [], []
     for path in text_paths:
         text = read_user_text(path)
-        source = FILE_SOURCE + _digest(text)
+        source = FILE_SOURCE + text_digest(text)
         if source in learnt:
             skipped_files.append(str(path))
             continue
@@ -118,7 +118,7 @@ def training_text(
         if not written and not chats_through and not text_paths:
             raise PluginError(f"{user} has typed nothing in any chat yet; give --text FILE instead")
         for number, text in written:
-            reading = load_reading(user_dir(account.name), CHAT_READINGS_DIR, number, _digest(text), model)
+            reading = load_reading(user_dir(account.name), CHAT_READINGS_DIR, number, text_digest(text), model)
             if reading is not None and len(reading):
                 readings.append(reading)
             elif text.strip():
@@ -128,6 +128,7 @@ def training_text(
         kept.append(CHATS_SOURCE + str(chats_through))
     message_readings = len(readings)
     chunks: list[Chunk] = []
+    chunks_read_before: list[int] = []
     owned: list[Document] = []
     document_names: list[str] = []
     if documents:
@@ -137,12 +138,13 @@ def training_text(
             raise PluginError(f"{user} has added no documents yet; add some with `duetto docs add --user {user}`")
         names = {document.id: document.name for document in owned}
         for chunk in document_store.list_chunks(db, list(names)):
-            digest = _digest(chunk.text)
+            digest = text_digest(chunk.text)
             if CHUNK_SOURCE + digest in learnt or CHUNK_SOURCE + digest in new_sources:
                 continue
             reading = load_reading(user_dir(user), DOCUMENT_READINGS_DIR, chunk.id, digest, model)
             if reading is not None and len(reading):
                 readings.append(reading)
+                chunks_read_before.append(chunk.id)
             elif chunk.text.strip():
                 chunks.append(chunk)
             new_sources.append(CHUNK_SOURCE + digest)
@@ -164,6 +166,7 @@ def training_text(
         tuple(readings),
         tuple(chunks),
         tuple(owned),
+        tuple(chunks_read_before),
         sources,
         tuple(kept + new_sources),
     )
@@ -176,7 +179,7 @@ def chats_learnt_through(learnt_from: tuple[str, ...]) -> int | None:
     return max(numbers) if numbers else None
 
 
-def _digest(text: str) -> str:
+def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -216,69 +219,90 @@ def chat_reading_keeper(target, user: str, message_id: int, text: str) -> ChatRe
     through = chats_learnt_through(target.side_plugin.learnt_from)
     if target.directory != user_dir(user) or through is None or message_id <= through:
         return None  # not this user's plugin, not learning from chats, or learnt from this message
-    return ChatReadingKeeper(target.directory, message_id, _digest(text), target.path.name)
+    return ChatReadingKeeper(target.directory, message_id, text_digest(text), target.path.name)
 
 
 @dataclass
 class DocumentReadingKeeper:
     """Keeps the target's reading of document chunks' whole text as the target reads them for
-    questions (``docs prepare``, or the first question that picks a chunk), for the owner's plugin
-    to learn from without reading them again (engine/memory_prompt.py's BlockReadings)."""
+    questions (``docs prepare``, the first question that picks a chunk, or ``plugin train --docs``
+    itself), for the owner's plugin to learn from without reading them again (engine/memory_prompt.py's
+    BlockReadings). Each reading is written at once (a prepare runs long and may be stopped, a
+    training may fail after reading) unless ``deferred``: a question's are written by ``save``
+    once its reply is over, not before its first token."""
 
     model: str
-    wanted: dict[str, tuple[Path, int, str]]  # block key -> (owner's directory, chunk id, text digest)
+    directory: Path  # the owner's
+    wanted: dict[str, tuple[int, str]]  # block key -> (chunk id, text digest)
+    deferred: bool = False
+    received: dict[int, TargetReading] = field(default_factory=dict)  # chunk id -> reading
 
     def wants(self, block: MemoryBlock) -> bool:
         return block.key in self.wanted
 
     def receive(self, block: MemoryBlock, reading: TargetReading) -> None:
-        """Write the reading at once (a prepare runs long and may be stopped); one that cannot be
-        written (a full disk) costs the next training the read of this chunk, nothing more."""
-        directory, chunk_id, digest = self.wanted[block.key]
+        chunk_id, _ = self.wanted[block.key]
+        self.received[chunk_id] = reading
+        if not self.deferred:
+            self._write(block.key, reading)
+
+    def save(self) -> None:
+        """Write what was received and not written yet (a deferred keeper's readings)."""
+        if self.deferred:
+            by_id = {chunk_id: key for key, (chunk_id, _) in self.wanted.items()}
+            for chunk_id, reading in self.received.items():
+                self._write(by_id[chunk_id], reading)
+
+    def _write(self, key: str, reading: TargetReading) -> None:
+        """One that cannot be written (a full disk) costs the next training the read of this chunk."""
+        chunk_id, digest = self.wanted[key]
         with contextlib.suppress(OSError):
-            save_reading(directory, DOCUMENT_READINGS_DIR, chunk_id, digest, self.model, reading)
+            save_reading(self.directory, DOCUMENT_READINGS_DIR, chunk_id, digest, self.model, reading)
 
 
 def document_reading_keeper(
-    db, target, documents: list[Document], whole_chunks: dict[str, Chunk]
+    db, target, documents: list[Document], whole_chunks: dict[str, Chunk], *, deferred: bool = False
 ) -> DocumentReadingKeeper | None:
     """Who keeps the reading of which chunk, of those read whole under the block keys of
-    ``whole_chunks``: a chunk whose owner's side plugin, made for this target, learns from their
-    documents (``plugin train --docs``) and has not learnt this chunk. Until a plugin asks for
-    documents, reading them costs nothing extra; after it, keeping a chunk's reading costs the
-    output projection on its tokens (docs/PLUGINS.md has the measurement)."""
-    if not whole_chunks or not hasattr(target, "path"):  # a remote target reads nothing here
+    ``whole_chunks``: set when the target carries the side plugin of the chunks' owner and that
+    plugin learns from their documents (``plugin train --docs``), for the chunks it has not learnt.
+    Until a plugin asks for documents, reading them costs nothing extra; after it, keeping a
+    chunk's reading costs the output projection on its tokens (docs/PLUGINS.md has the measurement).
+    The target's own plugin decides, not the file on disk: an engine loaded before the user's
+    training (with a LoRA, say, whose readings would not be the plain target's) keeps nothing."""
+    if not isinstance(target, PersonalisedSession) or target.side_plugin is None or target.directory is None:
+        return None
+    learnt = set(target.side_plugin.learnt_from)
+    if DOCUMENTS_SOURCE not in learnt:
         return None
     owners = {document.id: document.user_id for document in documents}
-    learning: dict[int, tuple[Path, frozenset[str]] | None] = {}
-    wanted: dict[str, tuple[Path, int, str]] = {}
+    names: dict[int, str] = {}
+    wanted: dict[str, tuple[int, str]] = {}
     for key, chunk in whole_chunks.items():
         owner = owners.get(chunk.document_id)
-        if owner is None:
-            continue
-        if owner not in learning:
-            learning[owner] = _learns_from_documents(user_dir(user_by_id(db, owner).name), target.path.name)
-        if learning[owner] is None:
-            continue
-        directory, learnt = learning[owner]
-        digest = _digest(chunk.text)
-        if CHUNK_SOURCE + digest not in learnt:
-            wanted[key] = (directory, chunk.id, digest)
-    return DocumentReadingKeeper(target.path.name, wanted) if wanted else None
+        if owner is not None and owner not in names:
+            names[owner] = user_by_id(db, owner).name
+        digest = text_digest(chunk.text)
+        if owner is not None and user_dir(names[owner]) == target.directory and CHUNK_SOURCE + digest not in learnt:
+            wanted[key] = (chunk.id, digest)
+    return DocumentReadingKeeper(target.path.name, target.directory, wanted, deferred) if wanted else None
 
 
-def _learns_from_documents(directory: Path, model: str) -> tuple[Path, frozenset[str]] | None:
-    """(directory, what it learnt from) when the user's side plugin for ``model`` learns from
-    their documents; None otherwise (no plugin, a LoRA, another model's, a damaged file)."""
-    if plugin_kind(directory) != "side":
-        return None
-    try:
-        side_plugin = load_side_plugin(directory)
-    except PluginError:
-        return None
-    if side_plugin.target.model_file != model or DOCUMENTS_SOURCE not in side_plugin.learnt_from:
-        return None
-    return directory, frozenset(side_plugin.learnt_from)
+def forget_document_readings(db, document: Document) -> None:
+    """Delete the readings kept of a document's chunks (the document is being removed: they hold
+    its text's tokens)."""
+    if document.user_id is not None:
+        directory = user_dir(user_by_id(db, document.user_id).name)
+        for chunk in document_store.list_chunks(db, [document.id]):
+            forget_reading(directory, DOCUMENT_READINGS_DIR, chunk.id)
+
+
+def forget_conversation_readings(db, conversation_id: int) -> None:
+    """Delete the readings kept of a conversation's messages (it is being removed)."""
+    conversation = get_conversation(db, conversation_id)
+    directory = user_dir(user_by_id(db, conversation.user_id).name)
+    for message in list_messages(db, conversation_id):
+        forget_reading(directory, CHAT_READINGS_DIR, message.id)
 
 
 GENERIC_TEXTS = ("prose.txt", "everyday.txt", "code.txt")

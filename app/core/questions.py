@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sqlite_utils
 
 from duetto.app.core.fingerprints import target_fingerprint
-from duetto.app.core.plugins import DocumentReadingKeeper, document_reading_keeper
+from duetto.app.core.plugins import DocumentReadingKeeper, document_reading_keeper, text_digest
 from duetto.engine.decoder import Decoder, DecodeSettings
 from duetto.engine.document_reader import DocumentReader
 from duetto.engine.errors import EngineError
@@ -97,14 +98,24 @@ class _StoredStates:
         self.model_id = model_id
 
     def load(self, block: MemoryBlock, prefix_sha256: str) -> bytes | None:
-        chunk_id, variant = block.key.split(":")
-        return document_store.get_chunk_state(self.db, int(chunk_id), self.model_id, variant, prefix_sha256)
+        chunk_id, variant = _chunk_of(block)
+        return document_store.get_chunk_state(self.db, chunk_id, self.model_id, variant, prefix_sha256)
 
     def save(self, block: MemoryBlock, prefix_sha256: str, state: bytes) -> None:
-        chunk_id, variant = block.key.split(":")
+        chunk_id, variant = _chunk_of(block)
         document_store.put_chunk_state(
-            self.db, int(chunk_id), self.model_id, variant, prefix_sha256, len(block.tokens), state
+            self.db, chunk_id, self.model_id, variant, prefix_sha256, len(block.tokens), state
         )
+
+
+def _block_key(chunk: Chunk, variant: str) -> str:
+    return f"{chunk.id}:{variant}"
+
+
+def _chunk_of(block: MemoryBlock) -> tuple[int, str]:
+    """(chunk id, variant) of a block made by ``_memory_block``."""
+    chunk_id, variant = block.key.split(":")
+    return int(chunk_id), variant
 
 
 def rank_chunks(
@@ -236,13 +247,16 @@ def answer_from_documents(
         )
     chosen = choose_blocks(ranked, read_before, min(MEMORY_BUDGET_TOKENS, room))
     blocks = [_memory_block(target, names[chunk.document_id], chunk, variant) for chunk, variant in chosen]
+    readings = None
     if remote:  # only the compact context crosses the wire; the server's prompt cache keeps the prefix
         prompt = [*prefix, *(token for block in blocks for token in block.tokens), *suffix]
         prepared = PreparedMemory(prompt, len(prompt) - len(suffix), 0, 0.0)
     else:
-        readings = _reading_keeper(db, target, documents, blocks, [chunk for chunk, _ in chosen])
+        readings = _reading_keeper(db, target, documents, blocks, [chunk for chunk, _ in chosen], deferred=True)
         prepared = prepare_memory(target, prefix, blocks, suffix, _StoredStates(db, target_id), readings)
     reply = decoder.reply(prepared.prompt_tokens, settings, on_delta, should_cancel, on_written)
+    if readings is not None:
+        readings.save()  # once the reply is over, not before its first token
     reply_text, reply_stats = reply.text, reply.stats
     stats = reply_stats.as_dict()
     context_tokens = sum(len(block.tokens) for block in blocks)
@@ -282,20 +296,18 @@ def _memory_block(target: ModelSession, document_name: str, chunk: Chunk, varian
     # the text begins after the label's tokens; where the label's last token merged into the text,
     # nowhere (no reading of it is taken)
     text_start = len(label_tokens) if tokens[: len(label_tokens)] == label_tokens else len(tokens)
-    return MemoryBlock(key=f"{chunk.id}:{variant}", tokens=tokens, text_start=text_start)
+    return MemoryBlock(key=_block_key(chunk, variant), tokens=tokens, text_start=text_start)
 
 
 def _reading_keeper(
     db: sqlite_utils.Database, target: ModelSession, documents: Sequence[Document], blocks: Sequence[MemoryBlock],
-    chunks: Sequence[Chunk],
+    chunks: Sequence[Chunk], *, deferred: bool = False,
 ) -> DocumentReadingKeeper | None:  # fmt: skip
     """Who keeps the target's reading of the whole chunks among ``blocks`` (``chunks`` are theirs)
     as they are read: their owner's plugin, when it learns from documents (app/core/plugins.py)."""
     by_id = {chunk.id: chunk for chunk in chunks}
-    whole = {
-        block.key: by_id[int(block.key.split(":")[0])] for block in blocks if block.key.endswith(":full")
-    }  # fmt: skip
-    return document_reading_keeper(db, target, list(documents), whole)
+    whole = {block.key: by_id[_chunk_of(block)[0]] for block in blocks if _chunk_of(block)[1] == "full"}
+    return document_reading_keeper(db, target, list(documents), whole, deferred=deferred)
 
 
 @dataclass(frozen=True)
@@ -380,24 +392,20 @@ def read_chunks_whole(
     db: sqlite_utils.Database,
     target: ModelSession,
     documents: Sequence[Document],
-    chunk_ids: set[int],
+    chunks: Sequence[Chunk],
+    directory: Path,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, TargetReading]:
     """Have the target read these chunks' whole text as a question reads it, saving their states,
-    and hand back its reading of each (chunk id -> reading): what a plugin learning from its
-    user's documents trains on, so the target reads a document once, for both. A chunk whose state
-    a question or ``docs prepare`` saved before is not read here: it is absent from the result.
-    ``target`` must be the plain target."""
-    kept: dict[int, TargetReading] = {}
-
-    class Keep:
-        def wants(self, block: MemoryBlock) -> bool:
-            return True
-
-        def receive(self, block: MemoryBlock, reading: TargetReading) -> None:
-            kept[int(block.key.split(":")[0])] = reading
-
+    and hand back its reading of each (chunk id -> reading), kept in ``directory`` (their owner's)
+    as it comes: what a plugin learning from its user's documents trains on, so the target reads a
+    document once, for both, and a training that fails afterwards reads none of it again. A chunk
+    whose state a question or ``docs prepare`` saved before is not read here: it is absent from
+    the result. ``target`` must be the plain target."""
+    wanted = {_block_key(chunk, "full"): (chunk.id, text_digest(chunk.text)) for chunk in chunks}
+    keeper = DocumentReadingKeeper(target.path.name, directory, wanted)
     prepare_documents(
-        db, target, documents, on_progress, variants=("full",), only_chunks=chunk_ids, readings=Keep()
+        db, target, documents, on_progress, variants=("full",), only_chunks={chunk.id for chunk in chunks},
+        readings=keeper,
     )  # fmt: skip
-    return kept
+    return keeper.received

@@ -34,6 +34,7 @@ from duetto.app.core.chat import (
 )
 from duetto.app.core.chat_export import conversation_markdown, write_whole
 from duetto.app.core.models import Engine, ModelPair
+from duetto.app.core.plugins import forget_conversation_readings
 from duetto.app.core.settings import ChatSettings, conversation_chat_settings, load_chat_settings, save_chat_settings
 from duetto.app.tui.chat_view import ChatView, CopyRequested, EditRequested, UserMessage
 from duetto.app.tui.clipboard import copy_with_program
@@ -838,6 +839,7 @@ class DuettoApp(App[None]):
 
         async def delete(confirmed: bool | None) -> None:
             if confirmed and self.conversation is not None:
+                forget_conversation_readings(self.db, self.conversation.id)  # they hold its messages
                 delete_conversation(self.db, self.conversation.id)
                 await self.action_new_chat()
 

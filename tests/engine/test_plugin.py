@@ -396,8 +396,15 @@ def test_a_document_block_read_for_questions_hands_out_its_reading(target: Model
     np.testing.assert_allclose(
         reading.log_total, peak + np.log(np.exp(logits - peak[:, None]).sum(axis=1)), atol=1e-3
     )  # fmt: skip
-    assert len(kept.saved["7:full"]) == len(plain.saved["7:full"])
+    assert kept.saved["7:full"] == plain.saved["7:full"]
     assert kept.saved["7:compressed"] == plain.saved["7:compressed"]
+
+    # read through a user's side plugin, the reading is still the plain target's
+    personalised = PersonalisedSession(target, random_plugin(target, np.arange(0, 64), scale=3.0))
+    received.clear()
+    save_block_states(personalised, prefix, [whole], _States(), readings=Wanted())
+    np.testing.assert_allclose(received[0][1].log_total, reading.log_total, atol=1e-4)
+    np.testing.assert_allclose(received[0][1].next_logit, reading.next_logit, atol=1e-4)
     target.truncate(0)
 
 
