@@ -19,6 +19,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.highlight import highlight
 from textual.worker import get_current_worker
 
@@ -465,10 +466,13 @@ class DuettoApp(App[None]):
                 return  # this window's turn ends with its own error; the chat is gone
             await self.open_user(self.user.name)
             return
-        await self.refresh_sidebar()
-        if self.conversation is None or self.generating or self.editing is not None:
-            return
-        shown = [message.message_id for message in self.query_one(ChatView).messages()]
+        try:
+            await self.refresh_sidebar()
+            if self.conversation is None or self.generating or self.editing is not None:
+                return
+            shown = [message.message_id for message in self.query_one(ChatView).messages()]
+        except NoMatches:
+            return  # a tick while the app closes: its widgets are gone (seen in CI)
         if shown != [message.id for message in list_messages(self.db, self.conversation.id)]:
             await self.show_conversation()
 

@@ -79,7 +79,8 @@ def test_a_users_plugin_trains_on_their_writing_and_answers_for_them(
     installed_env: Path, user_environment: dict[str, str], tmp_path: Path
 ) -> None:
     """From the wheel on the real target: train a plugin on the start of the benchmark's diary, then
-    train again with nothing new (nothing read), then ask as that user."""
+    train again with nothing new (nothing read), then ask as that user; then learn from a document
+    of theirs, whose chunks a question then loads instead of reading."""
     diary = (REPOSITORY / "app" / "bench" / "plugin_texts" / "user-train.txt").read_text(encoding="utf-8")
     writing = tmp_path / "diary.txt"
     writing.write_text(diary[:6000], encoding="utf-8")  # about 1,700 tokens
@@ -101,6 +102,19 @@ def test_a_users_plugin_trains_on_their_writing_and_answers_for_them(
     asked = run(installed_env, user_environment, "ask", "--user", "diarist", QUESTION, "--json")
     assert asked.returncode == 0, asked.stderr
     assert "5" in json.loads(asked.stdout)["text"]  # generic question, the plugin stays out of the way
+
+    # their document: the training reads it once, as questions read it, and questions load that
+    (tmp_path / "later.txt").write_text(diary[6000:9000], encoding="utf-8")
+    added = run(installed_env, user_environment, "docs", "add", str(tmp_path / "later.txt"), "--user", "diarist")
+    assert added.returncode == 0, added.stderr
+    from_docs = run(installed_env, user_environment, "plugin", "train", "--user", "diarist", "--docs", "--json")
+    assert from_docs.returncode == 0, from_docs.stderr
+    sources = json.loads(from_docs.stdout)["sources"]
+    assert sources["documents"] == ["later"] and sources["document_chunks_read_now_for_questions_too"] >= 1
+    question = ("ask", "--user", "diarist", "--doc", "later", "What was the weather?", "--json")
+    answered = run(installed_env, user_environment, *question)
+    assert answered.returncode == 0, answered.stderr
+    assert json.loads(answered.stdout)["stats"]["loaded_tokens"] > 0, "the chunks the training read, loaded"
 
 
 def installed_server(installed_env: Path, environment: dict[str, str], log_path: Path, *arguments: str):
