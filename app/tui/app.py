@@ -438,15 +438,16 @@ class DuettoApp(App[None]):
 
     # --- conversations --------------------------------------------------------------------
 
-    async def refresh_sidebar(self, search: str | None = None) -> None:
-        """The chat list: every chat, or those whose title or messages hold the search's words."""
+    async def refresh_sidebar(self, search: str | None = None, every_chat: list[Conversation] | None = None) -> None:
+        """The chat list: every chat (``every_chat`` when the caller has just listed them), or those
+        whose title or messages hold the search's words."""
         sidebar = self.query_one(Sidebar)
         search = sidebar.search_text() if search is None else search
         current = self.conversation.id if self.conversation else None
         if search.strip():
             shown = matching_conversations(self.db, self.user, search)
         else:
-            shown = list_conversations(self.db, self.user)
+            shown = every_chat if every_chat is not None else list_conversations(self.db, self.user)
         await sidebar.show(shown, current)
 
     async def show_others_writes(self) -> None:
@@ -467,7 +468,7 @@ class DuettoApp(App[None]):
             await self.open_user(self.user.name)
             return
         try:
-            await self.refresh_sidebar()
+            await self.refresh_sidebar(every_chat=conversations)
             if self.conversation is None or self.generating or self.editing is not None:
                 return
             shown = [message.message_id for message in self.query_one(ChatView).messages()]
