@@ -228,11 +228,11 @@ def train(
     for chunk_id in (*new.chunks_read_before, *read_now):  # learnt from now
         forget_reading(directory, DOCUMENT_READINGS_DIR, chunk_id)
     result = {
-        "user": user, "path": str(path), "bytes": path.stat().st_size, "sources": new.sources,
+        "user": user, "path": str(path), "bytes": path.stat().st_size,
+        "sources": {**new.sources, "document_chunks_read_now_for_questions_too": len(read_now)},
         "continued": start is not None, "generic_reading_seconds": round(generic_seconds, 2),
         "document_reading_seconds": round(document_seconds, 2), **report.__dict__,
     }  # fmt: skip
-    result["sources"]["document_chunks_read_now_for_questions_too"] = len(read_now)
     if as_json:
         print_json(result)
         return

@@ -235,23 +235,26 @@ class DocumentReadingKeeper:
     directory: Path  # the owner's
     wanted: dict[str, tuple[int, str]]  # block key -> (chunk id, text digest)
     deferred: bool = False
-    received: dict[int, TargetReading] = field(default_factory=dict)  # chunk id -> reading
+    received: dict[str, TargetReading] = field(default_factory=dict)  # block key -> reading
+
+    @property
+    def by_chunk(self) -> dict[int, TargetReading]:
+        """What was received, by chunk id."""
+        return {self.wanted[key][0]: reading for key, reading in self.received.items()}
 
     def wants(self, block: MemoryBlock) -> bool:
         return block.key in self.wanted
 
     def receive(self, block: MemoryBlock, reading: TargetReading) -> None:
-        chunk_id, _ = self.wanted[block.key]
-        self.received[chunk_id] = reading
+        self.received[block.key] = reading
         if not self.deferred:
             self._write(block.key, reading)
 
     def save(self) -> None:
         """Write what was received and not written yet (a deferred keeper's readings)."""
         if self.deferred:
-            by_id = {chunk_id: key for key, (chunk_id, _) in self.wanted.items()}
-            for chunk_id, reading in self.received.items():
-                self._write(by_id[chunk_id], reading)
+            for key, reading in self.received.items():
+                self._write(key, reading)
 
     def _write(self, key: str, reading: TargetReading) -> None:
         """One that cannot be written (a full disk) costs the next training the read of this chunk."""

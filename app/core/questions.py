@@ -306,7 +306,8 @@ def _reading_keeper(
     """Who keeps the target's reading of the whole chunks among ``blocks`` (``chunks`` are theirs)
     as they are read: their owner's plugin, when it learns from documents (app/core/plugins.py)."""
     by_id = {chunk.id: chunk for chunk in chunks}
-    whole = {block.key: by_id[_chunk_of(block)[0]] for block in blocks if _chunk_of(block)[1] == "full"}
+    parts = [(block.key, *_chunk_of(block)) for block in blocks]
+    whole = {key: by_id[chunk_id] for key, chunk_id, variant in parts if variant == "full"}
     return document_reading_keeper(db, target, list(documents), whole, deferred=deferred)
 
 
@@ -408,4 +409,4 @@ def read_chunks_whole(
         db, target, documents, on_progress, variants=("full",), only_chunks={chunk.id for chunk in chunks},
         readings=keeper,
     )  # fmt: skip
-    return keeper.received
+    return keeper.by_chunk
