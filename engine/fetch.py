@@ -71,9 +71,10 @@ def fetch_model(
     """
     progress = progress or SilentProgress()
     final_path = model_path(spec, models_dir)
-    if is_present(spec, models_dir):
-        return final_path
     work_dir = models_dir / PARTIAL_DIRECTORY / spec.name
+    if is_present(spec, models_dir):
+        _sweep_leftover(work_dir)
+        return final_path
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -99,15 +100,35 @@ def fetch_model(
                     continue
                 except OSError as error:
                     raise _disk_error(error, models_dir) from error
-                shutil.rmtree(work_dir, ignore_errors=True)
-                with contextlib.suppress(OSError):
-                    work_dir.parent.rmdir()  # only when no other model is mid-fetch
+                _remove_work_dir(work_dir)
                 return final_path
     except filelock.Timeout:
         raise FetchError(f"{spec.name} is being fetched by another duetto process; wait for it to finish") from None
     if not failures:
         raise FetchError(f"{spec.name}: no source of the kinds {sorted(allowed_kinds)} in the manifest")
     raise FetchError(f"could not fetch {spec.name}: " + "; ".join(failures))
+
+
+def _remove_work_dir(work_dir: Path) -> None:
+    shutil.rmtree(work_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        work_dir.parent.rmdir()  # only when no other model is mid-fetch
+
+
+def _sweep_leftover(work_dir: Path) -> None:
+    """Remove the work folder of a fetch that was stopped between publishing and cleaning up.
+
+    The final name is given before the folder is removed, so a kill in between leaves a present
+    model beside its old parts. Nobody else holds the folder's lock then, unless another process
+    has just started the same fetch, which finds the model present and leaves too.
+    """
+    if not work_dir.exists():
+        return
+    try:
+        with filelock.FileLock(work_dir / "lock", timeout=0):
+            _remove_work_dir(work_dir)
+    except (filelock.Timeout, OSError):
+        pass  # another process holds it, or it cannot be written: it stays, harmless
 
 
 def _disk_error(error: OSError, models_dir: Path) -> FetchError:

