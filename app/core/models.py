@@ -198,6 +198,12 @@ class Engine:
         return self.decoder.draft is not None
 
     @property
+    def is_remote(self) -> bool:
+        """Whether the target runs on a serving engine, which drafts for itself: duetto's modes
+        (exact, fast, target) do not apply to it."""
+        return self.where != "this machine"
+
+    @property
     def can_read_documents(self) -> bool:
         return self._reader_factory is not None
 

@@ -223,8 +223,9 @@ class DuettoApp(App[None]):
         self.use_engine(message.engine)
         self.engine_pair = message.pair
         label = message.pair.label if message.pair else self.config.models_label
-        remote = message.engine.where != "this machine"
-        self.query_one(StatusBar).models = f"{label} (target on {message.engine.where})" if remote else label
+        status = self.query_one(StatusBar)
+        status.models = f"{label} (target on {message.engine.where})" if message.engine.is_remote else label
+        status.drafted_by_server = message.engine.is_remote
         for note in message.engine.notes:
             self.notify(note, severity="warning", timeout=15)
 
@@ -866,6 +867,9 @@ class DuettoApp(App[None]):
         self.query_one(DocumentDesk).open_sources()
 
     async def action_cycle_mode(self) -> None:
+        if self.engine is not None and self.engine.is_remote:
+            self.notify(f"the target on {self.engine.where} drafts for itself: duetto's modes do not apply to it")
+            return
         modes = list(MODES)
         if self.engine is not None and not self.engine.has_draft_model:
             modes.remove("fast")

@@ -176,7 +176,11 @@ async def test_the_chat_app_answers_from_the_remote_target_and_says_where(
                                   threads=1, database_path=isolated_duetto / "duetto.db"))  # fmt: skip
     async with app.run_test() as pilot:
         await wait_for(pilot, lambda: app.engine is not None, timeout=60)
-        assert f"target on box at {served}" in app.query_one(StatusBar).models
+        status = app.query_one(StatusBar)
+        assert f"target on box at {served}" in status.models
+        assert "drafted by the server" in str(status.render()) and "mode exact" not in str(status.render())
+        await app.action_cycle_mode()  # the mode key: the server drafts for itself
+        assert app.settings.mode == "exact" and "do not apply" in app.notices[-1]
         app.query_one(PromptInput).text = "the cat sat on the"
         await pilot.press("enter")
         await wait_for(pilot, lambda: not app.generating and len(app.query_one(ChatView).messages()) == 2)
