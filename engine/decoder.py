@@ -99,6 +99,12 @@ class Decoder:
         """What verification and drafting cost on this machine and how often drafts pass; it
         carries over between replies, as the chat app wants (``duetto bench --cold`` resets it)."""
 
+    def use_target(self, target: ModelSession) -> None:
+        """Decode with ``target`` from the next reply on: the same model with another plugin (the
+        drafters are built again over it; what the cost model learnt of this machine stays)."""
+        self.target = target
+        self.drafters = build_drafters(target, self.draft)
+
     def generate(
         self,
         prompt_tokens: list[int],

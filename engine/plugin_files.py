@@ -79,6 +79,20 @@ def plugin_kind(directory: Path) -> PluginKind | None:
     return None
 
 
+def plugin_file_signature(directory: Path) -> tuple[PluginKind, int, int] | None:
+    """(kind, modification time in ns, size) of the user's plugin file; None without one. A
+    running engine compares it to tell a plugin trained, imported or removed since it took it up
+    (each is written under a temporary name and renamed, so a changed file is a new one)."""
+    kind = plugin_kind(directory)
+    if kind is None:
+        return None
+    try:
+        stat = (directory / (SIDE_PLUGIN_FILE if kind == "side" else LORA_FILE)).stat()
+    except FileNotFoundError:
+        return None  # removed between the two looks
+    return kind, stat.st_mtime_ns, stat.st_size
+
+
 def save_side_plugin(directory: Path, plugin: SidePlugin) -> Path:
     """Store ``plugin`` as the user's plugin (replacing an imported LoRA); returns its path."""
     path = directory / SIDE_PLUGIN_FILE

@@ -18,7 +18,7 @@ from duetto.app.cli.loading import load_reader, local_only, model_paths
 from duetto.app.core.documents import InvalidDocument, decode_document, ingest_document
 from duetto.app.core.folders import ingest_folder
 from duetto.app.core.models import open_target
-from duetto.app.core.plugins import forget_document_readings
+from duetto.app.core.plugins import chunks_learnt_by_plugin, forget_document_readings
 from duetto.app.core.questions import PREPARE_CONTEXT_LENGTH, prepare_documents
 from duetto.app.core.wording import plural, shorten
 from duetto.store import documents as document_store
@@ -305,7 +305,9 @@ def _prepare(
 def list_documents(user: str, as_json: bool) -> None:
     """List a user's stored documents."""
     db = open_database()
-    documents = document_store.list_documents(db, named_user(db, user))
+    owner = named_user(db, user)
+    documents = document_store.list_documents(db, owner)
+    learnt = chunks_learnt_by_plugin(db, owner.name, documents)
     if as_json:
         print_json(
             [
@@ -317,6 +319,7 @@ def list_documents(user: str, as_json: bool) -> None:
                     "complete": document.complete,
                     "created_at": document.created_at,
                     "source": document.source,
+                    "chunks_learnt_by_plugin": None if learnt is None else learnt[document.id],
                 }
                 for document in documents
             ]
@@ -325,17 +328,25 @@ def list_documents(user: str, as_json: bool) -> None:
     if not documents:
         stderr_console.print("no documents yet; add one with: duetto docs add FILE")
         return
-    table = Table("name", "tokens", "chunks", "memory tokens", "added", "state")
+    columns = ["name", "tokens", "chunks", "memory tokens", "added", "state"]
+    table = Table(*columns, *(["learnt by plugin"] if learnt is not None else []))
     for document in documents:
-        table.add_row(
+        row = [
             document.name,
             str(document.tokens),
             str(document.chunk_count),
             str(document.memory_tokens),
             document.created_at[:16].replace("T", " "),
             "ready" if document.complete else "unfinished: run docs add again",
-        )
+        ]
+        if learnt is not None:
+            row.append(_learnt_share(learnt[document.id], document.chunk_count))
+        table.add_row(*row)
     stdout_console.print(table)
+
+
+def _learnt_share(learnt: int, chunks: int) -> str:
+    return "all" if learnt >= chunks else f"{learnt} of {chunks} chunks"
 
 
 @docs.command("show")
@@ -346,13 +357,15 @@ def list_documents(user: str, as_json: bool) -> None:
 def show_document(name: str, position: int | None, user: str, as_json: bool) -> None:
     """Show a document's chunks (or one chunk whole with --chunk N)."""
     db = open_database()
-    document = _owned(db, name, named_user(db, user))
+    owner = named_user(db, user)
+    document = _owned(db, name, owner)
     chunks = document_store.list_chunks(db, [document.id])
     if position is not None:
         chunks = [chunk for chunk in chunks if chunk.position == position]
         if not chunks:
             raise click.BadParameter(f"{name!r} has no chunk {position}", param_hint="--chunk")
     state_bytes = document_store.chunk_state_bytes(db, document.id)
+    learnt = chunks_learnt_by_plugin(db, owner.name, [document])
     if as_json:
         print_json(
             {
@@ -361,6 +374,7 @@ def show_document(name: str, position: int | None, user: str, as_json: bool) -> 
                 "memory_tokens": document.memory_tokens,
                 "complete": document.complete,
                 "saved_state_bytes": state_bytes,
+                "chunks_learnt_by_plugin": None if learnt is None else learnt[document.id],
                 "chunks": [
                     {
                         "position": chunk.position,
@@ -378,7 +392,11 @@ def show_document(name: str, position: int | None, user: str, as_json: bool) -> 
         f"[bold]{document.name}[/bold]: {plural(document.tokens, 'token')}, "
         f"{plural(document.chunk_count, 'chunk')}, memory "
         f"{plural(document.memory_tokens, 'token')}, saved model state {human_bytes(state_bytes)}"
-    )
+        + (f", learnt by {owner.name}'s plugin: {_learnt_share(learnt[document.id], document.chunk_count)}"
+           if learnt is not None else "")
+    )  # fmt: skip
+    if learnt is not None and learnt[document.id] < document.chunk_count:
+        stderr_console.print(f"to learn the rest: duetto plugin train --user {owner.name} --docs", highlight=False)
     for chunk in chunks:
         if position is not None:
             stdout_console.print(f"[bold]#{chunk.position}[/bold] ({chunk.tokens} tokens)", highlight=False)

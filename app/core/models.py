@@ -21,6 +21,7 @@ from duetto.engine.fetch import is_present
 from duetto.engine.manifest import ModelSpec, load_manifest
 from duetto.engine.model_session import ModelSession
 from duetto.engine.pairing import check_pair
+from duetto.engine.plugin_files import plugin_file_signature
 from duetto.engine.plugin_session import PersonalisedSession, personalise
 from duetto.store import locations
 from duetto.store.conversations import named_user
@@ -192,6 +193,8 @@ class Engine:
         self._reader_factory = reader_factory
         self._reader: tuple[DocumentReader, str] | None = None
         self._reader_lock = threading.Lock()
+        self._plugin_dir: Path | None = None
+        self._plugin_signature: tuple | None = None
 
     @property
     def has_draft_model(self) -> bool:
@@ -202,6 +205,33 @@ class Engine:
         """Whether the target runs on a serving engine, which drafts for itself: duetto's modes
         (exact, fast, target) do not apply to it."""
         return self.where != "this machine"
+
+    def follow_plugin(self, directory: Path, signature: tuple | None) -> None:
+        """Have ``refresh_plugin`` keep the target's plugin that of ``directory``, taken up when the
+        plugin file had ``signature`` (``plugin_file_signature``, read before it was loaded)."""
+        self._plugin_dir, self._plugin_signature = directory, signature
+
+    def refresh_plugin(self) -> str | None:
+        """Carry the user's plugin as it is on disk now, when it changed since the target took it up:
+        a ``plugin train``, ``import`` or ``rm`` while the chat app or the server runs. Only the
+        plugin is swapped; the model stays loaded. Returns what changed, for the user; None when
+        nothing did. Call between replies, on the thread that decodes."""
+        if self._plugin_dir is None:
+            return None
+        signature = plugin_file_signature(self._plugin_dir)
+        if signature == self._plugin_signature:
+            return None
+        self._plugin_signature = signature
+        target = self.decoder.target
+        plain = target.detach() if isinstance(target, PersonalisedSession) else target
+        try:
+            self.decoder.use_target(personalise(plain, self._plugin_dir))
+        except EngineError as error:
+            self.decoder.use_target(plain)
+            return f"the plugin changed on disk and cannot be used ({error}); answering without it"
+        if signature is None:
+            return "the plugin was removed: answering without it"
+        return "the plugin changed on disk: answering with the new one"
 
     @property
     def can_read_documents(self) -> bool:
@@ -234,5 +264,11 @@ class Engine:
 def load_engine(target_path: Path, draft_path: Path | None, *, threads: int | None = None, **options) -> Engine:
     """The engine for these files: the decoder (``build_decoder``'s options; the target carrying
     ``user``'s plugin) now, the reader (the small model, else the target's file) when first asked for."""
+    user = options.get("user")
+    plugin_dir = user_plugin_dir(user, options.get("database_path")) if user is not None else None
+    signature = plugin_file_signature(plugin_dir) if plugin_dir is not None else None
     decoder = build_decoder(target_path, draft_path, threads=threads, **options)
-    return Engine(decoder, lambda: reader_for(draft_path or target_path, threads=threads))
+    engine = Engine(decoder, lambda: reader_for(draft_path or target_path, threads=threads))
+    if plugin_dir is not None:
+        engine.follow_plugin(plugin_dir, signature)
+    return engine

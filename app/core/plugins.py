@@ -24,6 +24,8 @@ from duetto.engine.plugin_files import (
     DOCUMENT_READINGS_DIR,
     forget_reading,
     load_reading,
+    load_side_plugin,
+    plugin_kind,
     save_reading,
     write_private_file,
 )
@@ -289,6 +291,24 @@ def document_reading_keeper(
         if owner is not None and user_dir(names[owner]) == target.directory and CHUNK_SOURCE + digest not in learnt:
             wanted[key] = (chunk.id, digest)
     return DocumentReadingKeeper(target.path.name, target.directory, wanted, deferred) if wanted else None
+
+
+def chunks_learnt_by_plugin(db, user: str, documents: list[Document]) -> dict[int, int] | None:
+    """How many of each document's chunks (by document id) the user's plugin has learnt from;
+    None when the user has no plugin that learns from documents (``plugin train --docs``)."""
+    directory = user_dir(user)
+    if plugin_kind(directory) != "side":
+        return None
+    try:
+        learnt = set(load_side_plugin(directory).learnt_from)
+    except PluginError:
+        return None  # a damaged plugin file: the commands that use it say so
+    if DOCUMENTS_SOURCE not in learnt:
+        return None
+    counts = {document.id: 0 for document in documents}
+    for chunk in document_store.list_chunks(db, list(counts)):
+        counts[chunk.document_id] += CHUNK_SOURCE + text_digest(chunk.text) in learnt
+    return counts
 
 
 def forget_document_readings(db, document: Document) -> None:

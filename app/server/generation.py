@@ -91,6 +91,8 @@ class Generation:
     def _generate(self, engines: Engines, database_path: Path | None) -> Outcome:
         request = self.request
         engine = engines.get(self.engine_key)
+        if changed := engine.refresh_plugin():  # trained again (or removed) while the server runs
+            log.info("%s: %s", self.user, changed)
         settings, _ = runnable_settings(
             request.settings, has_draft_model=engine.has_draft_model, documents=bool(request.documents)
         )

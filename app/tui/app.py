@@ -302,6 +302,8 @@ class DuettoApp(App[None]):
                 self.post_message(ReplyDelta(step.text, spans, rate.update(step.reply_tokens)))
 
         try:
+            if changed := engine.refresh_plugin():  # `plugin train` in another terminal meanwhile
+                self.call_from_thread(self.notify, f"{self.user.name}: {changed}", timeout=10)
             chat = self.chats.get(conversation_id)
             if chat is None:
                 chat = StoredChat(

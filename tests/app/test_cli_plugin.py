@@ -279,11 +279,18 @@ def test_documents_are_learnt_from_and_read_once_for_questions(
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
+    def learnt_by_plugin(user: str) -> dict:
+        listed = run_duetto("docs", "list", "--user", user, "--json")
+        return {entry["name"]: entry["chunks_learnt_by_plugin"] for entry in json.loads(listed.stdout)}
+
+    assert learnt_by_plugin("kim") == {"kim-notes": None}, "no plugin that learns from documents yet"
     first = train("--docs")
     assert (
         first["sources"]["documents"] == ["kim-notes"]
         and first["sources"]["document_chunks"] == chunks_added["kim"] > 1
     )
+    assert learnt_by_plugin("kim") == {"kim-notes": chunks_added["kim"]}
+    assert learnt_by_plugin("lee") == {"lee-notes": None}
     assert first["sources"]["document_chunks_read_for_questions"] == 0
     assert first["sources"]["document_chunks_read_now_for_questions_too"] == chunks_added["kim"]
     shown = json.loads(run_duetto("docs", "show", "kim-notes", "--user", "kim", "--json").stdout)
@@ -297,6 +304,12 @@ def test_documents_are_learnt_from_and_read_once_for_questions(
     (tmp_path / "more.txt").write_text(diary.replace("cat", "fox").replace("Day", "Night"))
     added = run_duetto("docs", "add", str(tmp_path / "more.txt"), "--user", "kim", "--json", *small)
     chunks = json.loads(added.stdout)["chunks"]
+    assert learnt_by_plugin("kim") == {"kim-notes": chunks_added["kim"], "more": 0}
+    shown = run_duetto("docs", "show", "more", "--user", "kim")
+    assert f"learnt by kim's plugin: 0 of {chunks} chunks" in shown.stderr
+    assert "plugin train --user kim --docs" in shown.stderr
+    listed = run_duetto("docs", "list", "--user", "kim", env={"COLUMNS": "200"})
+    assert "learnt by plugin" in listed.stdout and f"0 of {chunks} chunks" in listed.stdout
     for name, document in (("kim", "kim-notes"), ("kim", "more"), ("lee", "lee-notes")):
         prepared = run_duetto("docs", "prepare", document, "--user", name, *target)
         assert prepared.returncode == 0, prepared.stderr
@@ -416,3 +429,42 @@ def test_a_lora_for_another_model_is_not_imported(tiny_models: dict[str, Path], 
 
     assert result.returncode == 1 and "cannot apply the LoRA adapter" in result.stderr
     assert json.loads(run_duetto("users", "list", "--json").stdout)["users"][1]["plugin"] is None
+
+
+def test_a_running_engine_takes_up_the_plugin_as_it_is_on_disk(tiny_models: dict[str, Path]) -> None:
+    """The chat app and the server keep one engine for hours: a plugin trained (here: its file
+    written), damaged or removed meanwhile applies from their next reply on, without a reload."""
+    import numpy as np
+
+    from duetto.app.core.models import user_plugin_dir
+    from duetto.engine.plugin import SidePlugin, TargetFingerprint
+    from duetto.engine.plugin_files import SIDE_PLUGIN_FILE, remove_plugin, save_side_plugin
+
+    assert run_duetto("users", "add", "ida").returncode == 0
+    engine = load_engine(tiny_models["target"], None, context_length=512, threads=1, user="ida")
+    session = engine.decoder.target
+    prompt = session.tokenize("the cat sat on the", add_bos=True)
+
+    def first_token() -> int:
+        return engine.decoder.reply(prompt, DecodeSettings(mode="exact", max_tokens=1)).token_ids[0]
+
+    plain = first_token()
+    assert engine.refresh_plugin() is None, "nothing changed"
+    forced = (plain + 7) % session.vocabulary_size
+    directory = user_plugin_dir("ida")
+    fingerprint = TargetFingerprint(session.path.name, session.vocabulary_size, session.hidden_size)
+    zeros = np.zeros((session.hidden_size, 1), np.float32)
+    bias = np.array([100.0], np.float32)
+    save_side_plugin(directory, SidePlugin(np.array([forced]), zeros, np.zeros((1, 1), np.float32), bias, 1.0,
+                                           fingerprint))  # fmt: skip
+
+    assert "answering with the new one" in engine.refresh_plugin()
+    assert first_token() == forced
+    assert engine.refresh_plugin() is None, "taken up once"
+    (directory / SIDE_PLUGIN_FILE).write_bytes(b"not a plugin")
+    assert "cannot be used" in engine.refresh_plugin()
+    assert first_token() == plain
+    remove_plugin(directory)
+    assert "removed" in engine.refresh_plugin()
+    assert first_token() == plain
+    engine.close()
