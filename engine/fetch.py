@@ -86,6 +86,9 @@ def fetch_model(
     failures = []
     try:
         with filelock.FileLock(work_dir / "lock", timeout=0):
+            if is_present(spec, models_dir):  # published by another process since the first look
+                _remove_work_dir(work_dir)
+                return final_path
             candidates = [source for source in spec.sources if source_kind(source) in allowed_kinds]
             for position, source in enumerate(candidates):
                 try:

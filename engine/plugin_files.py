@@ -79,10 +79,10 @@ def plugin_kind(directory: Path) -> PluginKind | None:
     return None
 
 
-def plugin_file_signature(directory: Path) -> tuple[PluginKind, int, int] | None:
-    """(kind, modification time in ns, size) of the user's plugin file; None without one. A
-    running engine compares it to tell a plugin trained, imported or removed since it took it up
-    (each is written under a temporary name and renamed, so a changed file is a new one)."""
+def plugin_file_signature(directory: Path) -> tuple[PluginKind, int, int, int] | None:
+    """(kind, inode, modification time in ns, size) of the user's plugin file; None without one.
+    A running engine compares it to tell a plugin trained, imported or removed since it took it up
+    (each is written under a temporary name and renamed, so a changed file is a new inode)."""
     kind = plugin_kind(directory)
     if kind is None:
         return None
@@ -90,7 +90,19 @@ def plugin_file_signature(directory: Path) -> tuple[PluginKind, int, int] | None
         stat = (directory / (SIDE_PLUGIN_FILE if kind == "side" else LORA_FILE)).stat()
     except FileNotFoundError:
         return None  # removed between the two looks
-    return kind, stat.st_mtime_ns, stat.st_size
+    except OSError:
+        return kind, -1, -1, -1  # there but unreadable: loading it says why, once
+    return kind, stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+def load_learnt_from(directory: Path) -> tuple[str, ...] | None:
+    """What the user's side plugin has learnt from (its ``learnt_from``), read without its
+    weights; None without a readable side plugin."""
+    try:
+        with np.load(directory / SIDE_PLUGIN_FILE, allow_pickle=False) as arrays:
+            return tuple(str(name) for name in arrays["learnt_from"]) if "learnt_from" in arrays else ()
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 def save_side_plugin(directory: Path, plugin: SidePlugin) -> Path:

@@ -44,7 +44,9 @@ class PersonalisedSession:
             side_plugin.check_target(session.path.name, session.vocabulary_size, session.hidden_size)
         if lora_path is not None:
             self._adapter = _attach_lora(session, lora_path)
-        session.truncate(0)  # whatever the cache held was computed without the plugin
+            session.truncate(0)  # whatever the cache held was computed without the adapter
+        # A side plugin changes only the logits: the cache's keys and values stay valid, and the
+        # decoder evaluates a prompt's last token again for its logits whatever the cache holds.
 
     def __getattr__(self, name: str):
         # Only called for attributes this wrapper lacks: tokens, truncate, tokenize, context_length...

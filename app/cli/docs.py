@@ -395,7 +395,7 @@ def show_document(name: str, position: int | None, user: str, as_json: bool) -> 
         + (f", learnt by {owner.name}'s plugin: {_learnt_share(learnt[document.id], document.chunk_count)}"
            if learnt is not None else "")
     )  # fmt: skip
-    if learnt is not None and learnt[document.id] < document.chunk_count:
+    if learnt is not None and document.complete and learnt[document.id] < document.chunk_count:
         stderr_console.print(f"to learn the rest: duetto plugin train --user {owner.name} --docs", highlight=False)
     for chunk in chunks:
         if position is not None:

@@ -27,17 +27,24 @@ def model_fingerprint(path: Path) -> str:
     return "fp:" + digest.hexdigest()[:32]
 
 
-_fingerprints: dict[Path, str] = {}
+_fingerprints: dict[tuple[Path, int, int, int], str] = {}
 
 
 def target_fingerprint(session: ModelSession) -> str:
     """The identity saved KV states are stored under: the model file, and a LoRA adapter when
-    one is applied (it changes the KV cache; a side plugin only changes the logits)."""
+    one is applied (it changes the KV cache; a side plugin only changes the logits).
+
+    Kept per file version, not per path: a running engine takes up an adapter imported under the
+    same name (``Engine.refresh_plugin``), and states made under the old one must not be reused."""
     paths = [session.path]
     lora_path = getattr(session, "lora_path", None)
     if lora_path is not None:
         paths.append(lora_path)
+    found = []
     for path in paths:
-        if path not in _fingerprints:
-            _fingerprints[path] = model_fingerprint(path)
-    return "+".join(_fingerprints[path] for path in paths)
+        stat = path.stat()
+        version = (path, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if version not in _fingerprints:
+            _fingerprints[version] = model_fingerprint(path)
+        found.append(_fingerprints[version])
+    return "+".join(found)

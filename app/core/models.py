@@ -225,11 +225,12 @@ class Engine:
         target = self.decoder.target
         plain = target.detach() if isinstance(target, PersonalisedSession) else target
         try:
-            self.decoder.use_target(personalise(plain, self._plugin_dir))
+            personalised = personalise(plain, self._plugin_dir)
         except EngineError as error:
             self.decoder.use_target(plain)
             return f"the plugin changed on disk and cannot be used ({error}); answering without it"
-        if signature is None:
+        self.decoder.use_target(personalised)
+        if personalised is plain:  # removed, perhaps since the signature was read
             return "the plugin was removed: answering without it"
         return "the plugin changed on disk: answering with the new one"
 

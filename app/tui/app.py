@@ -225,7 +225,7 @@ class DuettoApp(App[None]):
         label = message.pair.label if message.pair else self.config.models_label
         status = self.query_one(StatusBar)
         status.models = f"{label} (target on {message.engine.where})" if message.engine.is_remote else label
-        status.drafted_by_server = message.engine.is_remote
+        status.decoded_by_server = message.engine.is_remote
         for note in message.engine.notes:
             self.notify(note, severity="warning", timeout=15)
 

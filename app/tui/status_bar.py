@@ -14,8 +14,9 @@ class StatusBar(Static):
     models: reactive[str] = reactive("loading models…")
     """The draft and target model names."""
     mode: reactive[str] = reactive("exact")
-    drafted_by_server: reactive[bool] = reactive(False)
-    """A remote target's server drafts for itself: the mode then means nothing and is not shown."""
+    decoded_by_server: reactive[bool] = reactive(False)
+    """A remote target's server decodes (and drafts, if it does) its own way: duetto's mode then
+    means nothing and is not shown."""
     tokens_per_second: reactive[float | None] = reactive(None)
     acceptance: reactive[float | None] = reactive(None)
     compression: reactive[str] = reactive("")
@@ -29,7 +30,7 @@ class StatusBar(Static):
         speed = f"{self.tokens_per_second:.1f} tok/s" if self.tokens_per_second is not None else "– tok/s"
         accepted = f"accepted {self.acceptance:.0%}" if self.acceptance is not None else "accepted –"
         # What the engine is doing comes first after the models: on a narrow terminal the end is cut.
-        drafting = "drafted by the server" if self.drafted_by_server else f"mode {self.mode}"
+        drafting = "mode: the server's" if self.decoded_by_server else f"mode {self.mode}"
         parts = [self.models, *([self.state] if self.state else []), drafting, speed, accepted]
         if self.compression:
             parts.append(self.compression)

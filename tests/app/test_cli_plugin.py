@@ -459,6 +459,7 @@ def test_a_running_engine_takes_up_the_plugin_as_it_is_on_disk(tiny_models: dict
                                            fingerprint))  # fmt: skip
 
     assert "answering with the new one" in engine.refresh_plugin()
+    assert engine.decoder.target.tokens[: len(prompt) - 1] == prompt[:-1], "a side plugin keeps the KV cache"
     assert first_token() == forced
     assert engine.refresh_plugin() is None, "taken up once"
     (directory / SIDE_PLUGIN_FILE).write_bytes(b"not a plugin")
@@ -467,4 +468,23 @@ def test_a_running_engine_takes_up_the_plugin_as_it_is_on_disk(tiny_models: dict
     remove_plugin(directory)
     assert "removed" in engine.refresh_plugin()
     assert first_token() == plain
+    engine.close()
+
+
+def test_a_lora_imported_under_a_running_engine_gets_its_own_state_identity(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Saved document states are kept under the target's identity, adapter included: an adapter
+    imported under the same file name while the engine runs must not reuse the old one's states."""
+    from duetto.app.core.fingerprints import target_fingerprint
+
+    assert run_duetto("users", "add", "jon").returncode == 0
+    first, second = write_lora(tmp_path / "a.gguf", scale=1.0), write_lora(tmp_path / "b.gguf", scale=3.0)
+    assert run_duetto("plugin", "import", "--user", "jon", str(first), *target_options(tiny_models)).returncode == 0
+    engine = load_engine(tiny_models["target"], None, context_length=512, threads=1, user="jon")
+    before = target_fingerprint(engine.decoder.target)
+
+    assert run_duetto("plugin", "import", "--user", "jon", str(second), *target_options(tiny_models)).returncode == 0
+    assert "answering with the new one" in engine.refresh_plugin()
+    assert target_fingerprint(engine.decoder.target) != before
     engine.close()

@@ -178,7 +178,7 @@ async def test_the_chat_app_answers_from_the_remote_target_and_says_where(
         await wait_for(pilot, lambda: app.engine is not None, timeout=60)
         status = app.query_one(StatusBar)
         assert f"target on box at {served}" in status.models
-        assert "drafted by the server" in str(status.render()) and "mode exact" not in str(status.render())
+        assert "mode: the server's" in str(status.render()) and "mode exact" not in str(status.render())
         await app.action_cycle_mode()  # the mode key: the server drafts for itself
         assert app.settings.mode == "exact" and "do not apply" in app.notices[-1]
         app.query_one(PromptInput).text = "the cat sat on the"
