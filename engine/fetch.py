@@ -72,9 +72,8 @@ def fetch_model(
     progress = progress or SilentProgress()
     final_path = model_path(spec, models_dir)
     work_dir = models_dir / PARTIAL_DIRECTORY / spec.name
-    if is_present(spec, models_dir):
-        _sweep_leftover(work_dir)
-        return final_path
+    if is_present(spec, models_dir) and not work_dir.exists():
+        return final_path  # else a fetch stopped between publishing and cleaning up: cleaned below
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -86,7 +85,7 @@ def fetch_model(
     failures = []
     try:
         with filelock.FileLock(work_dir / "lock", timeout=0):
-            if is_present(spec, models_dir):  # published by another process since the first look
+            if is_present(spec, models_dir):  # published since the first look, or its clean-up was cut short
                 _remove_work_dir(work_dir)
                 return final_path
             candidates = [source for source in spec.sources if source_kind(source) in allowed_kinds]
@@ -105,7 +104,11 @@ def fetch_model(
                     raise _disk_error(error, models_dir) from error
                 _remove_work_dir(work_dir)
                 return final_path
-    except filelock.Timeout:
+    except (filelock.Timeout, OSError) as error:
+        if is_present(spec, models_dir):
+            return final_path  # the leftover is another process's, or cannot be removed: harmless
+        if isinstance(error, OSError):
+            raise _disk_error(error, models_dir) from error
         raise FetchError(f"{spec.name} is being fetched by another duetto process; wait for it to finish") from None
     if not failures:
         raise FetchError(f"{spec.name}: no source of the kinds {sorted(allowed_kinds)} in the manifest")
@@ -116,22 +119,6 @@ def _remove_work_dir(work_dir: Path) -> None:
     shutil.rmtree(work_dir, ignore_errors=True)
     with contextlib.suppress(OSError):
         work_dir.parent.rmdir()  # only when no other model is mid-fetch
-
-
-def _sweep_leftover(work_dir: Path) -> None:
-    """Remove the work folder of a fetch that was stopped between publishing and cleaning up.
-
-    The final name is given before the folder is removed, so a kill in between leaves a present
-    model beside its old parts. Nobody else holds the folder's lock then, unless another process
-    has just started the same fetch, which finds the model present and leaves too.
-    """
-    if not work_dir.exists():
-        return
-    try:
-        with filelock.FileLock(work_dir / "lock", timeout=0):
-            _remove_work_dir(work_dir)
-    except (filelock.Timeout, OSError):
-        pass  # another process holds it, or it cannot be written: it stays, harmless
 
 
 def _disk_error(error: OSError, models_dir: Path) -> FetchError:

@@ -95,16 +95,6 @@ def plugin_file_signature(directory: Path) -> tuple[PluginKind, int, int, int] |
     return kind, stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
-def load_learnt_from(directory: Path) -> tuple[str, ...] | None:
-    """What the user's side plugin has learnt from (its ``learnt_from``), read without its
-    weights; None without a readable side plugin."""
-    try:
-        with np.load(directory / SIDE_PLUGIN_FILE, allow_pickle=False) as arrays:
-            return tuple(str(name) for name in arrays["learnt_from"]) if "learnt_from" in arrays else ()
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None
-
-
 def save_side_plugin(directory: Path, plugin: SidePlugin) -> Path:
     """Store ``plugin`` as the user's plugin (replacing an imported LoRA); returns its path."""
     path = directory / SIDE_PLUGIN_FILE

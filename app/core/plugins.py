@@ -23,8 +23,9 @@ from duetto.engine.plugin_files import (
     CHAT_READINGS_DIR,
     DOCUMENT_READINGS_DIR,
     forget_reading,
-    load_learnt_from,
     load_reading,
+    load_side_plugin,
+    plugin_kind,
     save_reading,
     write_private_file,
 )
@@ -295,7 +296,11 @@ def document_reading_keeper(
 def chunks_learnt_by_plugin(db, user: str, documents: list[Document]) -> dict[int, int] | None:
     """How many of each document's chunks (by document id) the user's plugin has learnt from;
     None when the user has no plugin that learns from documents (``plugin train --docs``)."""
-    learnt = set(load_learnt_from(user_dir(user)) or ())  # nothing for a damaged file: commands that load it say so
+    directory = user_dir(user)
+    try:
+        learnt = set(load_side_plugin(directory).learnt_from) if plugin_kind(directory) == "side" else set()
+    except PluginError:
+        return None  # a damaged file: the commands that load it say so
     if DOCUMENTS_SOURCE not in learnt:
         return None
     counts = {document.id: 0 for document in documents}

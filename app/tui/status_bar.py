@@ -30,8 +30,8 @@ class StatusBar(Static):
         speed = f"{self.tokens_per_second:.1f} tok/s" if self.tokens_per_second is not None else "– tok/s"
         accepted = f"accepted {self.acceptance:.0%}" if self.acceptance is not None else "accepted –"
         # What the engine is doing comes first after the models: on a narrow terminal the end is cut.
-        drafting = "mode: the server's" if self.decoded_by_server else f"mode {self.mode}"
-        parts = [self.models, *([self.state] if self.state else []), drafting, speed, accepted]
+        mode = "mode: the server's" if self.decoded_by_server else f"mode {self.mode}"
+        parts = [self.models, *([self.state] if self.state else []), mode, speed, accepted]
         if self.compression:
             parts.append(self.compression)
         if self.user_name:
