@@ -297,7 +297,7 @@ class RemoteDecoder:
             drafted=int(timings.get("draft_n") or 0),
             accepted=int(timings.get("draft_n_accepted") or 0),
             target_calls=0,
-            mode=settings.mode,
+            mode=None,
             drafter="server",
             finish_reason=finish,
             prompt_read_tokens=int(timings.get("prompt_n", len(prompt_tokens))),

@@ -22,7 +22,8 @@ class ReplyStats:
     drafted: int
     accepted: int
     target_calls: int
-    mode: Mode
+    mode: Mode | None
+    """None when a remote server decoded the reply: it drafts (or not) as it is set up to."""
     drafter: str
     finish_reason: FinishReason
     prompt_read_tokens: int = 0

@@ -108,12 +108,12 @@ def profile_system_prompt(user: str) -> str:
 def stats_line(stats: ReplyStats) -> str:
     acceptance = f", accepted {stats.accepted}/{stats.drafted} drafted" if stats.drafted else ""
     speed = f"{stats.tokens_per_second:.1f} tok/s, " if stats.tokens > 1 else ""
+    decoded = f"mode {stats.mode}, drafter {stats.drafter}" if stats.mode else "decoded by the server"
     line = (
         f"{stats.tokens} tokens, {speed}first token {stats.ttft_seconds:.2f} s, {stats.seconds:.2f} s in all, "
-        f"prompt {stats.prompt_tokens} tokens, mode {stats.mode}, drafter {stats.drafter}{acceptance}"
+        f"prompt {stats.prompt_tokens} tokens, {decoded}{acceptance}"
     )
     if stats.drafter == "server":  # a remote target: what its own prompt cache saved
-        line = line.replace(f", mode {stats.mode}, drafter server", ", drafted by the server")
         line += f", {stats.server_cached_tokens} of the prompt from the server's cache"
     if stats.finish_reason == "length":
         line += f"\ncut at the {stats.tokens}-token limit: raise --max-tokens for a longer answer"

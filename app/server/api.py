@@ -295,5 +295,5 @@ class _Server:
         log.info(
             "%s %s 200: %d+%d tokens, %.1f tok/s, %s/%s, %d/%d drafted accepted, %.2f s",
             request.method, request.url.path, stats.prompt_tokens, stats.tokens, stats.tokens_per_second,
-            stats.mode, stats.drafter, stats.accepted, stats.drafted, time.perf_counter() - started,
+            stats.mode or "the server's", stats.drafter, stats.accepted, stats.drafted, time.perf_counter() - started,
         )  # fmt: skip

@@ -9,6 +9,7 @@ unbounded line. A request cancelled before its turn (its client left) is skipped
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -21,6 +22,9 @@ from typing import TypeVar
 from duetto.app.core.models import Engine, user_plugin_dir
 from duetto.app.server.errors import ApiError
 from duetto.engine.plugin_files import plugin_kind
+from duetto.store.errors import NotFound
+
+log = logging.getLogger("duetto.serve")
 
 T = TypeVar("T")
 KEPT_ENGINES = 2
@@ -61,6 +65,7 @@ class Engines:
         self._engines[key] = engine
 
     def get(self, key: str | None) -> Engine:
+        self._close_unplugged(keep=key)
         engine = self._engines.get(key)
         if engine is None:
             engine = self._engines[key] = self._load(key)
@@ -69,6 +74,19 @@ class Engines:
             _, oldest = self._engines.popitem(last=False)
             oldest.close()
         return engine
+
+    def _close_unplugged(self, keep: str | None) -> None:
+        """Close the engines of users whose plugin (or who) was removed since theirs was loaded:
+        their requests go to the shared engine now, and the copy of the models would otherwise
+        hold its memory until newer engines pushed it out."""
+        for key in [key for key in self._engines if key is not None and key != keep]:
+            try:
+                gone = engine_key(key, self.database_path) is None
+            except NotFound:
+                gone = True
+            if gone:
+                self._engines.pop(key).close()
+                log.info("%s: no plugin any more; their engine is closed (the shared one serves them)", key)
 
     def close(self) -> None:
         while self._engines:

@@ -638,7 +638,8 @@ class DuettoApp(App[None]):
                 await self.save_and_apply(chat_settings)
                 self.notify("Settings saved; the next reply uses them.")
 
-        self.push_screen(SettingsScreen(self.chat_settings, self.user.name), chosen)
+        remote = self.engine.where if self.engine is not None and self.engine.is_remote else None
+        self.push_screen(SettingsScreen(self.chat_settings, self.user.name, remote_target=remote), chosen)
 
     def action_switch_user(self) -> None:
         if self.user is None:

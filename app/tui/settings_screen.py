@@ -40,6 +40,8 @@ NUMBER_FIELDS = [
     ("rollback_threshold", "fast: rollback above (nats)", float),
     ("max_draft_run", "fast: max run (0: no limit)", int),
 ]
+LOCAL_DECODING_FIELDS = {"fallback_threshold", "rollback_threshold", "max_draft_run"}
+"""The number fields of duetto's own draft-verify, which a remote target's server does not read."""
 
 
 class SettingsScreen(ModalScreen[ChatSettings | None]):
@@ -59,26 +61,34 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
     )
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel_settings")]
 
-    def __init__(self, settings: ChatSettings, user_name: str) -> None:
+    def __init__(self, settings: ChatSettings, user_name: str, remote_target: str | None = None) -> None:
+        """``remote_target``: where the target runs when a server decodes the replies; the fields
+        of duetto's own decoding are then shown but closed, kept for local models."""
         super().__init__()
         self.settings = settings
         self.user_name = user_name
+        self.remote_target = remote_target
 
     def compose(self) -> ComposeResult:
+        local_only = self.remote_target is not None
         with Vertical():
             yield Label(f"[b]Settings of user {self.user_name}[/b] (used from the next reply)")
+            if self.remote_target:
+                yield Label(f"The target on {self.remote_target} drafts for itself: mode, drafter and the "
+                            "fast-mode fields apply to local models only.", id="settings-remote")  # fmt: skip
             with Horizontal(classes="row"):
                 yield Label("Mode")
                 yield Select([(MODE_LABELS[mode], mode) for mode in MODES], value=self.settings.mode,
-                             allow_blank=False, compact=True, id="mode")  # fmt: skip
+                             allow_blank=False, compact=True, id="mode", disabled=local_only)  # fmt: skip
             with Horizontal(classes="row"):
                 yield Label("exact: drafter")
                 yield Select([(DRAFTER_LABELS[name], name) for name in DRAFTER_CHOICES], value=self.settings.drafter,
-                             allow_blank=False, compact=True, id="drafter")  # fmt: skip
+                             allow_blank=False, compact=True, id="drafter", disabled=local_only)  # fmt: skip
             for name, label, _ in NUMBER_FIELDS:
                 with Horizontal(classes="row"):
                     yield Label(label)
-                    yield Input(str(getattr(self.settings, name)), compact=True, id=name)
+                    yield Input(str(getattr(self.settings, name)), compact=True, id=name,
+                                disabled=local_only and name in LOCAL_DECODING_FIELDS)  # fmt: skip
             yield Label("", id="settings-error")
             yield Label("Tab moves between fields; Enter saves, Esc cancels.")
             with Horizontal(id="settings-buttons"):

@@ -73,7 +73,7 @@ def test_greedy_replies_through_the_server_equal_the_local_target(served: str, t
         assert remote.returncode == 0 and local.returncode == 0, remote.stderr + local.stderr
         answer, reference = json.loads(remote.stdout), json.loads(local.stdout)
         assert answer["text"] == reference["text"], prompt
-        assert answer["stats"]["drafter"] == "server"
+        assert answer["stats"]["drafter"] == "server" and answer["stats"]["mode"] is None, "the server decoded it"
         assert answer["stats"]["prompt_tokens"] == reference["stats"]["prompt_tokens"], (
             "the same prompt, token for token"
         )
@@ -90,6 +90,10 @@ def test_the_server_drafts_and_caches_the_prompt_of_a_stored_chat(served: str, t
     assert stats["server_cached_tokens"] > 0, "the conversation so far came from the server's prompt cache"
     chat = json.loads(run_duetto("chats", "show", str(json.loads(second.stdout)["chat"]), "--json").stdout)
     assert [message["role"] for message in chat["messages"]] == ["user", "assistant", "user", "assistant"]
+    third = run_duetto("ask", "and after that", "-c", "--target", "box", "--draft-model", str(tiny_models["draft"]),
+                       "--threads", "1", "--max-tokens", "8")  # fmt: skip
+    assert third.returncode == 0 and "decoded by the server" in third.stderr, third.stderr
+    assert "mode exact" not in third.stderr and "of the prompt from the server's cache" in third.stderr
 
 
 def test_a_document_question_sends_the_compact_context(
@@ -169,6 +173,7 @@ async def test_the_chat_app_answers_from_the_remote_target_and_says_where(
     from duetto.app.tui.chat_view import ChatView
     from duetto.app.tui.factory import chat_app
     from duetto.app.tui.prompt_input import PromptInput
+    from duetto.app.tui.settings_screen import SettingsScreen
     from duetto.app.tui.status_bar import StatusBar
 
     assert register("box", served, tiny_models).returncode == 0
@@ -181,6 +186,13 @@ async def test_the_chat_app_answers_from_the_remote_target_and_says_where(
         assert "mode: the server's" in str(status.render()) and "mode exact" not in str(status.render())
         await app.action_cycle_mode()  # the mode key: the server drafts for itself
         assert app.settings.mode == "exact" and "do not apply" in app.notices[-1]
+        await pilot.press("f3")  # the settings: duetto's own decoding is closed, the rest open
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        closed = {widget.id for widget in app.screen.query("Select, Input") if widget.disabled}
+        assert closed == {"mode", "drafter", "fallback_threshold", "rollback_threshold", "max_draft_run"}
+        assert "drafts for itself" in str(app.screen.query_one("#settings-remote").render())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen))
         app.query_one(PromptInput).text = "the cat sat on the"
         await pilot.press("enter")
         await wait_for(pilot, lambda: not app.generating and len(app.query_one(ChatView).messages()) == 2)

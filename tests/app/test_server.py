@@ -354,6 +354,11 @@ def test_a_users_plugin_applies_to_their_requests(server: LiveServer, client: op
     again = client.chat.completions.create(model="duetto", messages=messages, max_tokens=TOKENS)
     assert again.choices[0].message.content == shared.choices[0].message.content
 
+    assert run_duetto("plugin", "rm", "--user", "lora-user", env=home).returncode == 0
+    after = client.chat.completions.create(model="duetto", messages=messages, max_tokens=TOKENS, user="lora-user")
+    assert after.choices[0].message.content == shared.choices[0].message.content, "the shared engine serves them"
+    assert "lora-user: no plugin any more; their engine is closed" in server.log()
+
 
 def test_simonw_llm_asks_through_the_server(server: LiveServer, models, home, tmp_path: Path) -> None:
     """A real third-party client: llm with duetto registered as an OpenAI-compatible model."""
