@@ -115,12 +115,13 @@ def serve(
     address, bound_port = listening.getsockname()[:2]
     shown_host = f"[{address}]" if ":" in address else address
     if remote:
-        served = f"target on {target_path.name} at {target_path.url}, prompts written by {draft_path.name}"
+        served = f"target on {target_path.name} at {target_path.url}, prompts written by {draft_path.name}; "
+        served += "the server decodes"
     else:
-        served = target_path.name + (f", drafting with {draft_path.name}" if draft_path else "")
+        served = target_path.name + (f", drafting with {draft_path.name}" if draft_path else "") + f", mode {mode}"
     click.echo(f"duetto serve: http://{shown_host}:{bound_port}/v1", nl=True)
     click.echo(
-        f"models: {', '.join(config.model_ids)} ({served}, mode {mode}); "
+        f"models: {', '.join(config.model_ids)} ({served}); "
         f"{'API key required' if config.api_key else 'no API key'}; Ctrl+C stops",
         err=True,
     )

@@ -9,8 +9,10 @@ unbounded line. A request cancelled before its turn (its client left) is skipped
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -22,7 +24,7 @@ from typing import TypeVar
 from duetto.app.core.models import Engine, user_plugin_dir
 from duetto.app.server.errors import ApiError
 from duetto.engine.plugin_files import plugin_kind
-from duetto.store.errors import NotFound
+from duetto.store.errors import NotFound, StoreError
 
 log = logging.getLogger("duetto.serve")
 
@@ -65,6 +67,12 @@ class Engines:
         self._engines[key] = engine
 
     def get(self, key: str | None) -> Engine:
+        """The engine for ``key`` (``key_for``'s, worked out when the request came in: a plugin
+        removed since then sends the request to the shared engine instead of loading a new copy)."""
+        if key is not None and key not in self._engines:
+            # if the look fails, loading theirs says what is wrong (a user removed meanwhile: not found)
+            with contextlib.suppress(StoreError, sqlite3.Error, OSError):
+                key = engine_key(key, self.database_path)
         self._close_unplugged(keep=key)
         engine = self._engines.get(key)
         if engine is None:
@@ -80,13 +88,19 @@ class Engines:
         their requests go to the shared engine now, and the copy of the models would otherwise
         hold its memory until newer engines pushed it out."""
         for key in [key for key in self._engines if key is not None and key != keep]:
-            try:
-                gone = engine_key(key, self.database_path) is None
-            except NotFound:
-                gone = True
-            if gone:
+            if self._plugin_gone(key):
                 self._engines.pop(key).close()
                 log.info("%s: no plugin any more; their engine is closed (the shared one serves them)", key)
+
+    def _plugin_gone(self, user: str) -> bool:
+        """Whether ``user`` has no plugin now (or was removed); False when that cannot be read
+        (a busy database), so a request never fails over another user's tidying."""
+        try:
+            return engine_key(user, self.database_path) is None
+        except NotFound:
+            return True
+        except (StoreError, sqlite3.Error, OSError):
+            return False
 
     def close(self) -> None:
         while self._engines:

@@ -205,12 +205,22 @@ def test_a_coding_session_in_the_chat_app_copies_code_writes_again_searches_and_
             time.sleep(1)
         assert "def is_even" in stored_reply()["content"]
 
+        picnic = tmp_path / "picnic.json"  # a second chat, written by another process, with no word of the search
+        picnic.write_text(json.dumps({"title": "Plan a picnic", "messages": [
+            {"role": "user", "content": "Plan a picnic for six."},
+            {"role": "assistant", "content": "Pack bread, fruit, cheese and a blanket."}]}))  # fmt: skip
+        assert run(installed_env, user_environment, "chats", "import", str(picnic)).returncode == 0
+        terminal.wait_for(r"Plan a picnic", within=sidebar)  # the app lists what another process wrote
+
+        def listed(screen: str) -> tuple[bool, bool]:
+            return "Write a Python" in sidebar(screen), "Plan a picnic" in sidebar(screen)
+
         terminal.keys("C-f")
         terminal.type("zebra")
-        time.sleep(1)
-        assert "Write a Python" not in sidebar(terminal.screen()), "no chat holds 'zebra'"
-        terminal.type(*["BSpace"] * 5, "return")  # a word of the reply, not of the title
-        terminal.wait_for(r"Write a Python", within=sidebar)  # the chat is listed again
+        terminal.wait_until(lambda screen: listed(screen) == (False, False), "a search for 'zebra' lists no chat")
+        terminal.type(*["BSpace"] * 5, "return")  # in the reply and the question, not in the other chat
+        terminal.wait_until(lambda screen: "return" in sidebar(screen) and listed(screen) == (True, False),
+                            "a search for 'return' lists the is_even chat alone")  # fmt: skip
 
         terminal.keys("C-s")  # export the open chat to the current directory
         terminal.wait_for(r"Chat exported")
