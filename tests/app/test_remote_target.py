@@ -177,15 +177,17 @@ async def test_the_chat_app_answers_from_the_remote_target_and_says_where(
     from duetto.app.tui.status_bar import StatusBar
 
     assert register("box", served, tiny_models).returncode == 0
-    app = record_notices(chat_app(DecodeSettings(max_tokens=8), target="box", draft_model=str(tiny_models["draft"]),
-                                  threads=1, database_path=isolated_duetto / "duetto.db"))  # fmt: skip
+    # fast mode kept from local use: it does not apply to the server, and is not warned about at every reply
+    app = record_notices(chat_app(DecodeSettings(max_tokens=8, mode="fast"), target="box",
+                                  draft_model=str(tiny_models["draft"]), threads=1,
+                                  database_path=isolated_duetto / "duetto.db"))  # fmt: skip
     async with app.run_test() as pilot:
         await wait_for(pilot, lambda: app.engine is not None, timeout=60)
         status = app.query_one(StatusBar)
         assert f"target on box at {served}" in status.models
         assert "mode: the server's" in str(status.render()) and "mode exact" not in str(status.render())
         await app.action_cycle_mode()  # the mode key: the server drafts for itself
-        assert app.settings.mode == "exact" and "do not apply" in app.notices[-1]
+        assert app.settings.mode == "fast" and "do not apply" in app.notices[-1]
         await pilot.press("f3")  # the settings: duetto's own decoding is closed, the rest open
         await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
         closed = {widget.id for widget in app.screen.query("Select, Input") if widget.disabled}
@@ -198,6 +200,7 @@ async def test_the_chat_app_answers_from_the_remote_target_and_says_where(
         await wait_for(pilot, lambda: not app.generating and len(app.query_one(ChatView).messages()) == 2)
         reply = app.query_one(ChatView).messages()[1].text
     assert reply.strip(), "the server's reply is shown"
+    assert not [notice for notice in app.notices if "fast mode" in notice], app.notices
 
 
 def test_the_target_split_across_two_rpc_servers_answers_as_the_local_one(
