@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 FENCE = re.compile(r"^(\s*)(```|~~~)[^\n]*\n.*?^\1\2[ \t]*$", re.MULTILINE | re.DOTALL)
+OPENING_FENCE = re.compile(r"^([ \t]*)(```|~~~)[^\n]*\n", re.MULTILINE)
 CODE_LINE = re.compile(
     r"""^(\s+\S                       # indented
     |(async\s+)?def\s|class\s|import\s|from\s+\S+\s+import\s|@\w|\#
@@ -53,12 +54,20 @@ def split_code(text: str) -> list[Segment]:
     return _merged([segment for segment in segments if segment.text])
 
 
-def fenced_code(text: str) -> list[str]:
-    """The contents of ``text``'s fenced code blocks, in order, without their fences."""
+def fenced_code(text: str, *, unclosed: bool = False) -> list[str]:
+    """The contents of ``text``'s fenced code blocks, in order, without their fences; with
+    ``unclosed``, also that of a last block whose closing fence never came (a reply cut at its
+    token limit), which is code as far as it goes rather than prose."""
     blocks = []
+    position = 0
     for match in FENCE.finditer(text):
         lines = match.group(0).split("\n")[1:-1]  # the opening fence line and the closing one
         indent = match.group(1)
+        blocks.append("\n".join(line.removeprefix(indent) for line in lines))
+        position = match.end()
+    if unclosed and (opening := OPENING_FENCE.search(text, position)):
+        indent = opening.group(1)
+        lines = text[opening.end() :].rstrip("\n").split("\n")
         blocks.append("\n".join(line.removeprefix(indent) for line in lines))
     return blocks
 

@@ -68,7 +68,7 @@ def read_questions(source: Traversable | Path) -> list[Question]:
         except (ValueError, KeyError, TypeError) as error:
             raise click.BadParameter(
                 f'line {number}: expected {{"document","id","kind","question","answers"}} ({error})',
-                param_hint="--questions",
+                param_hint="--docs",
             ) from error
     return questions
 
@@ -113,8 +113,13 @@ def bench_docs(
     if not chosen_modes or not set(chosen_modes) <= {"memory", "full"}:
         raise click.BadParameter("use memory, full or memory,full", param_hint="--modes")
     source: Traversable | Path = docs_dir if docs_dir else resources.files("duetto.app.bench").joinpath("documents")
+    if not (source / "questions.jsonl").is_file():
+        raise click.BadParameter(f"{docs_dir} has no questions.jsonl (see --help)", param_hint="--docs")
     questions = read_questions(source / "questions.jsonl")
     names = list(dict.fromkeys(question.document for question in questions))
+    if missing := [name for name in names if not (source / f"{name}.txt").is_file()]:
+        raise click.BadParameter(f"questions.jsonl names {', '.join(missing)}, with no {missing[0]}.txt beside it",
+                                 param_hint="--docs")  # fmt: skip
     if only:
         if only not in names:
             raise click.BadParameter(f"no questions for {only!r}; documents: {', '.join(names)}", param_hint="--only")

@@ -69,6 +69,9 @@ def prompt_with_piped_input(prompt: str | None) -> str | None:
         return prompt
     material = sys.stdin.read()
     if not material.strip():
+        if prompt is None:  # `git diff | duetto ask` on a clean tree: nothing to ask about
+            raise click.BadParameter("the piped input is empty and no PROMPT was given (-i chats from a pipe)",
+                                     param_hint="PROMPT")  # fmt: skip
         return prompt
     if prompt is None:
         return material
@@ -211,6 +214,8 @@ def ask(
         raise click.UsageError("--system does not apply to --doc: document answers have their own instructions")
     if extract and (as_json or prompt is None):
         raise click.UsageError("--extract goes with a PROMPT and without --json")
+    if continue_last and chat_id is not None:
+        raise click.UsageError("give -c (your most recent conversation) or --chat ID, not both")
     if continue_last or chat_id is not None:
         if prompt is None or document_names or explicit_prompt is not None or extract:
             raise click.UsageError("-c/--chat take a PROMPT, without --doc, --system or --extract")
@@ -240,7 +245,7 @@ def ask(
         listeners = NO_LISTENERS if quiet else Listeners(on_written=lambda written: _write_to_stdout(written.text))
         reply = complete(engine.decoder, messages, settings, listeners)
         if extract:
-            blocks = fenced_code(reply.text)
+            blocks = fenced_code(reply.text, unclosed=True)
             _write_to_stdout(("\n\n".join(blocks) if blocks else reply.text).rstrip("\n") + "\n")
             stderr_console.print(f"[dim]{stats_line(reply.stats)}[/dim]")
         elif as_json:
@@ -293,6 +298,8 @@ def ask_in_conversation(
         recent = list_conversations(db, owner)
         title = conversation_title(question)
         conversation = recent[0] if recent else create_conversation(db, owner, title)
+        if not recent:
+            stderr_console.print(f"[dim]no conversation yet: this one starts conversation {conversation.id}[/dim]")
     use_draft = decoding.uses_draft_model(mode)
     target_path, draft_path = model_paths(decoding.profile, decoding.target, decoding.draft_model, use_draft)
     engine = load_engine(

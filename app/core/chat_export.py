@@ -15,11 +15,15 @@ from typing import Any
 
 import sqlite_utils
 
+from duetto.app.core.settings import ChatSettings, conversation_chat_settings
 from duetto.store.conversations import Conversation, User, import_conversation, list_messages
 from duetto.store.errors import StoreError
+from duetto.store.settings import InvalidSetting
 
 SPEAKERS = {"user": "You", "assistant": "duetto", "system": "System"}
 ROLES = ("system", "user", "assistant")
+KEPT_SETTINGS = {"chat", "pair"}
+"""What a conversation's settings hold: its chat settings and its model pair (the chat app's)."""
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 """An export larger than this is not a conversation (the context holds far less)."""
 
@@ -100,6 +104,12 @@ def import_json(db: sqlite_utils.Database, user: User, path: Path) -> Conversati
     settings = data.get("settings")
     if not (settings is None or isinstance(settings, dict)):
         raise InvalidExport(f'{path}: "settings" must be an object')
+    if settings and (unknown := sorted(set(settings) - KEPT_SETTINGS)):
+        raise InvalidExport(f'{path}: "settings" holds {", ".join(unknown)}; a chat keeps only "chat" and "pair"')
+    try:
+        conversation_chat_settings(settings, ChatSettings())
+    except InvalidSetting as error:
+        raise InvalidExport(f'{path}: "settings": {error}') from None
     return import_conversation(
         db, user, title, messages, system_prompt=system_prompt, settings=settings, created_at=created_at
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ def decode_document(data: bytes, label: str) -> str:
             "of text (split it into parts)"
         )
     if b"\x00" in data[:65536]:
-        raise InvalidDocument(f"{label} looks like a binary file; give plain text or Markdown")
+        raise InvalidDocument(f"{label} looks like a binary file; give plain text, Markdown or a PDF")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -56,6 +57,7 @@ def _pdf_text(data: bytes, label: str) -> str:
         raise InvalidDocument(f"{label} is {len(data) / 1e6:.0f} MB; PDFs are limited to {MAX_PDF_BYTES // 10**6} MB")
     import pypdf
 
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings on damaged files would be a second line
     try:
         pages = [page.extract_text() or "" for page in pypdf.PdfReader(io.BytesIO(data)).pages]
     except Exception as error:  # pypdf raises many types for damaged files

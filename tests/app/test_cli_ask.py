@@ -57,6 +57,9 @@ def test_an_empty_prompt_is_a_usage_error(tiny_models: dict[str, Path]) -> None:
     assert result.returncode == 2
     assert "the prompt is empty" in result.stderr
     assert "Traceback" not in result.stderr
+    for piped in ("", "  \n"):  # `git diff | duetto ask` on a clean tree: not an interactive chat
+        nothing = run_duetto("ask", "--threads", "1", "--target", str(tiny_models["target"]), input_text=piped)
+        assert nothing.returncode == 2 and "the piped input is empty" in nothing.stderr, nothing.stderr
 
 
 def test_an_incompatible_draft_is_refused_before_loading(tiny_models: dict[str, Path]) -> None:
@@ -168,6 +171,7 @@ def test_continue_keeps_asking_in_the_same_stored_conversation(tiny_models: dict
     model = ("--threads", "1", "--target", str(tiny_models["target"]), "--max-tokens", "6", "--json")
     first = run_duetto("ask", "the cat sat on a mat", "-c", *model)
     assert first.returncode == 0, first.stderr
+    assert "no conversation yet: this one starts conversation" in first.stderr
     second = run_duetto("ask", "and then what happened", "-c", *model)
     assert second.returncode == 0, second.stderr
     first_answer, second_answer = json.loads(first.stdout), json.loads(second.stdout)
@@ -176,6 +180,9 @@ def test_continue_keeps_asking_in_the_same_stored_conversation(tiny_models: dict
     assert second_answer["stats"]["prompt_tokens"] > first_answer["stats"]["prompt_tokens"] + 6, "with its history"
     by_id = run_duetto("ask", "one more", "--chat", str(first_answer["chat"]), *model)
     assert by_id.returncode == 0 and json.loads(by_id.stdout)["chat"] == first_answer["chat"]
+    both = run_duetto("ask", "hi", "-c", "--chat", str(first_answer["chat"]), *model)
+    assert both.returncode == 2 and "not both" in both.stderr
+    assert "no conversation yet" not in second.stderr
     missing = run_duetto("ask", "hi", "--chat", "999", *model)
     assert missing.returncode == 1 and "no conversation 999" in missing.stderr
     assert run_duetto("users", "add", "ada").returncode == 0

@@ -34,3 +34,20 @@ def test_bench_docs_reports_accuracy_ttft_and_tokens_per_mode(tmp_path: Path, ti
     summary = report["summary"]["story"]
     assert {"accuracy_needle", "accuracy_ordinary", "ttft_first_seconds"} <= summary["memory"].keys()
     assert summary["ttft_speedup_first"] > 0
+
+
+def test_a_docs_folder_without_its_questions_or_documents_is_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_questions = run_duetto("bench-docs", "--docs", str(empty))
+    question = {"document": "gone", "id": "q1", "kind": "needle", "question": "where?", "answers": ["here"]}
+    (tmp_path / "questions.jsonl").write_text(json.dumps(question) + "\n")
+    no_document = run_duetto("bench-docs", "--docs", str(tmp_path))
+    (tmp_path / "questions.jsonl").write_text("not json\n")
+    bad_line = run_duetto("bench-docs", "--docs", str(tmp_path))
+
+    assert no_questions.returncode == 2 and "has no questions.jsonl" in no_questions.stderr
+    assert no_document.returncode == 2 and "names gone, with no gone.txt beside it" in no_document.stderr
+    assert bad_line.returncode == 2 and "--docs" in bad_line.stderr and "line 1" in bad_line.stderr
+    for result in (no_questions, no_document, bad_line):
+        assert "Traceback" not in result.stderr

@@ -65,7 +65,14 @@ def test_search_finds_messages_and_an_exported_conversation_imports_whole(
     broken.write_text(json.dumps({"title": "x", "messages": [{"role": "user", "content": "ok"}, {"role": "robot"}]}))
     refused = run_duetto("chats", "import", str(broken))
     assert refused.returncode == 1 and "message 2 needs a role" in refused.stderr
-    assert len(json.loads(run_duetto("chats", "list", "--json").stdout)) == 2, "nothing of the broken file was kept"
+    for settings, said in (({"chat": {"temperature": 99}}, "temperature must be between 0 and 5"),
+                           ({"temperature": 0.5}, '"settings" holds temperature; a chat keeps only')):  # fmt: skip
+        broken.write_text(
+            json.dumps({"title": "x", "messages": [{"role": "user", "content": "ok"}], "settings": settings})
+        )
+        refused = run_duetto("chats", "import", str(broken))
+        assert refused.returncode == 1 and said in refused.stderr, refused.stderr
+    assert len(json.loads(run_duetto("chats", "list", "--json").stdout)) == 2, "nothing of the broken files was kept"
     not_json = run_duetto("chats", "import", str(tiny_models["target"]))
     assert not_json.returncode == 1 and "not JSON" in not_json.stderr and "Traceback" not in not_json.stderr
 

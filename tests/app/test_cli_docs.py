@@ -279,6 +279,7 @@ def test_a_pdf_is_read_as_its_text(tmp_path: Path, tiny_models: dict[str, Path])
     shown = json.loads(run_duetto("docs", "show", "notice", "--json").stdout)
     assert "reading room opens at nine" in shown["chunks"][0]["text"]
     assert refused.returncode == 1 and "broken.pdf" in refused.stderr and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, f"one line, no library warning before it: {refused.stderr}"
 
 
 def test_a_document_read_by_another_small_model_is_a_one_line_error(

@@ -142,3 +142,6 @@ def test_fenced_code_is_the_blocks_contents_without_their_fences() -> None:
 
     assert fenced_code(reply) == ["def f():\n    return 1", "ls -l"]
     assert fenced_code("no code here") == []
+    cut = 'Here is a loop:\n```bash\nfor f in *.txt; do\n  echo "$f"'  # cut at the token limit
+    assert fenced_code(cut) == [] and fenced_code(cut, unclosed=True) == ['for f in *.txt; do\n  echo "$f"']
+    assert fenced_code(reply, unclosed=True) == fenced_code(reply), "closed blocks only: nothing more"
