@@ -44,6 +44,9 @@ class DuettoGroup(click.Group):
             command = error.ctx.command_path if error.ctx is not None else "duetto"
             click.echo(f"{command}: error: {error.format_message()} (see: {command} --help)", err=True)
             sys.exit(error.exit_code)
+        except click.ClickException as error:  # a failure the command saw coming (a port in use): its own words
+            click.echo(f"duetto: error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
         except (EngineError, StoreError) as error:
             click.echo(f"duetto: error: {error}", err=True)
             sys.exit(EXIT_ERROR)

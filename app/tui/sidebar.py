@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
@@ -59,6 +60,21 @@ class Sidebar(Vertical):
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
         self.post_message(self.FilterChanged(event.value))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the search box opens the first chat listed, as a search's best match."""
+        event.stop()
+        items = list(self.query(ConversationItem))
+        if items:
+            self.post_message(self.Selected(items[0].conversation))
+
+    def on_key(self, event: events.Key) -> None:
+        """Down from the search box moves into the list, so a chat is picked without the mouse."""
+        listing = self.query_one(ListView)
+        if event.key == "down" and self.query_one(Input).has_focus and listing.children:
+            event.stop()
+            listing.focus()
+            listing.index = 0
 
     def on_list_view_selected(self, event: ListView.Selected) -> None:
         event.stop()

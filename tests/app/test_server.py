@@ -379,6 +379,7 @@ def test_the_port_in_use_is_one_line_and_ctrl_c_stops_cleanly(server: LiveServer
     port = server.root.rsplit(":", 1)[1]
     taken = run_duetto("serve", "--port", port, *models, env=home)
     assert taken.returncode != 0 and "in use" in taken.stderr and "Traceback" not in taken.stderr
+    assert taken.stderr.startswith("duetto: error: ") and taken.stderr.count("\n") == 1, "one line, as every error"
     started = time.monotonic()
     with live_server(*models, log_path=Path(home["DUETTO_HOME"]).parent / "second.log", env=home) as second:
         assert second.post("/chat/completions", {"model": "duetto", "messages": [{"role": "user", "content": "hi"}],

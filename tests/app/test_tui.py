@@ -291,7 +291,8 @@ async def test_draft_colours_show_who_wrote_each_piece_of_a_reply(make_app) -> N
         assert not reply.source_view.content.spans, "the target's text is not coloured"
 
         await pilot.press("ctrl+n")
-        await pilot.pause()
+        # the new chat's view is cleared first (under load, a pause was not always enough)
+        await wait_for(pilot, lambda: app.conversation is None and not list(app.query_one(ChatView).messages()))
         await app.open_conversation(app.query_one(Sidebar).query(ConversationItem).first().conversation)
         replies = [block for block in app.query_one(ChatView).messages() if block.role == "assistant"]
         assert [block.source_view.display for block in replies] == [True, True], "kept for this session"

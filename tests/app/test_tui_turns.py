@@ -176,6 +176,15 @@ async def test_search_finds_a_chat_by_the_words_of_its_messages(make_app, db) ->
         await wait_for(pilot, lambda: sidebar.titles() == ["Sorting"])
         await pilot.press(*[*["backspace"] * 6, *"dat"])  # a prefix matches while typing
         await wait_for(pilot, lambda: sidebar.titles() == ["Regex"])
+        await pilot.press("enter")  # opens the first chat listed
+        await wait_for(pilot, lambda: app.conversation is not None and app.conversation.title == "Regex")
+
+        await pilot.press("ctrl+f", *["backspace"] * 3)  # every chat again, then down into the list
+        await wait_for(pilot, lambda: sidebar.titles() == ["Sorting", "Regex"])
+        await pilot.press("down", "down", "enter")
+        await wait_for(pilot, lambda: app.conversation.title == "Regex")
+        await pilot.press("ctrl+f", "down", "enter")
+        await wait_for(pilot, lambda: app.conversation.title == "Sorting")
 
 
 async def test_ctrl_s_exports_the_open_chat_as_markdown(
