@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -38,13 +40,21 @@ class Sidebar(Vertical):
         yield Input(placeholder="Search chats (Ctrl+F)", id="conversation-filter")
         yield ListView(id="conversation-list")
 
+    def __init__(self, *children, **options) -> None:
+        super().__init__(*children, **options)
+        self.showing = asyncio.Lock()
+
     async def show(self, conversations: list[Conversation], current_id: int | None) -> None:
-        listing = self.query_one(ListView)
-        await listing.clear()
-        await listing.extend([ConversationItem(conversation) for conversation in conversations])
-        for index, conversation in enumerate(conversations):
-            if conversation.id == current_id:
-                listing.index = index
+        """Replace the list. One at a time: two refreshes (a rename and the look at other
+        processes' writes) that interleave their awaits clear, clear, extend, extend, and list
+        every chat twice (seen in CI)."""
+        async with self.showing:
+            listing = self.query_one(ListView)
+            await listing.clear()
+            await listing.extend([ConversationItem(conversation) for conversation in conversations])
+            for index, conversation in enumerate(conversations):
+                if conversation.id == current_id:
+                    listing.index = index
 
     def search_text(self) -> str:
         return self.query_one(Input).value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -449,3 +450,15 @@ async def test_ctrl_y_copies_the_last_reply_while_the_prompt_box_has_focus(make_
         await pilot.press("ctrl+y")
 
         assert copied == [app.query_one(ChatView).last_reply_text()]
+
+
+async def test_two_chat_list_refreshes_at_once_list_each_chat_once(make_app) -> None:
+    """A rename's refresh and the look at other processes' writes can overlap (a CI run listed a
+    renamed chat twice)."""
+    app = make_app()
+    async with app.run_test() as pilot:
+        await send(pilot, app, "listed once")
+        sidebar = app.query_one(Sidebar)
+        await asyncio.gather(app.refresh_sidebar(), app.refresh_sidebar(), app.refresh_sidebar())
+        await pilot.pause()
+        assert sidebar.titles() == ["listed once"]
