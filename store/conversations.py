@@ -58,6 +58,17 @@ def add_user(db: sqlite_utils.Database, name: str) -> User:
     validate_user_name(name)
     if db["users"].count_where("name = ?", [name]):
         raise NameTaken(f"user {name!r} already exists")
+    # Each user's plugin lives in users/NAME/: on a file system that ignores case (macOS's and
+    # Windows' defaults) "Alice" and "alice" would share one directory, and one user's removal
+    # would delete the other's weights.
+    taken = [other for (other,) in db.execute("SELECT name FROM users WHERE lower(name) = lower(?)", [name])]
+    if name != DEFAULT_USER and name.lower() == DEFAULT_USER:
+        taken.append(DEFAULT_USER)  # made on first use: kept free for it
+    if taken:
+        raise NameTaken(
+            f"user {taken[0]!r} already exists: names that differ only in case would share one plugin "
+            "folder on macOS and Windows; choose another name"
+        )
     with writing(db):
         user_id = db["users"].insert({"name": name, "created_at": clock.now()}).last_pk
     return User(id=user_id, name=name)

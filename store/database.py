@@ -44,6 +44,12 @@ def open_database(path: Path | None = None) -> sqlite_utils.Database:
             f"{path} was written by a newer duetto (schema step {error}, unknown to this one): "
             "upgrade duetto to open it; nothing was changed"
         ) from None
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((folder for folder in [path.parent, *path.parent.parents] if folder.is_file()), path.parent)
+        raise StoreError(
+            f"cannot open the database {path}: {blocker} is a file, not a directory; "
+            "set DUETTO_HOME to a directory (or move the file)"
+        ) from None
     except (OSError, sqlite3.Error) as error:
         raise storage_failure(error, path) or StoreError(f"cannot open the database {path}: {error}") from error
     return db

@@ -28,6 +28,8 @@ from duetto.app.core.plugins import (
 )
 from duetto.app.core.questions import PREPARE_CONTEXT_LENGTH, read_chunks_whole
 from duetto.app.core.wording import plural
+from duetto.engine.errors import InvalidModelFile
+from duetto.engine.gguf_file import open_gguf
 from duetto.engine.model_session import ModelSession
 from duetto.engine.plugin import PluginError, SidePlugin
 from duetto.engine.plugin_files import (
@@ -379,6 +381,7 @@ def import_command(user: str, file: Path, profile: str | None, target: str | Non
     directory = user_plugin_dir(user)
     if not file.expanduser().is_file():
         raise PluginError(f"no such file: {file}")
+    _check_adapter_header(file.expanduser())  # before loading the target: a wrong file is refused at once
     session = _target_session(profile, target, threads, 256)
     try:
         PersonalisedSession(session, lora_path=file.expanduser()).detach()  # raises when llama.cpp refuses it
@@ -386,6 +389,17 @@ def import_command(user: str, file: Path, profile: str | None, target: str | Non
         session.close()
     path = import_lora(directory, file.expanduser())
     stderr_console.print(f"imported {file.name} as {user}'s plugin ({human_bytes(path.stat().st_size)})")
+
+
+def _check_adapter_header(path: Path) -> None:
+    """Refuse a file that is not a GGUF LoRA adapter from its header, as llama.cpp would after
+    the target's load (the same test: general.type must be "adapter")."""
+    try:
+        kind = open_gguf(path).metadata.get("general.type")
+    except InvalidModelFile as error:
+        raise PluginError(f"{error}; a plugin to import is a LoRA adapter in GGUF") from None
+    if kind != "adapter":
+        raise PluginError(f"{path} is a GGUF {kind or 'file'}, not a LoRA adapter (general.type is not 'adapter')")
 
 
 @plugin.command("rm")

@@ -20,7 +20,6 @@ from duetto.app.core.remote import build_remote_engine
 from duetto.app.core.settings import MAX_REPLY_TOKENS
 from duetto.engine.remote_target import RemoteEndpoint
 from duetto.store.conversations import DEFAULT_USER
-from duetto.store.errors import StoreError
 
 SERVED_ALIAS = "duetto"
 """A model name every duetto server answers to, whatever its target (for clients configured once)."""
@@ -72,10 +71,7 @@ def serve(
     from duetto.app.server.api import ServerConfig, create_app
     from duetto.app.server.worker import Engines, engine_key
 
-    try:
-        default_key = engine_key(user or DEFAULT_USER)
-    except StoreError as error:
-        raise click.BadParameter(str(error), param_hint="--user") from None
+    default_key = engine_key(user or DEFAULT_USER)  # an unknown user: exit 1, as every command says it
     listening = _bind(host, port)
     if not api_key and not _only_this_machine(listening):
         listening.close()

@@ -488,3 +488,21 @@ def test_a_lora_imported_under_a_running_engine_gets_its_own_state_identity(
     assert "answering with the new one" in engine.refresh_plugin()
     assert target_fingerprint(engine.decoder.target) != before
     engine.close()
+
+
+@pytest.mark.parametrize("kind", ["model", "text"])
+def test_a_file_that_is_no_adapter_is_refused_from_its_header(
+    tiny_models: dict[str, Path], tmp_path: Path, kind
+) -> None:
+    """Refused before the target loads: the target named here does not exist, and the error is
+    the file's, not the target's."""
+    run_duetto("users", "add", "gil")
+    if kind == "model":
+        wrong, said = tiny_models["draft"], "not a LoRA adapter (general.type is not 'adapter')"
+    else:
+        wrong, said = tmp_path / "notes.gguf", "not a valid GGUF model"
+        wrong.write_text("these are notes, not weights\n" * 10)
+
+    result = run_duetto("plugin", "import", "--user", "gil", str(wrong), "--target", str(tmp_path / "absent.gguf"))
+
+    assert result.returncode == 1 and said in result.stderr and result.stderr.count("\n") == 1, result.stderr

@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from duetto_cli import run_duetto
 
 
@@ -42,3 +43,32 @@ def test_user_errors_are_one_line() -> None:
         result = run_duetto(*arguments)
         assert result.returncode == 1, arguments
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ask", "--user", "nobody", "hi"],
+        ["serve", "--user", "nobody"],
+        ["chats", "list", "--user", "nobody"],
+        ["docs", "list", "--user", "nobody"],
+        ["users", "rm", "nobody"],
+    ],
+)
+def test_an_unknown_user_is_the_same_one_line_and_exit_code_everywhere(isolated_duetto: Path, command) -> None:
+    result = run_duetto(*command)
+
+    assert (result.returncode, result.stderr) == (1, "duetto: error: no user named 'nobody'; see: duetto users list\n")
+
+
+@pytest.mark.parametrize(("first", "second"), [("Alice", "alice"), (None, "DEFAULT")])
+def test_a_name_differing_only_in_case_is_refused(isolated_duetto: Path, first: str | None, second: str) -> None:
+    """Each user's plugin has a folder named after them: on a file system that ignores case,
+    Alice's and alice's would be one, and removing one would delete the other's weights."""
+    if first:
+        assert run_duetto("users", "add", first).returncode == 0
+
+    result = run_duetto("users", "add", second)
+
+    assert result.returncode == 1 and "differ only in case" in result.stderr
+    assert [user["name"] for user in users_json()["users"]] == sorted({first or "default", "default"})

@@ -79,3 +79,16 @@ def test_processes_writing_one_database_at_once_lose_nothing(isolated_duetto: Pa
     assert len(texts) == len(set(texts)) == 240
     with sqlite3.connect(isolated_duetto / "duetto.db") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_a_home_that_is_a_file_says_which_file_is_in_the_way(isolated_duetto: Path, below: str) -> None:
+    isolated_duetto.parent.mkdir(parents=True, exist_ok=True)
+    isolated_duetto.write_text("notes")
+    home = isolated_duetto / below if below else isolated_duetto
+
+    result = run_duetto("chats", "list", env={"DUETTO_HOME": str(home)})
+
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{isolated_duetto} is a file, not a directory; set DUETTO_HOME" in result.stderr
+    assert isolated_duetto.read_text() == "notes"
