@@ -26,7 +26,7 @@ from duetto.engine.remote_target import RemoteError, normalized_url
 from duetto.store import locations
 from duetto.store.database import open_database
 from duetto.store.errors import NameTaken, NotFound
-from duetto.store.model_registry import ImportedModel, add_imported_model, ensure_name_free
+from duetto.store.model_registry import ImportedModel, add_imported_model, ensure_name_free, remove_imported_model
 from duetto.store.remote_targets import (
     RemoteTargetRecord,
     add_remote_target,
@@ -302,6 +302,38 @@ def check_remote_command(name: str, draft_model: str | None, as_json: bool) -> N
         for problem in result.problems:
             stdout_console.print(f"  problem: {problem}", markup=False)
     sys.exit(1 if result.problems else 0)
+
+
+@models.command("rm")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Delete a fetched model's file without asking.")
+def remove_model(name: str, yes: bool) -> None:
+    """Remove model NAME from this machine.
+
+    A fetched model's file is deleted from the models folder (`duetto models fetch` brings it
+    back); an imported model is forgotten and its file, which is yours, stays where it is.
+    """
+    db = open_database()
+    entry = next(
+        (entry for entry in list_catalog(load_manifest(), db, locations.models_dir()) if entry.name == name), None
+    )
+    if entry is None:
+        remote = (
+            " (a remote target: duetto models rm-remote)" if name in {r.name for r in list_remote_targets(db)} else ""
+        )
+        raise NotFound(f"no model named {name!r}{remote}; see: duetto models list")
+    if entry.origin == "imported":
+        remove_imported_model(db, name)
+        stderr_console.print(f"forgot imported model {name}; its file stays at {entry.path}", highlight=False)
+        return
+    if not entry.present:
+        raise NotFound(f"{name} is not on this machine (nothing to remove)")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"deleting {entry.path} needs --yes when no one is at the terminal")
+        click.confirm(f"Delete {entry.path} ({human_bytes(entry.size)})?", abort=True, err=True)
+    entry.path.unlink()
+    stderr_console.print(f"deleted {entry.path}; duetto models fetch {name} brings it back", highlight=False)
 
 
 @models.command("rm-remote")

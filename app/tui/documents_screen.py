@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -69,6 +71,7 @@ class DocumentsScreen(ModalScreen[DocumentsChoice | None]):
                 "Read a file (text, Markdown, PDF) or a folder of code into memory and attach it: path, then Enter"
             )
             yield Input(placeholder="~/notes/report.md", id="add-path")
+            yield Static("", id="add-path-error")
 
     def selected(self) -> frozenset[int]:
         if not self.documents:
@@ -76,7 +79,12 @@ class DocumentsScreen(ModalScreen[DocumentsChoice | None]):
         return frozenset(self.query_one("#documents", SelectionList).selected)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(DocumentsChoice(self.selected(), event.value.strip() or None))
+        """A path that is not there keeps the dialog open with the path as typed, to mend it."""
+        typed = event.value.strip()
+        if typed and not (found := Path(typed).expanduser()).exists():
+            self.query_one("#add-path-error", Static).update(Text(f"No such file or folder: {found}", style="red"))
+            return
+        self.dismiss(DocumentsChoice(self.selected(), typed or None))
 
     def action_save(self) -> None:
         self.dismiss(DocumentsChoice(self.selected()))

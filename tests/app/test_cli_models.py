@@ -127,3 +127,35 @@ def test_fetch_into_an_unwritable_directory_fails_in_one_line(tmp_path: Path) ->
     result = run_duetto("models", "fetch", "tiny", env={"DUETTO_MODELS": str(blocker / "models")})
 
     assert_one_line_error(result, "set DUETTO_MODELS to a writable directory")
+
+
+def listed_models() -> dict[str, dict]:
+    return {model["name"]: model for model in json.loads(run_duetto("models", "list", "--json").stdout)["models"]}
+
+
+def test_rm_forgets_an_imported_model_and_keeps_its_file(tiny_models: dict[str, Path]) -> None:
+    assert run_duetto("models", "import", str(tiny_models["target"]), "--name", "mine").returncode == 0
+
+    result = run_duetto("models", "rm", "mine")
+
+    assert result.returncode == 0, result.stderr
+    assert f"forgot imported model mine; its file stays at {tiny_models['target']}" in result.stderr
+    assert "mine" not in listed_models() and tiny_models["target"].is_file()
+    assert_one_line_error(run_duetto("models", "rm", "mine"), "no model named 'mine'")
+
+
+def test_rm_deletes_a_fetched_model_only_when_told_to(isolated_duetto: Path) -> None:
+    fetched = listed_models()["qwen2.5-coder-0.5b"]
+    path = Path(fetched["path"])
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as stream:  # sparse: as present as a fetch leaves it, without the bytes
+        stream.truncate(fetched["size"])
+    assert listed_models()["qwen2.5-coder-0.5b"]["present"]
+
+    refused = run_duetto("models", "rm", "qwen2.5-coder-0.5b")
+    assert refused.returncode == 2 and "needs --yes" in refused.stderr and path.exists()
+
+    removed = run_duetto("models", "rm", "qwen2.5-coder-0.5b", "--yes")
+    assert removed.returncode == 0, removed.stderr
+    assert not path.exists() and not listed_models()["qwen2.5-coder-0.5b"]["present"]
+    assert_one_line_error(run_duetto("models", "rm", "qwen2.5-coder-0.5b", "--yes"), "is not on this machine")

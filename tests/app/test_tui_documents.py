@@ -133,9 +133,29 @@ async def test_a_file_that_is_not_text_is_a_notification(app: DuettoApp, tmp_pat
         app.screen.query_one("#add-path", Input).value = str(binary)
         app.screen.query_one("#add-path", Input).focus()
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: any("binary" in notification for notification in app.notices))
 
-        assert any("binary" in notification for notification in app.notices)
+        assert document_store.list_documents(app.db) == []
+
+
+async def test_a_path_that_is_not_there_keeps_the_panel_open_with_the_path_typed(
+    app: DuettoApp, tmp_path: Path
+) -> None:
+    missing = tmp_path / "notes" / "reprot.md"
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.engine is not None)
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: isinstance(app.screen, DocumentsScreen))
+        app.screen.query_one("#add-path", Input).value = str(missing)
+        app.screen.query_one("#add-path", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+
+        assert isinstance(app.screen, DocumentsScreen)
+        assert app.screen.query_one("#add-path", Input).value == str(missing)
+        assert f"No such file or folder: {missing}" in str(app.screen.query_one("#add-path-error").render())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, DocumentsScreen))
         assert document_store.list_documents(app.db) == []
 
 
