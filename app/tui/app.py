@@ -156,7 +156,10 @@ class DuettoApp(App[None]):
             self.notify(str(error), severity="error", timeout=30)
             return
         self.data_version = self.db.execute("PRAGMA data_version").fetchone()[0]
-        self.set_interval(OTHERS_WRITES_SECONDS, self.show_others_writes)
+        # Through the app's own queue, not in the timer's task: there the look ran between the
+        # awaits of whatever handler was under way (a prompt being sent, a chat being opened) and
+        # rebuilt the chat view in the middle of it, listing messages twice.
+        self.set_interval(OTHERS_WRITES_SECONDS, lambda: self.call_later(self.show_others_writes))
         self.query_one(PromptInput).focus()
         self.warm_up_highlighting()
         if self.config.missing_models:

@@ -11,6 +11,8 @@ code block copies it. They only ask: the app copies and edits (CopyRequested, Ed
 
 from __future__ import annotations
 
+import asyncio
+
 from textual import events
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -153,16 +155,21 @@ class ChatView(VerticalScroll):
         self._reply: MessageBlock | None = None
         self.show_sources = False
         """Show replies whose spans are known coloured by source instead of as Markdown."""
+        self.replacing = asyncio.Lock()
 
     async def show_messages(self, messages: list[tuple[str, str, Spans | None, int | None]]) -> None:
-        """Replace the log with ``messages`` as (role, text, spans or None, message id)."""
-        await self.remove_children()
-        if not messages:
-            await self.mount(Static("Ask anything. Enter sends, Ctrl+J adds a line, F1 shows every key.",
-                                    classes="empty"))  # fmt: skip
-        for role, text, spans, message_id in messages:
-            await self._mount_message(role, text, spans, message_id)
-        self.scroll_end(animate=False)
+        """Replace the log with ``messages`` as (role, text, spans or None, message id).
+
+        One at a time: two that interleave their awaits remove, remove, mount, mount, and show
+        every message twice."""
+        async with self.replacing:
+            await self.remove_children()
+            if not messages:
+                await self.mount(Static("Ask anything. Enter sends, Ctrl+J adds a line, F1 shows every key.",
+                                        classes="empty"))  # fmt: skip
+            for role, text, spans, message_id in messages:
+                await self._mount_message(role, text, spans, message_id)
+            self.scroll_end(animate=False)
 
     async def add_message(
         self, role: str, text: str, spans: Spans | None = None, message_id: int | None = None

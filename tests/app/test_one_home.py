@@ -64,7 +64,7 @@ async def test_the_chat_app_ask_docs_add_and_serve_share_one_home(
         )  # fmt: skip
         assert asked.returncode == 0, asked.stderr
         # the app shows the turn the shell added to its open chat, without being told
-        await wait_for(pilot, lambda: len(app.query_one(ChatView).messages()) == 4, timeout=15)
+        await wait_for(pilot, lambda: len(app.query_one(ChatView).messages()) == 4, timeout=60)
         assert app.query_one(ChatView).messages()[2].text == "and where did the dog sleep"
         assert json.loads(asked.stdout)["stats"]["prompt_tokens"] > 20, "ask read the app's turns too"
 

@@ -277,8 +277,11 @@ def test_a_full_queue_refuses_with_retry_after_and_keys_are_checked(models, home
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=server.url, api_key="wrong", max_retries=0).models.list()
         results: list[tuple[int, dict, dict]] = []
+        together = threading.Barrier(4)  # all four at once: threads started one by one on a busy host
+        # could each find the last one's reply (0.2 s on the tiny model) already over
 
         def post() -> None:
+            together.wait(timeout=60)
             results.append(server.post("/chat/completions", body, headers={"Authorization": "Bearer sekret"}))
 
         threads = [threading.Thread(target=post) for _ in range(4)]

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from chat_app import tiny_chat_app, wait_for
+from chat_app import shows_what_is_stored, tiny_chat_app, wait_for
 from textual import events
 from textual.widgets import Input, ListView, Select
 
@@ -58,10 +58,11 @@ def make_app(tiny_models: dict[str, Path], tmp_path: Path):
 
 async def send(pilot, app: DuettoApp, text: str) -> None:
     await wait_for(pilot, lambda: app.engine is not None)
+    shown = len(app.query_one(ChatView).messages())
     app.query_one(PromptInput).focus()
     app.query_one(PromptInput).text = text
     await pilot.press("enter")
-    await wait_for(pilot, lambda: not app.generating and len(app.query_one(ChatView).messages()) >= 2)
+    await wait_for(pilot, lambda: len(app.query_one(ChatView).messages()) >= shown + 2 and shows_what_is_stored(app))
 
 
 async def test_a_prompt_streams_a_reply_that_is_saved_with_its_stats(make_app, tmp_path: Path) -> None:
@@ -92,15 +93,15 @@ async def test_conversations_come_back_after_a_restart(make_app) -> None:
 
     app = make_app()
     async with app.run_test() as pilot:
-        await pilot.pause()
-        assert app.query_one(Sidebar).titles() == ["second chat", "first chat"]
-        assert [block.role for block in app.query_one(ChatView).messages()] == ["user", "assistant"]
+        await wait_for(pilot, lambda: app.query_one(Sidebar).titles() == ["second chat", "first chat"])
+        await wait_for(
+            pilot, lambda: [block.role for block in app.query_one(ChatView).messages()] == ["user", "assistant"]
+        )
         listing = app.query_one(ListView)
         listing.focus()
         listing.index = 1
         await pilot.press("enter")
-        await pilot.pause()
-        assert app.conversation.title == "first chat"
+        await wait_for(pilot, lambda: app.conversation.title == "first chat" and shows_what_is_stored(app))
         assert list(app.query_one(ChatView).messages())[0].text == "first chat"
 
 
@@ -151,15 +152,24 @@ async def test_help_rename_delete_and_mode(make_app) -> None:
         rename_box = app.screen.query_one("#new-title")
         rename_box.value = "renamed chat"
         await pilot.press("enter")
-        await pilot.pause()
-        assert app.query_one(Sidebar).titles() == ["renamed chat"]
+        await wait_for(pilot, lambda: app.query_one(Sidebar).titles() == ["renamed chat"])
         await pilot.press("ctrl+t")
         assert app.settings.mode == "fast" and app.query_one(StatusBar).mode == "fast"
         await pilot.press("f8")
         await pilot.press("y")
-        await pilot.pause()
-        assert app.query_one(Sidebar).titles() == []
-        assert app.conversation is None
+        await wait_for(pilot, lambda: app.query_one(Sidebar).titles() == [] and app.conversation is None)
+
+
+def palette_highlights(app: DuettoApp, title: str) -> bool:
+    """Whether the command palette is open with ``title`` highlighted: its search has run."""
+    from textual.command import CommandList, CommandPalette
+
+    if not isinstance(app.screen, CommandPalette):
+        return False
+    options = app.screen.query_one(CommandList)
+    if options.highlighted is None:
+        return False
+    return title in str(options.get_option_at_index(options.highlighted).prompt)
 
 
 async def test_every_action_is_in_the_command_palette(make_app) -> None:
@@ -176,7 +186,7 @@ async def test_every_action_is_in_the_command_palette(make_app) -> None:
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"New chat")
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: palette_highlights(app, "New chat"))
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.conversation is None)
 
@@ -251,9 +261,8 @@ async def test_switching_user_opens_that_users_chats_settings_and_engine(make_ap
         assert "already exists" in str(app.screen.query_one("#user-error").render())
         app.screen.query_one("#new-user", Input).value = "alice"
         await pilot.press("enter")
-        await pilot.pause()
-        assert app.user.name == "alice" and app.query_one(StatusBar).user_name == "alice"
-        assert app.query_one(Sidebar).titles() == [] and not app.query_one(ChatView).messages()
+        await wait_for(pilot, lambda: app.user.name == "alice" and app.query_one(StatusBar).user_name == "alice")
+        await wait_for(pilot, lambda: app.query_one(Sidebar).titles() == [] and not app.query_one(ChatView).messages())
         await pilot.press("ctrl+t")  # alice's mode: fast, saved for her only
         await send(pilot, app, "alice's chat")
         assert built_for == ["default", "alice"]
@@ -261,7 +270,7 @@ async def test_switching_user_opens_that_users_chats_settings_and_engine(make_ap
         await pilot.press("f4")
         await pilot.press("down", "enter")  # the list: alice (current), default
         await wait_for(pilot, lambda: app.user.name == "default")
-        assert app.query_one(Sidebar).titles() == ["the default user's chat"]
+        await wait_for(pilot, lambda: app.query_one(Sidebar).titles() == ["the default user's chat"])
         assert app.settings.mode == "exact"
         await wait_for(pilot, lambda: app.engine is not None)
         assert built_for == ["default", "alice", "default"]
@@ -416,6 +425,7 @@ async def test_code_in_a_streamed_reply_is_highlighted_once_the_reply_ends() -> 
         for piece in ["Code:\n\n```python\n", "def f(x):\n", "    return x + 1\n", "```\n"]:
             await chat.append_reply(piece)
             await pilot.pause(0.05)
+        await wait_for(pilot, lambda: ["return x + 1" in fence.code for fence in chat.query(StreamingFence)] == [True])
         (fence,) = chat.query(StreamingFence)
         shown = fence.query_one("#code-content", Label)
         assert fence.plain and not Content.from_text(shown.content).spans

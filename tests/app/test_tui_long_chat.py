@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chat_app import tiny_chat_app, wait_for
+from chat_app import shows_what_is_stored, tiny_chat_app, wait_for
 
 from duetto.app.core.chat import StoredChat
 from duetto.app.tui.app import DuettoApp
@@ -23,7 +23,7 @@ def make_app(tiny_models: dict[str, Path], database: Path) -> DuettoApp:
 
 
 async def chat(pilot, app: DuettoApp, turns: range) -> None:
-    await wait_for(pilot, lambda: app.engine is not None, timeout=20)
+    await wait_for(pilot, lambda: app.engine is not None, timeout=60)
     for turn in turns:
         blocks = len(app.query_one(ChatView).messages())
         prompt = app.query_one(PromptInput)
@@ -32,8 +32,8 @@ async def chat(pilot, app: DuettoApp, turns: range) -> None:
         await pilot.press("enter")
         await wait_for(
             pilot,
-            lambda shown=blocks + 2: not app.generating and len(app.query_one(ChatView).messages()) >= shown,
-            timeout=20,
+            lambda shown=blocks + 2: len(app.query_one(ChatView).messages()) >= shown and shows_what_is_stored(app),
+            timeout=60,
         )
 
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from chat_app import tiny_chat_app, wait_for
+from chat_app import shows_what_is_stored, tiny_chat_app, wait_for
 from textual import events
 
 from duetto.app.core.chat_export import import_json
@@ -69,7 +69,7 @@ async def send(pilot, app: DuettoApp, text: str) -> None:
     app.query_one(PromptInput).focus()
     app.query_one(PromptInput).text = text
     await pilot.press("enter")
-    await wait_for(pilot, lambda: not app.generating and len(app.query_one(ChatView).messages()) >= shown + 2)
+    await wait_for(pilot, lambda: len(app.query_one(ChatView).messages()) >= shown + 2 and shows_what_is_stored(app))
 
 
 def shown(app: DuettoApp) -> list[tuple[str, str]]:
@@ -211,8 +211,7 @@ async def test_a_system_prompt_is_chosen_for_a_chat_kept_as_a_persona_and_used_b
         app.screen.query_one("#prompt-text").text = "You are a pirate."
         app.screen.query_one("#persona-name").value = "pirate"
         await pilot.press("ctrl+s")
-        await pilot.pause()
-        assert not isinstance(app.screen, SystemPromptScreen)
+        await wait_for(pilot, lambda: not isinstance(app.screen, SystemPromptScreen))
 
         await send(pilot, app, "the cat sat")
 
@@ -366,8 +365,8 @@ async def test_the_apps_keys_do_not_act_behind_an_open_dialog(
         await pilot.press("f9")
         assert isinstance(app.screen, SystemPromptScreen)
         await pilot.press("ctrl+s")  # the dialog's own Ctrl+S (use), not the app's export
-        await pilot.pause()
-        assert not isinstance(app.screen, SystemPromptScreen)
+        await wait_for(pilot, lambda: not isinstance(app.screen, SystemPromptScreen))
+        await pilot.pause(0.3)  # an export the key wrongly started would be written by now
         assert not list(tmp_path.glob("duetto-chat-*.md"))
 
 
@@ -382,3 +381,22 @@ async def test_an_imported_chat_with_odd_stats_opens(make_app, db, tmp_path: Pat
     async with app.run_test() as pilot:
         await ready(pilot, app)
         assert shown(app) == [("user", "hi"), ("assistant", "hello")]
+
+
+async def test_quick_turns_list_each_message_once_beside_the_look_at_other_writes(make_app) -> None:
+    """The look at other processes' writes (every second) rebuilt the chat view between the awaits
+    of a prompt being sent, and the view listed messages twice (20 shown, 14 stored)."""
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot, app)
+        for number in range(12):
+            before = len(app.query_one(ChatView).messages())
+            app.query_one(PromptInput).focus()
+            app.query_one(PromptInput).text = f"prompt {number}"
+            await pilot.press("enter")
+            await wait_for(
+                pilot,
+                lambda at_least=before + 2: not app.generating and len(app.query_one(ChatView).messages()) >= at_least,
+            )
+            await pilot.pause(0.05)
+            assert shows_what_is_stored(app), f"turn {number}: {shown(app)}"
