@@ -116,7 +116,7 @@ def stats_line(stats: ReplyStats) -> str:
         f"{stats.tokens} tokens, {speed}first token {stats.ttft_seconds:.2f} s, {stats.seconds:.2f} s in all, "
         f"prompt {stats.prompt_tokens} tokens, {decoded}{acceptance}"
     )
-    if stats.drafter == "server":  # a remote target: what its own prompt cache saved
+    if stats.mode is None:  # a remote target: what its own prompt cache saved
         line += f", {stats.server_cached_tokens} of the prompt from the server's cache"
     if stats.finish_reason == "length":
         line += f"\ncut at the {stats.tokens}-token limit: raise --max-tokens for a longer answer"
