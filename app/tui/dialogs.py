@@ -9,6 +9,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from duetto.app.tui.keys_in_order import OrderedInput
+
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
 {name} > Vertical {{ width: 70; height: auto; border: thick $accent; background: $surface; padding: 1 2; }}
@@ -62,7 +64,7 @@ class RenameScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("Rename this chat (Enter to save, Esc to cancel)")
-            yield Input(value=self.current_title, id="new-title")
+            yield OrderedInput(value=self.current_title, id="new-title")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip() or None)

@@ -16,6 +16,7 @@ from textual.widgets.selection_list import Selection
 
 from duetto.app.core.wording import plural
 from duetto.app.tui.dialogs import DIALOG_CSS
+from duetto.app.tui.keys_in_order import OrderedInput
 from duetto.store.documents import Chunk, Document
 
 
@@ -70,8 +71,10 @@ class DocumentsScreen(ModalScreen[DocumentsChoice | None]):
             yield Static(
                 "Read a file (text, Markdown, PDF) or a folder of code into memory and attach it: path, then Enter"
             )
-            yield Input(placeholder="~/notes/report.md", id="add-path")
-            yield Static("", id="add-path-error")
+            yield OrderedInput(placeholder="~/notes/report.md", id="add-path")
+            error = Static("", id="add-path-error")
+            error.display = False  # shown with a path that is not there
+            yield error
 
     def selected(self) -> frozenset[int]:
         if not self.documents:
@@ -82,7 +85,9 @@ class DocumentsScreen(ModalScreen[DocumentsChoice | None]):
         """A path that is not there keeps the dialog open with the path as typed, to mend it."""
         typed = event.value.strip()
         if typed and not (found := Path(typed).expanduser()).exists():
-            self.query_one("#add-path-error", Static).update(Text(f"No such file or folder: {found}", style="red"))
+            error = self.query_one("#add-path-error", Static)
+            error.update(Text(f"No such file or folder: {found}", style="red"))
+            error.display = True
             return
         self.dismiss(DocumentsChoice(self.selected(), typed or None))
 

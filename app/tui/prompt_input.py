@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from textual import events
 from textual.message import Message
-from textual.widgets import TextArea
+
+from duetto.app.tui.keys_in_order import OrderedTextArea
 
 NEWLINE_KEYS = ("ctrl+j", "shift+enter", "alt+enter")
 
 
-class PromptInput(TextArea):
+class PromptInput(OrderedTextArea):
     """A TextArea whose Enter key submits; pasted text (even multi-line) is only inserted, never sent."""
 
     DEFAULT_CSS = """

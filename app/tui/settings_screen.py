@@ -17,6 +17,7 @@ from textual.widgets import Button, Input, Label, Select
 
 from duetto.app.core.settings import ChatSettings
 from duetto.app.tui.dialogs import DIALOG_CSS
+from duetto.app.tui.keys_in_order import OrderedInput
 from duetto.engine.drafters import DRAFTER_CHOICES
 from duetto.engine.stats import MODES
 from duetto.store.settings import InvalidSetting
@@ -87,7 +88,7 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
             for name, label, _ in NUMBER_FIELDS:
                 with Horizontal(classes="row"):
                     yield Label(label)
-                    yield Input(str(getattr(self.settings, name)), compact=True, id=name,
+                    yield OrderedInput(str(getattr(self.settings, name)), compact=True, id=name,
                                 disabled=local_only and name in LOCAL_DECODING_FIELDS)  # fmt: skip
             yield Label("", id="settings-error")
             yield Label("Tab moves between fields; Enter saves, Esc cancels.")

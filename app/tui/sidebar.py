@@ -10,6 +10,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, ListItem, ListView
 
+from duetto.app.tui.keys_in_order import OrderedInput
 from duetto.store.conversations import Conversation
 
 
@@ -37,7 +38,7 @@ class Sidebar(Vertical):
             self.text = text
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="Search chats (Ctrl+F)", id="conversation-filter")
+        yield OrderedInput(placeholder="Search chats (Ctrl+F)", id="conversation-filter")
         yield ListView(id="conversation-list")
 
     def __init__(self, *children, **options) -> None:

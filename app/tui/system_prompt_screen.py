@@ -16,6 +16,7 @@ from textual.widgets import Checkbox, Input, Label, OptionList, TextArea
 from textual.widgets.option_list import Option
 
 from duetto.app.tui.dialogs import DIALOG_CSS
+from duetto.app.tui.keys_in_order import OrderedInput, OrderedTextArea
 from duetto.store.personas import Persona
 
 DUETTO_OWN = "duetto's own"
@@ -57,8 +58,8 @@ class SystemPromptScreen(ModalScreen[SystemPromptChoice | None]):
                 Option(DUETTO_OWN, id=""), *(Option(persona.name, id=persona.name) for persona in self.personas),
                 id="personas",
             )  # fmt: skip
-            yield TextArea(self.current, id="prompt-text")
-            yield Input(placeholder="Save it as a persona named… (optional)", id="persona-name")
+            yield OrderedTextArea(self.current, id="prompt-text")
+            yield OrderedInput(placeholder="Save it as a persona named… (optional)", id="persona-name")
             yield Checkbox("Default for this user's chats without one of their own", id="as-default")
             yield Label("Ctrl+S uses it for this chat (the next reply rereads the chat with it); Esc cancels.")
 

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, ListItem, ListView
 
 from duetto.app.tui.dialogs import DIALOG_CSS
+from duetto.app.tui.keys_in_order import OrderedInput
 from duetto.store.conversations import validate_user_name
 from duetto.store.errors import StoreError
 
@@ -46,7 +47,7 @@ class UserScreen(ModalScreen[str | None]):
             current_index = self.names.index(self.current) if self.current in self.names else 0
             items = [UserItem(name, name == self.current) for name in self.names]
             yield ListView(*items, id="users", initial_index=current_index)
-            yield Input(placeholder="New user name, then Enter", id="new-user")
+            yield OrderedInput(placeholder="New user name, then Enter", id="new-user")
             yield Label("", id="user-error")
             yield Label("Esc cancels.")
 

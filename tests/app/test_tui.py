@@ -472,3 +472,26 @@ async def test_two_chat_list_refreshes_at_once_list_each_chat_once(make_app) -> 
         await asyncio.gather(app.refresh_sidebar(), app.refresh_sidebar(), app.refresh_sidebar())
         await pilot.pause()
         assert sidebar.titles() == ["listed once"]
+
+
+@pytest.mark.parametrize("box", ["search", "prompt"])
+async def test_keys_typed_faster_than_the_app_runs_apply_in_order(make_app, box: str) -> None:
+    """Textual runs a text box's Backspace and arrows only after the key has bubbled up to the
+    app, so characters typed right after them landed first ("lemon", 5 Backspaces, "normalized"
+    gave "lemonnorma" in a new user's search box)."""
+    app = make_app()
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.engine is not None)
+        if box == "search":
+            await pilot.press("ctrl+f")
+            value = lambda: app.query_one(Sidebar).search_text()  # noqa: E731
+        else:
+            app.query_one(PromptInput).focus()
+            value = lambda: app.query_one(PromptInput).text  # noqa: E731
+        await pilot.pause()
+        keys = [*"lemon", *["backspace"] * 5, *"norm", "left", "left", *"XY"]
+        for key in keys:  # all queued at once, as a fast typist's or a busy machine's keys are
+            app.post_message(events.Key(key, key if len(key) == 1 else None))
+        await wait_for(pilot, lambda: len(value()) >= 6)
+        await pilot.pause(0.2)
+        assert value() == "noXYrm"
