@@ -351,6 +351,7 @@ class DuettoApp(App[None]):
             if self.next_system_prompt is not None:
                 self.conversation = set_system_prompt(self.db, self.conversation.id, self.next_system_prompt)
                 self.next_system_prompt = None
+            self.query_one(Sidebar).clear_search()  # the new chat is listed, whatever was searched
             await self.refresh_sidebar()
         chat = self.query_one(ChatView)
         await chat.add_message("user", text)
@@ -495,13 +496,20 @@ class DuettoApp(App[None]):
         assert self.conversation is not None
         messages = list_messages(self.db, self.conversation.id)
         shown = []
+        notes: dict[int, str] = {}
         sources: list[tuple[int, str]] = []
         for stored in messages:
             cited = cited_sources(stored.stats)
             sources = cited or sources
             shown.append((stored.role, stored.content + sources_line([label for _, label in cited]),
                           self.reply_spans.get(stored.id), stored.id))  # fmt: skip
-        await self.query_one(ChatView).show_messages(shown)
+            if stored.role == "assistant" and isinstance(stored.stats, dict):
+                # a reply stopped or cut says so when the chat is opened again, not only as it ends
+                tokens = stored.stats.get("tokens")
+                note = cut_reply_note(str(stored.stats.get("finish_reason")), tokens if isinstance(tokens, int) else 0)
+                if note:
+                    notes[stored.id] = note
+        await self.query_one(ChatView).show_messages(shown, notes)
         # F7 opens what this chat's last answer cited. The desk, composed last, goes first when the
         # app closes, and the poll for other processes' writes can land in between (seen in CI).
         for desk in self.query(DocumentDesk):
@@ -912,4 +920,6 @@ def cut_reply_note(finish_reason: str, tokens: int) -> str:
         )
     if finish_reason == "context":
         return "(cut: the conversation filled the context window; start a new chat, Ctrl+N, or raise --context)"
+    if finish_reason == "cancelled":
+        return "(stopped before its end: Ctrl+G goes on from where it stopped)"
     return ""

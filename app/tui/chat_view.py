@@ -157,8 +157,11 @@ class ChatView(VerticalScroll):
         """Show replies whose spans are known coloured by source instead of as Markdown."""
         self.replacing = asyncio.Lock()
 
-    async def show_messages(self, messages: list[tuple[str, str, Spans | None, int | None]]) -> None:
-        """Replace the log with ``messages`` as (role, text, spans or None, message id).
+    async def show_messages(
+        self, messages: list[tuple[str, str, Spans | None, int | None]], notes: dict[int, str] | None = None
+    ) -> None:
+        """Replace the log with ``messages`` as (role, text, spans or None, message id), each
+        followed by its note in ``notes`` (by message id) if it has one.
 
         One at a time: two that interleave their awaits remove, remove, mount, mount, and show
         every message twice."""
@@ -169,6 +172,8 @@ class ChatView(VerticalScroll):
                                         classes="empty"))  # fmt: skip
             for role, text, spans, message_id in messages:
                 await self._mount_message(role, text, spans, message_id)
+                if notes and message_id in notes:
+                    await self.mount(Static(Content(notes[message_id]), classes="note"))
             self.scroll_end(animate=False)
 
     async def add_message(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import Input, Label, ListItem, ListView
+from textual.widgets import Input, Label, ListItem, ListView, Static
 
 from duetto.app.tui.keys_in_order import OrderedInput
 from duetto.store.conversations import Conversation
@@ -25,6 +26,7 @@ class Sidebar(Vertical):
     Sidebar { width: 32; border-right: solid $panel-lighten-2; }
     Sidebar Input { margin: 0 0 1 0; }
     Sidebar ListView { height: 1fr; }
+    Sidebar #no-match { color: $text-muted; margin: 0 1; }
     """
 
     class Selected(Message):
@@ -39,6 +41,9 @@ class Sidebar(Vertical):
 
     def compose(self) -> ComposeResult:
         yield OrderedInput(placeholder="Search chats (Ctrl+F)", id="conversation-filter")
+        no_match = Static("", id="no-match")
+        no_match.display = False
+        yield no_match
         yield ListView(id="conversation-list")
 
     def __init__(self, *children, **options) -> None:
@@ -56,6 +61,15 @@ class Sidebar(Vertical):
             for index, conversation in enumerate(conversations):
                 if conversation.id == current_id:
                     listing.index = index
+            # An empty list under a search says so: chats seemed lost behind a forgotten filter.
+            search = self.search_text().strip()
+            no_match = self.query_one("#no-match", Static)
+            no_match.update(Text(f"No chat holds “{search}”. Clear the search to see every chat."))
+            no_match.display = bool(search) and not conversations
+
+    def clear_search(self) -> None:
+        """Empty the search box (a chat this window starts is listed, whatever was searched)."""
+        self.query_one(Input).value = ""
 
     def search_text(self) -> str:
         return self.query_one(Input).value

@@ -26,6 +26,8 @@ def test_list_show_export_and_remove_a_conversation(tiny_models: dict[str, Path]
     assert data["messages"][1]["content"] == first["text"] and data["messages"][1]["stats"]["tokens"] >= 1
     markdown = run_duetto("chats", "export", str(first["chat"]))
     assert markdown.stdout == shown.stdout
+    cut = [m for m in data["messages"] if m["role"] == "assistant" and m["stats"]["finish_reason"] == "length"]
+    assert cut and markdown.stdout.count("*(cut at the token limit)*") == len(cut), "a cut reply says so"
 
     assert run_duetto("users", "add", "ada").returncode == 0
     others = run_duetto("chats", "show", str(first["chat"]), "--user", "ada")

@@ -120,6 +120,12 @@ async def test_escape_stops_a_reply_and_keeps_what_was_written(make_app) -> None
         assert app.query_one(StatusBar).state == "stopped"
         partial = list(app.query_one(ChatView).messages())[1].text
         assert partial
+        notes = lambda: [str(note.render()) for note in app.query_one(ChatView).query(".note")]  # noqa: E731
+        assert notes() == ["(stopped before its end: Ctrl+G goes on from where it stopped)"]
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: not app.query_one(ChatView).messages())
+        await app.open_conversation(app.conversation or list_conversations(app.db, app.user)[0])
+        assert notes() == ["(stopped before its end: Ctrl+G goes on from where it stopped)"], "said again on reopening"
     db = open_database(app.config.database_path)
     [conversation] = list_conversations(db, ensure_user(db))
     stored = list_messages(db, conversation.id)
@@ -495,3 +501,19 @@ async def test_keys_typed_faster_than_the_app_runs_apply_in_order(make_app, box:
         await wait_for(pilot, lambda: len(value()) >= 6)
         await pilot.pause(0.2)
         assert value() == "noXYrm"
+
+
+async def test_a_search_with_no_chat_says_so_and_a_new_chat_clears_it(make_app) -> None:
+    """A new user deleted a chat under a forgotten search and saw an empty list; the chat they
+    started next was hidden by the same search."""
+    app = make_app()
+    async with app.run_test() as pilot:
+        await send(pilot, app, "a first chat")
+        await pilot.press("ctrl+f", *"zebra")
+        no_match = app.query_one("#no-match")
+        await wait_for(pilot, lambda: app.query_one(Sidebar).titles() == [] and no_match.display)
+        assert "No chat holds “zebra”" in str(no_match.render())
+        await pilot.press("ctrl+n")
+        await send(pilot, app, "a second chat")
+        await wait_for(pilot, lambda: app.query_one(Sidebar).titles() == ["a second chat", "a first chat"])
+        assert app.query_one(Sidebar).search_text() == "" and not no_match.display
