@@ -99,16 +99,21 @@ async def test_escape_on_the_offer_sends_nothing_and_gives_the_paste_back(app: D
         assert document_store.list_documents(open_database(tmp_path / "chat.db")) == []
 
 
+async def give_the_panel_a_path(pilot, app: DuettoApp, path: Path, key: str = "f6") -> None:
+    """Once the models are loaded, open the documents panel and give it ``path``, then Enter."""
+    await wait_for(pilot, lambda: app.engine is not None)
+    await pilot.press(key)
+    await wait_for(pilot, lambda: isinstance(app.screen, DocumentsScreen))
+    app.screen.query_one("#add-path", Input).value = str(path)
+    app.screen.query_one("#add-path", Input).focus()
+    await pilot.press("enter")
+
+
 async def test_the_documents_panel_reads_a_file_and_attaches_documents(app: DuettoApp, tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text(STORY[:2000], encoding="utf-8")
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.engine is not None)
-        await pilot.press("f6")
-        await wait_for(pilot, lambda: isinstance(app.screen, DocumentsScreen))
-        app.screen.query_one("#add-path", Input).value = str(notes)
-        app.screen.query_one("#add-path", Input).focus()
-        await pilot.press("enter")
+        await give_the_panel_a_path(pilot, app, notes)
         await wait_for(pilot, lambda: app.conversation is not None and memory_store.attached_documents(
             app.db, app.conversation.id))  # fmt: skip
 
@@ -127,12 +132,7 @@ async def test_a_file_that_is_not_text_is_a_notification(app: DuettoApp, tmp_pat
     binary = tmp_path / "image.png"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.engine is not None)
-        await pilot.press("f6")
-        await wait_for(pilot, lambda: isinstance(app.screen, DocumentsScreen))
-        app.screen.query_one("#add-path", Input).value = str(binary)
-        app.screen.query_one("#add-path", Input).focus()
-        await pilot.press("enter")
+        await give_the_panel_a_path(pilot, app, binary)
         await wait_for(pilot, lambda: any("binary" in notification for notification in app.notices))
 
         assert document_store.list_documents(app.db) == []
@@ -143,12 +143,7 @@ async def test_a_path_that_is_not_there_keeps_the_panel_open_with_the_path_typed
 ) -> None:
     missing = tmp_path / "notes" / "reprot.md"
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.engine is not None)
-        await pilot.press("f6")
-        await wait_for(pilot, lambda: isinstance(app.screen, DocumentsScreen))
-        app.screen.query_one("#add-path", Input).value = str(missing)
-        app.screen.query_one("#add-path", Input).focus()
-        await pilot.press("enter")
+        await give_the_panel_a_path(pilot, app, missing)
         await pilot.pause()
 
         assert isinstance(app.screen, DocumentsScreen)
@@ -167,12 +162,7 @@ async def test_the_documents_panel_reads_a_folder_of_code_into_one_document(app:
     )
     (folder / "notes.md").write_text("# Toolbox\n\nThe hammer adds one to a nail.\n")
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: app.engine is not None)
-        await pilot.press("ctrl+o")  # the chord for F6
-        await wait_for(pilot, lambda: isinstance(app.screen, DocumentsScreen))
-        app.screen.query_one("#add-path", Input).value = str(folder)
-        app.screen.query_one("#add-path", Input).focus()
-        await pilot.press("enter")
+        await give_the_panel_a_path(pilot, app, folder, key="ctrl+o")  # the chord for F6
         await wait_for(pilot, lambda: app.conversation is not None and memory_store.attached_documents(
             app.db, app.conversation.id))  # fmt: skip
 
