@@ -56,22 +56,29 @@ def validate_user_name(name: str) -> str:
 
 def add_user(db: sqlite_utils.Database, name: str) -> User:
     validate_user_name(name)
-    if db["users"].count_where("name = ?", [name]):
-        raise NameTaken(f"user {name!r} already exists")
-    # Each user's plugin lives in users/NAME/: on a file system that ignores case (macOS's and
-    # Windows' defaults) "Alice" and "alice" would share one directory, and one user's removal
-    # would delete the other's weights.
-    taken = [other for (other,) in db.execute("SELECT name FROM users WHERE lower(name) = lower(?)", [name])]
-    if name != DEFAULT_USER and name.lower() == DEFAULT_USER:
-        taken.append(DEFAULT_USER)  # made on first use: kept free for it
-    if taken:
-        raise NameTaken(
-            f"user {taken[0]!r} already exists: names that differ only in case would share one plugin "
-            "folder on macOS and Windows; choose another name"
-        )
-    with writing(db):
+    with writing(db):  # the checks and the insert in one transaction: two processes adding at once
+        if db["users"].count_where("name = ?", [name]):
+            raise NameTaken(f"user {name!r} already exists")
+        # Each user's plugin lives in users/NAME/: on a file system that ignores case (macOS's and
+        # Windows' defaults) "Alice" and "alice" would share one directory, and one user's removal
+        # would delete the other's weights. The default user is made on first use whatever an
+        # older duetto let in, and its name's other cases are kept free for it.
+        taken = [] if name == DEFAULT_USER else _same_but_for_case(db, name)
+        if name != DEFAULT_USER and name.lower() == DEFAULT_USER:
+            taken.append(DEFAULT_USER)
+        if taken:
+            raise NameTaken(
+                f"user {taken[0]!r} already exists: names that differ only in case would share one plugin "
+                "folder on macOS and Windows; choose another name"
+            )
         user_id = db["users"].insert({"name": name, "created_at": clock.now()}).last_pk
     return User(id=user_id, name=name)
+
+
+def _same_but_for_case(db: sqlite_utils.Database, name: str) -> list[str]:
+    """Other users whose names differ from ``name`` only in case."""
+    rows = db.execute("SELECT name FROM users WHERE lower(name) = lower(?) AND name != ?", [name, name])
+    return [other for (other,) in rows]
 
 
 def get_user(db: sqlite_utils.Database, name: str) -> User:
@@ -109,7 +116,9 @@ def remove_user(db: sqlite_utils.Database, name: str) -> None:
     """Delete the user's private files (plugin weights), then the user and, by cascade, their rows."""
     user = get_user(db, name)
     directory = locations.user_dir(validate_user_name(user.name))
-    if directory.exists():  # first: a user whose rows are gone must not leave weights behind
+    # first: a user whose rows are gone must not leave weights behind; but a folder that another
+    # user's name (as an older duetto let in, differing only in case) may share is left alone
+    if directory.exists() and not _same_but_for_case(db, user.name):
         shutil.rmtree(directory)
     with writing(db):
         db.execute("DELETE FROM users WHERE id = ?", [user.id])

@@ -45,10 +45,13 @@ def open_database(path: Path | None = None) -> sqlite_utils.Database:
             "upgrade duetto to open it; nothing was changed"
         ) from None
     except (FileExistsError, NotADirectoryError):
-        blocker = next((folder for folder in [path.parent, *path.parent.parents] if folder.is_file()), path.parent)
+        in_the_way = (folder for folder in [path.parent, *path.parent.parents]
+                      if (folder.exists() or folder.is_symlink()) and not folder.is_dir())  # fmt: skip
+        blocker = next(in_the_way, path.parent)
+        kind = "a broken link" if blocker.is_symlink() and not blocker.exists() else "a file"
         raise StoreError(
-            f"cannot open the database {path}: {blocker} is a file, not a directory; "
-            "set DUETTO_HOME to a directory (or move the file)"
+            f"cannot open the database {path}: {blocker} is {kind}, not a directory; "
+            "set DUETTO_HOME to a directory (or move it)"
         ) from None
     except (OSError, sqlite3.Error) as error:
         raise storage_failure(error, path) or StoreError(f"cannot open the database {path}: {error}") from error

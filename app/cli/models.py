@@ -4,6 +4,7 @@ check and forget remote targets."""
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from duetto.app.core.models import READER_CONTEXT_LENGTH, chosen_model_names, mi
 from duetto.app.core.remote import RemoteCheck, check_remote, endpoint_of
 from duetto.app.core.wording import plural
 from duetto.engine.errors import ChecksumMismatch, UnknownModel
-from duetto.engine.fetch import SOURCE_KINDS, fetch_model, file_sha256, is_present, model_path, verify_file
+from duetto.engine.fetch import (
+    PARTIAL_DIRECTORY,
+    SOURCE_KINDS,
+    fetch_model,
+    file_sha256,
+    is_present,
+    model_path,
+    verify_file,
+)
 from duetto.engine.gguf_file import open_gguf, summarize
 from duetto.engine.manifest import ModelSpec, load_manifest
 from duetto.engine.model_session import ModelSession
@@ -326,13 +335,15 @@ def remove_model(name: str, yes: bool) -> None:
         remove_imported_model(db, name)
         stderr_console.print(f"forgot imported model {name}; its file stays at {entry.path}", highlight=False)
         return
-    if not entry.present:
+    partial = locations.models_dir() / PARTIAL_DIRECTORY / name  # a fetch cut short
+    if not (entry.path.exists() or entry.path.is_symlink() or partial.exists()):
         raise NotFound(f"{name} is not on this machine (nothing to remove)")
     if not yes:
-        if not sys.stdin.isatty():
+        if sys.stdin is None or not sys.stdin.isatty():
             raise click.UsageError(f"deleting {entry.path} needs --yes when no one is at the terminal")
         click.confirm(f"Delete {entry.path} ({human_bytes(entry.size)})?", abort=True, err=True)
-    entry.path.unlink()
+    entry.path.unlink(missing_ok=True)  # a damaged or half-written file goes too
+    shutil.rmtree(partial, ignore_errors=True)
     stderr_console.print(f"deleted {entry.path}; duetto models fetch {name} brings it back", highlight=False)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import sqlite_utils
 
 from duetto.app.core.settings import ChatSettings, conversation_chat_settings
+from duetto.app.core.wording import unfinished_reply
 from duetto.store.conversations import Conversation, User, import_conversation, list_messages
 from duetto.store.errors import StoreError
 from duetto.store.settings import InvalidSetting
@@ -49,23 +50,14 @@ def conversation_json(db: sqlite_utils.Database, conversation: Conversation, use
     }
 
 
-UNFINISHED = {
-    "cancelled": "stopped before its end",
-    "length": "cut at the token limit",
-    "context": "cut: the context window was full",
-}
-"""How a Markdown export marks a reply that did not end by itself, by its finish reason."""
-
-
 def conversation_markdown(db: sqlite_utils.Database, conversation: Conversation) -> str:
     parts = [f"# {conversation.title}\n"]
     if conversation.system_prompt:
         parts.append(f"*System prompt:* {conversation.system_prompt.strip()}\n")
     for message in list_messages(db, conversation.id):
         parts.append(f"**{SPEAKERS.get(message.role, message.role)}:**\n\n{message.content.rstrip()}\n")
-        ending = (message.stats or {}).get("finish_reason") if isinstance(message.stats, dict) else None
-        if message.role == "assistant" and ending in UNFINISHED:
-            parts.append(f"*({UNFINISHED[ending]})*\n")  # read later, a cut reply looks like a whole odd one
+        if message.role == "assistant" and (ending := unfinished_reply(message.stats)):
+            parts.append(f"*({ending})*\n")
     return "\n".join(parts)
 
 

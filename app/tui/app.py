@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
@@ -37,6 +38,7 @@ from duetto.app.core.chat_export import conversation_markdown, write_whole
 from duetto.app.core.models import Engine, ModelPair
 from duetto.app.core.plugins import forget_conversation_readings
 from duetto.app.core.settings import ChatSettings, conversation_chat_settings, load_chat_settings, save_chat_settings
+from duetto.app.core.wording import unfinished_reply
 from duetto.app.tui.chat_view import ChatView, CopyRequested, EditRequested, UserMessage
 from duetto.app.tui.clipboard import copy_with_program
 from duetto.app.tui.config import ChatConfig
@@ -69,6 +71,7 @@ from duetto.engine.decoder import DecodeSettings
 from duetto.engine.errors import EngineError
 from duetto.engine.reply_stream import Written
 from duetto.engine.stats import MODES, LiveRate
+from duetto.store.conversation_memory import attached_documents
 from duetto.store.conversations import (
     Conversation,
     create_conversation,
@@ -351,8 +354,7 @@ class DuettoApp(App[None]):
             if self.next_system_prompt is not None:
                 self.conversation = set_system_prompt(self.db, self.conversation.id, self.next_system_prompt)
                 self.next_system_prompt = None
-            self.query_one(Sidebar).clear_search()  # the new chat is listed, whatever was searched
-            await self.refresh_sidebar()
+            await self.list_new_chat()
         chat = self.query_one(ChatView)
         await chat.add_message("user", text)
         await chat.begin_reply()
@@ -369,6 +371,10 @@ class DuettoApp(App[None]):
         if note and not self.engine.is_remote:  # a server decodes as it is set up to: no mode of ours applies
             self.notify(note, severity="warning")
         self.generate_reply(self.conversation.id, run, settings)
+
+    def can_continue(self) -> bool:
+        """Whether Ctrl+G can go on with the open chat's last reply: not a document answer."""
+        return self.conversation is not None and not attached_documents(self.db, self.conversation.id)
 
     def can_start_turn(self, what: str) -> bool:
         """Whether a turn can start now; if not, says why."""
@@ -436,11 +442,10 @@ class DuettoApp(App[None]):
         status.tokens_per_second = stats.tokens_per_second if stats.tokens > 1 else None  # no rate from one token
         status.acceptance = stats.accepted / stats.drafted if stats.drafted else None
         status.state = "stopped" if stats.finish_reason == "cancelled" else ""
-        note = cut_reply_note(stats.finish_reason, stats.tokens)
-        if stats.error:  # a remote target that broke mid-reply
-            note = f"{stats.error}: what it wrote is kept"
-        if note:
-            await chat_view.add_note(note)
+        if turn.message_id is not None or stats.error:  # a reply was kept (Esc before a word keeps none)
+            note = reply_note(stats.as_dict(), can_continue=self.can_continue())
+            if note:
+                await chat_view.add_note(note)
         await self.refresh_sidebar()
 
     # --- conversations --------------------------------------------------------------------
@@ -455,7 +460,13 @@ class DuettoApp(App[None]):
             shown = matching_conversations(self.db, self.user, search)
         else:
             shown = every_chat if every_chat is not None else list_conversations(self.db, self.user)
-        await sidebar.show(shown, current)
+        await sidebar.show(shown, current, search)
+
+    async def list_new_chat(self) -> None:
+        """The chat list once this window has started a chat: with the search cleared, so that the
+        new chat is listed whatever was searched."""
+        self.query_one(Sidebar).clear_search()
+        await self.refresh_sidebar(search="")
 
     async def show_others_writes(self) -> None:
         """Show what another duetto process wrote since the last look: the chat list (a chat `ask
@@ -503,10 +514,9 @@ class DuettoApp(App[None]):
             sources = cited or sources
             shown.append((stored.role, stored.content + sources_line([label for _, label in cited]),
                           self.reply_spans.get(stored.id), stored.id))  # fmt: skip
-            if stored.role == "assistant" and isinstance(stored.stats, dict):
-                # a reply stopped or cut says so when the chat is opened again, not only as it ends
-                tokens = stored.stats.get("tokens")
-                note = cut_reply_note(str(stored.stats.get("finish_reason")), tokens if isinstance(tokens, int) else 0)
+            if stored.role == "assistant":  # a reply stopped or cut says so when the chat is opened again too
+                last = stored is messages[-1]
+                note = reply_note(stored.stats, can_continue=last and self.can_continue())
                 if note:
                     notes[stored.id] = note
         await self.query_one(ChatView).show_messages(shown, notes)
@@ -911,15 +921,18 @@ def sources_line(labels: list[str] | None) -> str:
     return f"\n\n*Sources: {', '.join(labels)} (F7 opens them)*" if labels else ""
 
 
-def cut_reply_note(finish_reason: str, tokens: int) -> str:
-    """What to say under a reply that did not end by itself, with what to do about it."""
-    if finish_reason == "length":
-        return (
-            f"(cut at the {tokens:,}-token limit: raise Max tokens in the settings, F3, "
-            "or ask it to go on from where it stopped)"
-        )
-    if finish_reason == "context":
-        return "(cut: the conversation filled the context window; start a new chat, Ctrl+N, or raise --context)"
-    if finish_reason == "cancelled":
-        return "(stopped before its end: Ctrl+G goes on from where it stopped)"
-    return ""
+def reply_note(stats: Mapping[str, Any] | None, can_continue: bool) -> str:
+    """What to say under a reply that did not end by itself, with what to do about it;
+    ``can_continue``: Ctrl+G can go on with it (the chat's last reply, no documents attached)."""
+    words = unfinished_reply(stats)
+    if not words or not isinstance(stats, Mapping):
+        return ""
+    go_on = "Ctrl+G goes on from where it stopped" if can_continue else ""
+    finish = "" if stats.get("error") else stats.get("finish_reason")
+    if finish == "length":
+        hint = "raise Max tokens in the settings, F3" + (f", or {go_on}" if go_on else "")
+    elif finish == "context":
+        hint = "start a new chat, Ctrl+N, or raise --context"
+    else:
+        hint = go_on
+    return f"({words}: {hint})" if hint else f"({words})"

@@ -141,7 +141,7 @@ class DocumentDesk(Widget):
             return
         if message.conversation_id is None and app.conversation is None:
             app.conversation = create_conversation(app.db, app.user, f"About {message.name}")
-            await app.refresh_sidebar()
+            await app.list_new_chat()
         conversation_id = message.conversation_id or app.conversation.id
         document = document_store.get_document(app.db, message.name, app.user)
         memory_store.attach_document(app.db, conversation_id, document.id)
@@ -174,7 +174,7 @@ class DocumentDesk(Widget):
         if choice.attached != attached:
             if app.conversation is None:
                 app.conversation = create_conversation(app.db, app.user, "About documents")
-                await app.refresh_sidebar()
+                await app.list_new_chat()
             for document_id in choice.attached - attached:
                 memory_store.attach_document(app.db, app.conversation.id, document_id)
             for document_id in attached - choice.attached:

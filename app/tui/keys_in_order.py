@@ -18,7 +18,8 @@ from textual.widgets import Input, TextArea
 async def run_own_binding(widget: Widget, event: events.Key) -> bool:
     """Run ``widget``'s own binding for ``event`` now; True when one ran. Priority bindings were
     checked before the key reached the widget, so only the others are the widget's here."""
-    for binding in widget._bindings.key_to_bindings.get(event.key, ()):
+    own = getattr(widget, "_bindings", None)  # Textual's own map (private): without it, Textual's order
+    for binding in own.key_to_bindings.get(event.key, ()) if own is not None else ():
         if not binding.priority and await widget.app.run_action(binding.action, widget):
             event.stop()
             event.prevent_default()

@@ -50,7 +50,7 @@ class Sidebar(Vertical):
         super().__init__(*children, **options)
         self.showing = asyncio.Lock()
 
-    async def show(self, conversations: list[Conversation], current_id: int | None) -> None:
+    async def show(self, conversations: list[Conversation], current_id: int | None, search: str = "") -> None:
         """Replace the list. One at a time: two refreshes (a rename and the look at other
         processes' writes) that interleave their awaits clear, clear, extend, extend, and list
         every chat twice (seen in CI)."""
@@ -62,7 +62,7 @@ class Sidebar(Vertical):
                 if conversation.id == current_id:
                     listing.index = index
             # An empty list under a search says so: chats seemed lost behind a forgotten filter.
-            search = self.search_text().strip()
+            search = search.strip()  # the search that made this list (the box may hold more by now)
             no_match = self.query_one("#no-match", Static)
             no_match.update(Text(f"No chat holds “{search}”. Clear the search to see every chat."))
             no_match.display = bool(search) and not conversations

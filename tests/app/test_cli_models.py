@@ -159,3 +159,10 @@ def test_rm_deletes_a_fetched_model_only_when_told_to(isolated_duetto: Path) -> 
     assert removed.returncode == 0, removed.stderr
     assert not path.exists() and not listed_models()["qwen2.5-coder-0.5b"]["present"]
     assert_one_line_error(run_duetto("models", "rm", "qwen2.5-coder-0.5b", "--yes"), "is not on this machine")
+
+    path.write_bytes(b"a damaged download")  # not the manifest's size: not "present", still on disk
+    partial = path.parent / ".partial" / "qwen2.5-coder-0.5b"
+    partial.mkdir(parents=True)
+    (partial / "assembled.part").write_bytes(b"half")
+    assert run_duetto("models", "rm", "qwen2.5-coder-0.5b", "--yes").returncode == 0
+    assert not path.exists() and not partial.exists()

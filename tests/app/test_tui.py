@@ -337,6 +337,37 @@ class GatedDecoder(Decoder):
             yield item
 
 
+class SilentDecoder(Decoder):
+    """Writes nothing until cancelled: a reply stopped before its first word."""
+
+    def generate(
+        self, prompt_tokens, settings, should_cancel=None, on_prompt_progress=None, on_step=None, prediction=(),
+        earlier=(), keep_reading=None,
+    ):  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not (should_cancel and should_cancel()):
+            assert time.monotonic() < deadline, "the test never pressed Esc"
+            time.sleep(0.01)
+        yield from super().generate(
+            prompt_tokens, replace(settings, max_tokens=0), should_cancel, on_prompt_progress, on_step, prediction,
+            earlier, keep_reading,
+        )  # fmt: skip
+
+
+async def test_a_reply_stopped_before_its_first_word_has_no_note(make_app) -> None:
+    """Nothing was kept, so there is nothing to say was stopped, nor to go on with."""
+    app = make_app(SilentDecoder)
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.engine is not None)
+        app.query_one(PromptInput).text = "say nothing"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.generating)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.generating)
+        await wait_for(pilot, lambda: shows_what_is_stored(app))
+        assert not app.query_one(ChatView).query(".note")
+
+
 async def test_keys_are_handled_while_a_reply_is_being_generated(make_app) -> None:
     GatedDecoder.gate.clear()
     app = make_app(GatedDecoder, max_tokens=40)
@@ -452,7 +483,9 @@ async def test_a_pasted_module_is_shown_as_written_and_a_cut_reply_says_so(make_
         user_message, reply = app.query_one(ChatView).messages()
         assert str(user_message.render()) == code, "lines, indentation, backslashes and asterisks kept"
         assert app.query_one(ChatView).query(".note"), "a note under the reply cut at the limit"
-        assert "4-token limit" in str(app.query_one(ChatView).query(".note").last().render())
+        assert str(app.query_one(ChatView).query(".note").last().render()) == (
+            "(cut at the token limit: raise Max tokens in the settings, F3, or Ctrl+G goes on from where it stopped)"
+        )
 
 
 async def test_ctrl_y_copies_the_last_reply_while_the_prompt_box_has_focus(make_app) -> None:

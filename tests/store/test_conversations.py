@@ -85,3 +85,27 @@ def test_search_takes_any_text_a_user_types(db) -> None:
     for typed in ('"', "-", "*", "OR", "NEAR(", "c++", "x:y", "a\x00b", "\x1b[31m", "^", "(", "🙂", "'"):
         search_messages(db, user, typed)  # a result or nothing: never FTS5's syntax error
     assert [hit.conversation.id for hit in search_messages(db, user, "value: -x")] == [conversation.id]
+
+
+def test_names_an_older_duetto_let_in_that_differ_only_in_case(isolated_duetto) -> None:
+    """Before names differing in case were refused: a database holding 'Default' still makes the
+    default user on first use, and removing 'Alice' keeps the folder 'alice' may share."""
+    from duetto.store import locations
+
+    db = open_database()
+    db.execute("INSERT INTO users (name, created_at) VALUES ('Default', 'then'), ('Alice', 'then')")
+    db.conn.commit()
+    assert ensure_user(db).name == "default"
+    add_user(db, "bob")
+    with pytest.raises(NameTaken, match="differ only in case"):
+        add_user(db, "alice")
+    db.execute("INSERT INTO users (name, created_at) VALUES ('alice', 'then')")
+    db.conn.commit()
+    shared = locations.user_dir("Alice")
+    shared.mkdir(parents=True)
+    (shared / "side-plugin.npz").write_bytes(b"weights")
+
+    remove_user(db, "Alice")
+
+    assert (shared / "side-plugin.npz").exists(), "the folder another user's name may share is kept"
+    assert sorted(user.name for user in list_users(db)) == ["Default", "alice", "bob", "default"]
