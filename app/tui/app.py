@@ -925,8 +925,9 @@ def reply_note(stats: Mapping[str, Any] | None, can_continue: bool) -> str:
     """What to say under a reply that did not end by itself, with what to do about it;
     ``can_continue``: Ctrl+G can go on with it (the chat's last reply, no documents attached)."""
     words = unfinished_reply(stats)
-    if not words or not isinstance(stats, Mapping):
+    if not words:  # also when ``stats`` is not a mapping
         return ""
+    assert isinstance(stats, Mapping)
     go_on = "Ctrl+G goes on from where it stopped" if can_continue else ""
     finish = "" if stats.get("error") else stats.get("finish_reason")
     if finish == "length":

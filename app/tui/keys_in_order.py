@@ -27,17 +27,18 @@ async def run_own_binding(widget: Widget, event: events.Key) -> bool:
     return False
 
 
-class OrderedInput(Input):
+class KeysInOrder:
+    """Runs the widget's own binding for a key before the widget's class handles it. Textual calls
+    each class's ``_on_key`` along the MRO until one prevents the default, so Input's or
+    TextArea's own handler runs next when no binding took the key."""
+
+    async def _on_key(self, event: events.Key) -> None:
+        await run_own_binding(self, event)
+
+
+class OrderedInput(KeysInOrder, Input):
     """An Input whose Backspace, arrows and other bound keys keep their place among typed ones."""
 
-    async def _on_key(self, event: events.Key) -> None:
-        if not await run_own_binding(self, event):
-            await super()._on_key(event)
 
-
-class OrderedTextArea(TextArea):
+class OrderedTextArea(KeysInOrder, TextArea):
     """A TextArea whose bound keys keep their place among typed ones."""
-
-    async def _on_key(self, event: events.Key) -> None:
-        if not await run_own_binding(self, event):
-            await super()._on_key(event)

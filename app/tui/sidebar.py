@@ -68,8 +68,10 @@ class Sidebar(Vertical):
             no_match.display = bool(search) and not conversations
 
     def clear_search(self) -> None:
-        """Empty the search box (a chat this window starts is listed, whatever was searched)."""
-        self.query_one(Input).value = ""
+        """Empty the search box (a chat this window starts is listed, whatever was searched); the
+        caller lists the chats itself, so the box's change starts no search of its own."""
+        with self.prevent(Input.Changed):
+            self.query_one(Input).value = ""
 
     def search_text(self) -> str:
         return self.query_one(Input).value
