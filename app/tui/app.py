@@ -493,7 +493,7 @@ class DuettoApp(App[None]):
         except NoMatches:
             return  # a tick while the app closes: its widgets are gone (seen in CI)
         if shown != [message.id for message in list_messages(self.db, self.conversation.id)]:
-            await self.show_conversation()
+            await self.show_conversation(unless_shown=True)
 
     async def open_conversation(self, conversation: Conversation) -> None:
         self.conversation = conversation
@@ -502,8 +502,9 @@ class DuettoApp(App[None]):
         await self.show_conversation()
         await self.refresh_sidebar()
 
-    async def show_conversation(self) -> None:
-        """The open conversation's messages as stored (after a turn that kept nothing, too)."""
+    async def show_conversation(self, unless_shown: bool = False) -> None:
+        """The open conversation's messages as stored (after a turn that kept nothing, too); with
+        ``unless_shown``, left as they are if the view already lists them (ChatView.show_messages)."""
         assert self.conversation is not None
         messages = list_messages(self.db, self.conversation.id)
         shown = []
@@ -519,7 +520,7 @@ class DuettoApp(App[None]):
                 note = reply_note(stored.stats, can_continue=last and self.can_continue())
                 if note:
                     notes[stored.id] = note
-        await self.query_one(ChatView).show_messages(shown, notes)
+        await self.query_one(ChatView).show_messages(shown, notes, unless_shown)
         # F7 opens what this chat's last answer cited. The desk, composed last, goes first when the
         # app closes, and the poll for other processes' writes can land in between (seen in CI).
         for desk in self.query(DocumentDesk):

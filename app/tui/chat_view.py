@@ -158,14 +158,24 @@ class ChatView(VerticalScroll):
         self.replacing = asyncio.Lock()
 
     async def show_messages(
-        self, messages: list[tuple[str, str, Spans | None, int | None]], notes: dict[int, str] | None = None
+        self,
+        messages: list[tuple[str, str, Spans | None, int | None]],
+        notes: dict[int, str] | None = None,
+        unless_shown: bool = False,
     ) -> None:
         """Replace the log with ``messages`` as (role, text, spans or None, message id), each
-        followed by its note in ``notes`` (by message id) if it has one.
+        followed by its note in ``notes`` (by message id) if it has one; with ``unless_shown``, not
+        when the same messages are already shown.
 
         One at a time: two that interleave their awaits remove, remove, mount, mount, and show
-        every message twice."""
+        every message twice. ``unless_shown`` is decided in turn too: a look at other processes'
+        writes that found the view out of date may have waited for a rebuild that brought it up to
+        date, and would otherwise rebuild it again under a reader's eyes."""
         async with self.replacing:
+            if unless_shown and [message.message_id for message in self.messages()] == [
+                message_id for *_, message_id in messages
+            ]:
+                return
             await self.remove_children()
             if not messages:
                 await self.mount(Static("Ask anything. Enter sends, Ctrl+J adds a line, F1 shows every key.",
@@ -222,8 +232,12 @@ class ChatView(VerticalScroll):
             await self.mount(message)
             return message
         block = MessageBlock(role, text, spans, message_id)
-        await self.mount(block)
-        await self._show_block(block)
+        if self.show_sources and spans is not None:  # the block and its coloured view appear together
+            block.source_view = SourceText(spans)
+            block.display = False
+            await self.mount(block, block.source_view)
+        else:
+            await self.mount(block)
         return block
 
     async def set_show_sources(self, show: bool) -> None:

@@ -17,7 +17,7 @@ from textual.widgets import Input, ListView, Select
 from duetto.app.core.models import Engine
 from duetto.app.core.settings import ChatSettings, load_chat_settings, save_chat_settings
 from duetto.app.tui.app import DuettoApp
-from duetto.app.tui.chat_view import ChatView
+from duetto.app.tui.chat_view import ChatView, MessageBlock
 from duetto.app.tui.dialogs import HelpScreen
 from duetto.app.tui.draft_sources import SOURCE_STYLES, DraftLegend
 from duetto.app.tui.keys import APP_KEYS, help_rows, key_label
@@ -310,6 +310,7 @@ async def test_draft_colours_show_who_wrote_each_piece_of_a_reply(make_app) -> N
         # the new chat's view is cleared first (under load, a pause was not always enough)
         await wait_for(pilot, lambda: app.conversation is None and not list(app.query_one(ChatView).messages()))
         await app.open_conversation(app.query_one(Sidebar).query(ConversationItem).first().conversation)
+        await wait_for(pilot, lambda: shows_what_is_stored(app))  # the app's look at other writes may rebuild it too
         replies = [block for block in app.query_one(ChatView).messages() if block.role == "assistant"]
         assert [block.source_view.display for block in replies] == [True, True], "kept for this session"
 
@@ -511,6 +512,35 @@ async def test_two_chat_list_refreshes_at_once_list_each_chat_once(make_app) -> 
         await asyncio.gather(app.refresh_sidebar(), app.refresh_sidebar(), app.refresh_sidebar())
         await pilot.pause()
         assert sidebar.titles() == ["listed once"]
+
+
+async def test_a_chat_rebuilt_while_another_rebuild_waits_shows_each_reply_whole_and_once(make_app) -> None:
+    """With F5's colours on, a reply's block appears with its coloured view, never before it, and
+    a look at other processes' writes that waited for a rebuild leaves the rebuilt view alone (a CI
+    run read a reopened chat mid-rebuild: a reply without its coloured view)."""
+    app = make_app()
+    async with app.run_test() as pilot:
+        await send(pilot, app, "first")
+        await send(pilot, app, "second")
+        await pilot.press("f5")
+        chat = app.query_one(ChatView)
+        without_view: list[int | None] = []
+
+        async def watch() -> None:
+            while True:
+                without_view.extend(block.message_id for block in chat.query(MessageBlock) if block.source_view is None)
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        rebuild = asyncio.create_task(app.show_conversation())
+        look = asyncio.create_task(app.show_conversation(unless_shown=True))
+        await rebuild
+        shown = list(chat.children)
+        await look
+        watcher.cancel()
+        assert without_view == []
+        assert list(chat.children) == shown, "the waiting look rebuilt a view that was up to date"
+        assert shows_what_is_stored(app)
 
 
 @pytest.mark.parametrize("box", ["search", "prompt"])
