@@ -48,6 +48,14 @@ class StreamingFence(MarkdownFence):
     Textual rebuilds the last block on every streamed piece, and highlighting a growing code
     block each time held the UI thread for up to ~95 ms (measured with a 40-function block),
     which is how long a key press waited. While the reply streams the code shows unhighlighted.
+
+    A line wider than the window scrolls sideways, with a scrollbar under the block: Textual's
+    fence hides that scrollbar, and a cut line looked whole (`return s == s[::-1]` at 80 columns
+    read as `return s == s`).
+    """
+
+    DEFAULT_CSS = """
+    StreamingFence { overflow-x: auto; scrollbar-size-horizontal: 1; }
     """
 
     def __init__(self, markdown: Markdown, token, code: str) -> None:
@@ -109,7 +117,7 @@ class MessageBlock(Markdown, MessageKeys, can_focus=True):
     DEFAULT_CSS = """
     MessageBlock { margin: 0 1 1 1; padding: 0 1; }
     MessageBlock.assistant { border-left: thick $success; }
-    MessageBlock:focus { background: $boost; border-left: thick $warning; }
+    MessageBlock:focus { background: $warning 15%; border-left: outer $warning; }
     """
 
     def __init__(self, role: str, text: str = "", spans: Spans | None = None, message_id: int | None = None) -> None:
@@ -129,7 +137,7 @@ class UserMessage(Static, MessageKeys, can_focus=True):
     BINDINGS = [*MESSAGE_BINDINGS, Binding("e", "edit_message", "Edit", id="edit_message")]
     DEFAULT_CSS = """
     UserMessage { margin: 0 1 1 1; padding: 0 1; background: $boost; border-left: thick $accent; }
-    UserMessage:focus { border-left: thick $warning; }
+    UserMessage:focus { background: $warning 15%; border-left: outer $warning; }
     """
 
     def __init__(self, text: str, message_id: int | None = None) -> None:

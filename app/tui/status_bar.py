@@ -27,11 +27,26 @@ class StatusBar(Static):
     """What the engine is doing: generating, idle, an error."""
 
     def render(self) -> str:
+        """The whole line if it fits the bar; on a narrow terminal (80 columns) a compact one, so
+        that the speed, the acceptance and the user stay in view (the end of a line is cut)."""
+        line = self.line(compact=False)
+        room = self.content_size.width
+        return line if not room or len(line) <= room else self.line(compact=True)
+
+    def line(self, compact: bool) -> str:
+        """The bar's text; compact names the target model alone and drops the labels' words."""
+        models = self.models
+        if compact and " → " in models:  # "draft → target (target on …)": the target is what answers
+            models = models.split(" → ", 1)[1]
         speed = f"{self.tokens_per_second:.1f} tok/s" if self.tokens_per_second is not None else "– tok/s"
-        accepted = f"accepted {self.acceptance:.0%}" if self.acceptance is not None else "accepted –"
+        rate = f"{self.acceptance:.0%}" if self.acceptance is not None else "–"
+        accepted = f"acc {rate}" if compact else f"accepted {rate}"
         # What the engine is doing comes first after the models: on a narrow terminal the end is cut.
-        mode = "mode: the server's" if self.decoded_by_server else f"mode {self.mode}"
-        parts = [self.models, *([self.state] if self.state else []), mode, speed, accepted]
+        if self.decoded_by_server:
+            mode = "server's mode" if compact else "mode: the server's"
+        else:
+            mode = self.mode if compact else f"mode {self.mode}"
+        parts = [models, *([self.state] if self.state else []), mode, speed, accepted]
         if self.compression:
             parts.append(self.compression)
         if self.user_name:

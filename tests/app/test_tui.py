@@ -475,6 +475,27 @@ async def test_code_in_a_streamed_reply_is_highlighted_once_the_reply_ends() -> 
         assert not fence.plain and Content.from_text(shown.content).spans, "highlighting adds styled spans"
 
 
+async def test_a_code_line_wider_than_the_window_shows_a_scrollbar_under_its_block() -> None:
+    from textual.app import App
+
+    from duetto.app.tui.chat_view import ChatView, StreamingFence
+
+    class ChatOnly(App[None]):
+        def compose(self):
+            yield ChatView()
+
+    app = ChatOnly()
+    async with app.run_test(size=(80, 30)) as pilot:
+        chat = app.query_one(ChatView)
+        wide = "def is_palindrome(s): return s.lower().replace(' ', '') == s.lower().replace(' ', '')[::-1]"
+        await chat.add_message("assistant", f"```python\n{wide}\n```\n\n```python\nx = 1\n```")
+        await wait_for(pilot, lambda: len(chat.query(StreamingFence)) == 2)
+        await pilot.pause()
+        cut, whole = chat.query(StreamingFence)
+        assert cut.max_scroll_x > 0 and cut.scrollbar_size_horizontal == 1, "the cut line says so"
+        assert whole.scrollbar_size_horizontal == 0
+
+
 async def test_a_pasted_module_is_shown_as_written_and_a_cut_reply_says_so(make_app) -> None:
     code = 'def path(name):\n    return "C:\\\\temp\\\\" + name  # *not* markdown\n\n\nx = [1,\n     2]'
     app = make_app(max_tokens=4)
@@ -500,6 +521,25 @@ async def test_ctrl_y_copies_the_last_reply_while_the_prompt_box_has_focus(make_
         await pilot.press("ctrl+y")
 
         assert copied == [app.query_one(ChatView).last_reply_text()]
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+async def test_the_status_bar_keeps_speed_acceptance_and_user_in_view_at_80_columns(make_app, columns: int) -> None:
+    """At 80 columns the whole line is cut (the user's name went first): it goes compact (the
+    target's name, no labels' words) so that its end is in view; a wide one is whole."""
+    app = make_app()
+    async with app.run_test(size=(columns, 24)) as pilot:
+        await send(pilot, app, "hello world")
+        status = app.query_one(StatusBar)
+        status.models = "qwen2.5-coder-0.5b → qwen2.5-coder-1.5b"  # the default pair, as the bar names it
+        await pilot.pause()
+        line = str(status.render())
+        assert line.endswith("user default") and "tok/s" in line
+        if columns == 80:
+            assert line.startswith("qwen2.5-coder-1.5b │ exact │") and "acc " in line
+            assert len(line) <= status.content_size.width
+        else:
+            assert line.startswith(status.models + " │ mode exact │") and "accepted " in line
 
 
 async def test_two_chat_list_refreshes_at_once_list_each_chat_once(make_app) -> None:
