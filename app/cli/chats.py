@@ -95,22 +95,33 @@ def export(chat_id: int, user: str, form: str, output: Path | None) -> None:
 @click.argument("words", nargs=-1, required=True)
 @USER_OPTION
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="At most this many hits.")
-@click.option("--json", "as_json", is_flag=True, help='Print [{"chat","title","message","role","snippet"}].')
+@click.option("--json", "as_json", is_flag=True, help='Print [{"chat","title","message","position","role","snippet"}].')
 def search(words: tuple[str, ...], user: str, limit: int, as_json: bool) -> None:
-    """Find messages holding every one of WORDS (full-text, the last word as a prefix), best first."""
+    """Find messages holding every one of WORDS (full-text, the last word as a prefix), best first.
+
+    Each line names the chat's ID and the message's place in it (`chats show ID` prints them in
+    that order). Exits 1 when no message matches, as grep does; with --json it prints [] and
+    exits 0."""
     db = open_database()
     hits = search_messages(db, named_user(db, user), " ".join(words), limit)
+    chats_messages: dict[int, list[int]] = {}
+    for hit in hits:
+        if hit.conversation.id not in chats_messages:
+            chats_messages[hit.conversation.id] = [message.id for message in list_messages(db, hit.conversation.id)]
+    positions = [chats_messages[hit.conversation.id].index(hit.message_id) + 1 for hit in hits]
     if as_json:
         print_json([{"chat": hit.conversation.id, "title": hit.conversation.title, "message": hit.message_id,
-                     "role": hit.role, "snippet": hit.marked("«", "»")} for hit in hits])  # fmt: skip
+                     "position": position, "role": hit.role, "snippet": hit.marked("«", "»")}
+                    for hit, position in zip(hits, positions, strict=True)])  # fmt: skip
         return
     if not hits:
         stderr_console.print(f"no message holds {' '.join(words)!r}")
         raise SystemExit(1)
-    for hit in hits:
+    for hit, position in zip(hits, positions, strict=True):
         snippet = escape(hit.snippet).replace(SNIPPET_MARKS[0], "[bold]").replace(SNIPPET_MARKS[1], "[/bold]")
+        of = len(chats_messages[hit.conversation.id])
         stdout_console.print(f"[cyan]{hit.conversation.id}[/cyan] {escape(hit.conversation.title)} "
-                             f"[dim]({hit.role})[/dim]: {snippet}")  # fmt: skip
+                             f"[dim]({hit.role}, message {position} of {of})[/dim]: {snippet}")  # fmt: skip
     stderr_console.print("open one: duetto chats show ID, or duetto ask --chat ID 'a follow-up'")
 
 

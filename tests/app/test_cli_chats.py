@@ -46,7 +46,9 @@ def test_search_finds_messages_and_an_exported_conversation_imports_whole(
     run_duetto("ask", "and with lambda kv: kv[1]?", "--chat", str(chat), *model)
 
     hits = json.loads(run_duetto("chats", "search", "lambda", "kv", "--json").stdout)
-    assert [(hit["chat"], hit["role"]) for hit in hits] == [(chat, "user")]
+    assert [(hit["chat"], hit["role"], hit["position"]) for hit in hits] == [(chat, "user", 3)]
+    listed = run_duetto("chats", "search", "lambda", "kv")
+    assert listed.returncode == 0 and "(user, message 3 of 4)" in listed.stdout, "which of the chat's messages"
     assert "«lambda»" in hits[0]["snippet"]
     assert json.loads(run_duetto("chats", "search", "sor", "--json").stdout)[0]["chat"] == chat, "a prefix"
     quoted = run_duetto("chats", "search", 'kv[1]"', "OR", "-")  # FTS5 syntax in what a user types is text
