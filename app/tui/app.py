@@ -416,12 +416,22 @@ class DuettoApp(App[None]):
             self.query_one(StatusBar).tokens_per_second = message.tokens_per_second
 
     async def on_reply_finished(self, message: ReplyFinished) -> None:
+        """The turn's end shown: its message ids, note, error and stats, the chat list. The turn
+        counts as under way (``generating``) until all of that is done, so that whatever waits
+        for its end never reads a view half rebuilt or an error not yet said."""
+        try:
+            await self.show_finished_reply(message)
+        finally:
+            self.generating = False
+
+    async def show_finished_reply(self, message: ReplyFinished) -> None:
         chat_view = self.query_one(ChatView)
         turn = message.turn
         if turn is not None and turn.citations:
             await chat_view.append_reply(sources_line([citation.label for citation in turn.citations]))
         _, spans = await chat_view.end_reply()
-        self.generating = False
+        if turn is not None and turn.message_id is not None:
+            self.reply_spans[turn.message_id] = spans  # before a rebuild below shows the reply again
         if self.conversation is not None and self.conversation.id == message.conversation_id:
             stored = list_messages(self.db, message.conversation_id)
             if not chat_view.set_message_ids([(kept.role, kept.id) for kept in stored]):
@@ -432,8 +442,6 @@ class DuettoApp(App[None]):
             self.notify(message.error or "", title="The reply failed", severity="error", timeout=30)
             return
         stats = turn.stats
-        if turn.message_id is not None:
-            self.reply_spans[turn.message_id] = spans
         if turn.citations:
             self.query_one(DocumentDesk).show_sources([(cited.chunk_id, cited.label) for cited in turn.citations])
         if turn.stored_stats and "document_tokens" in turn.stored_stats:
@@ -453,14 +461,17 @@ class DuettoApp(App[None]):
     async def refresh_sidebar(self, search: str | None = None, every_chat: list[Conversation] | None = None) -> None:
         """The chat list: every chat (``every_chat`` when the caller has just listed them), or those
         whose title or messages hold the search's words."""
-        sidebar = self.query_one(Sidebar)
-        search = sidebar.search_text() if search is None else search
-        current = self.conversation.id if self.conversation else None
-        if search.strip():
-            shown = matching_conversations(self.db, self.user, search)
-        else:
-            shown = every_chat if every_chat is not None else list_conversations(self.db, self.user)
-        await sidebar.show(shown, current, search)
+        try:
+            sidebar = self.query_one(Sidebar)
+            search = sidebar.search_text() if search is None else search
+            current = self.conversation.id if self.conversation else None
+            if search.strip():
+                shown = matching_conversations(self.db, self.user, search)
+            else:
+                shown = every_chat if every_chat is not None else list_conversations(self.db, self.user)
+            await sidebar.show(shown, current, search)
+        except NoMatches:
+            return  # the app is closing and its widgets go one by one (a reply ending as it quit, in CI)
 
     async def list_new_chat(self) -> None:
         """The chat list once this window has started a chat: with the search cleared, so that the
@@ -628,6 +639,13 @@ class DuettoApp(App[None]):
 
     def on_sidebar_filter_changed(self, message: Sidebar.FilterChanged) -> None:
         self.search_chats(message.text)
+
+    async def on_sidebar_search_submitted(self, message: Sidebar.SearchSubmitted) -> None:
+        self.workers.cancel_group(self, "search")
+        await self.refresh_sidebar(message.text)
+        best = self.query_one(Sidebar).first_listed()
+        if best is not None:
+            await self.on_sidebar_selected(Sidebar.Selected(best))
 
     @work(exclusive=True, group="search")
     async def search_chats(self, text: str) -> None:
@@ -857,24 +875,43 @@ class DuettoApp(App[None]):
             self.notify("Nothing to rename yet: send a prompt first.")
             return
 
-        async def rename(title: str | None) -> None:
-            if title and self.conversation is not None:
-                self.conversation = rename_conversation(self.db, self.conversation.id, title)
-                await self.refresh_sidebar()
+        chat = self.conversation  # the chat the dialog names, whatever is open when it closes
 
-        self.push_screen(RenameScreen(self.conversation.title), rename)
+        async def rename(title: str | None) -> None:
+            if not title:
+                return
+            try:
+                renamed = rename_conversation(self.db, chat.id, title)
+            except StoreError as error:  # removed meanwhile (by another duetto, say)
+                self.notify(str(error), severity="error")
+                return
+            if self.conversation is not None and self.conversation.id == chat.id:
+                self.conversation = renamed
+            await self.refresh_sidebar()
+
+        self.push_screen(RenameScreen(chat.title), rename)
 
     def action_delete_chat(self) -> None:
         if self.conversation is None or self.generating:
             return
 
-        async def delete(confirmed: bool | None) -> None:
-            if confirmed and self.conversation is not None:
-                forget_conversation_readings(self.db, self.conversation.id)  # they hold its messages
-                delete_conversation(self.db, self.conversation.id)
-                await self.action_new_chat()
+        chat = self.conversation  # the chat the dialog names: another may be open when it closes
 
-        self.push_screen(ConfirmScreen(f"Delete the chat {self.conversation.title!r}?"), delete)
+        async def delete(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+            try:
+                forget_conversation_readings(self.db, chat.id)  # they hold its messages
+                delete_conversation(self.db, chat.id)
+            except StoreError as error:  # removed meanwhile (by another duetto, say)
+                self.notify(str(error), severity="error")
+                return
+            if self.conversation is not None and self.conversation.id == chat.id:
+                await self.action_new_chat()
+            else:
+                await self.refresh_sidebar()
+
+        self.push_screen(ConfirmScreen(f"Delete the chat {chat.title!r}?"), delete)
 
     def action_copy_reply(self) -> None:
         text = self.query_one(ChatView).last_reply_text()

@@ -139,12 +139,16 @@ class DocumentDesk(Widget):
         if message.result is None:
             self.notify(message.error, title=f"Reading {message.name} failed", severity="error", timeout=30)
             return
-        if message.conversation_id is None and app.conversation is None:
+        started_chat = message.conversation_id is None and app.conversation is None
+        if started_chat:
             app.conversation = create_conversation(app.db, app.user, f"About {message.name}")
-            await app.list_new_chat()
+        # Taken before any await: this handler runs beside the app's own, and a chat opened (or
+        # Ctrl+N) meanwhile would otherwise get the document, or find no chat at all.
         conversation_id = message.conversation_id or app.conversation.id
         document = document_store.get_document(app.db, message.name, app.user)
         memory_store.attach_document(app.db, conversation_id, document.id)
+        if started_chat:
+            await app.list_new_chat()
         result = message.result
         self.notify(
             f"{result.name}: {plural(result.tokens, 'token')} in {plural(result.chunks, 'chunk')}, "
@@ -172,15 +176,18 @@ class DocumentDesk(Widget):
     async def apply_documents_choice(self, choice: DocumentsChoice, attached: set[int]) -> None:
         app = self.app
         if choice.attached != attached:
-            if app.conversation is None:
+            started_chat = app.conversation is None
+            if started_chat:
                 app.conversation = create_conversation(app.db, app.user, "About documents")
-                await app.list_new_chat()
+            conversation_id = app.conversation.id  # taken before any await, as above
             for document_id in choice.attached - attached:
-                memory_store.attach_document(app.db, app.conversation.id, document_id)
+                memory_store.attach_document(app.db, conversation_id, document_id)
             for document_id in attached - choice.attached:
-                memory_store.detach_document(app.db, app.conversation.id, document_id)
-            names = [d.name for d in memory_store.attached_documents(app.db, app.conversation.id)]
+                memory_store.detach_document(app.db, conversation_id, document_id)
+            names = [d.name for d in memory_store.attached_documents(app.db, conversation_id)]
             self.notify("Answers come from: " + ", ".join(names) if names else "No documents attached.")
+            if started_chat:
+                await app.list_new_chat()
         if choice.add_path:
             path = Path(choice.add_path).expanduser()
             if path.is_dir():

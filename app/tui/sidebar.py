@@ -39,6 +39,13 @@ class Sidebar(Vertical):
             super().__init__()
             self.text = text
 
+    class SearchSubmitted(Message):
+        """Enter in the search box: open the best match for what the box holds."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
     def compose(self) -> ComposeResult:
         yield OrderedInput(placeholder="Search chats (Ctrl+F)", id="conversation-filter")
         no_match = Static("", id="no-match")
@@ -70,6 +77,7 @@ class Sidebar(Vertical):
     def clear_search(self) -> None:
         """Empty the search box (a chat this window starts is listed, whatever was searched); the
         caller lists the chats itself, so the box's change starts no search of its own."""
+        self.app.workers.cancel_group(self.app, "search")  # one typed before: it would list by the old words
         with self.prevent(Input.Changed):
             self.query_one(Input).value = ""
 
@@ -89,11 +97,14 @@ class Sidebar(Vertical):
         self.post_message(self.FilterChanged(event.value))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter in the search box opens the first chat listed, as a search's best match."""
+        """Enter in the search box opens the search's best match. The app searches then and there:
+        the list shown may still be an earlier search's (the search waits for typing to pause)."""
         event.stop()
+        self.post_message(self.SearchSubmitted(event.value))
+
+    def first_listed(self) -> Conversation | None:
         items = list(self.query(ConversationItem))
-        if items:
-            self.post_message(self.Selected(items[0].conversation))
+        return items[0].conversation if items else None
 
     def on_key(self, event: events.Key) -> None:
         """Down from the search box moves into the list, so a chat is picked without the mouse."""

@@ -42,10 +42,9 @@ class StatusBar(Static):
         rate = f"{self.acceptance:.0%}" if self.acceptance is not None else "–"
         accepted = f"acc {rate}" if compact else f"accepted {rate}"
         # What the engine is doing comes first after the models: on a narrow terminal the end is cut.
+        mode = self.mode if compact else f"mode {self.mode}"
         if self.decoded_by_server:
-            mode = "server's mode" if compact else "mode: the server's"
-        else:
-            mode = self.mode if compact else f"mode {self.mode}"
+            mode = "mode: the server's"  # said whole, even compact: a bare word would not tell what it is
         parts = [models, *([self.state] if self.state else []), mode, speed, accepted]
         if self.compression:
             parts.append(self.compression)

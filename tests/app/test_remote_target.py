@@ -12,6 +12,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from chat_app import shows_what_is_stored
 from duetto_cli import run_duetto
 from duetto_server import live_server
 from llama_server import free_port, llama_server
@@ -197,7 +198,7 @@ async def test_the_chat_app_answers_from_the_remote_target_and_says_where(
         await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen))
         app.query_one(PromptInput).text = "the cat sat on the"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not app.generating and len(app.query_one(ChatView).messages()) == 2)
+        await wait_for(pilot, lambda: len(app.query_one(ChatView).messages()) == 2 and shows_what_is_stored(app))
         reply = app.query_one(ChatView).messages()[1].text
     assert reply.strip(), "the server's reply is shown"
     assert not [notice for notice in app.notices if "fast mode" in notice], app.notices

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from chat_app import tiny_chat_app, wait_for
+from chat_app import shows_what_is_stored, tiny_chat_app, wait_for
 from textual.widgets import Input, SelectionList, Static
 
 from duetto.app.tui.app import DuettoApp
@@ -51,7 +51,7 @@ async def test_a_long_paste_becomes_a_document_that_answers_with_sources(
             app.db, app.conversation.id))  # fmt: skip
 
         await submit(pilot, app, "where did the dog sleep?")
-        await wait_for(pilot, lambda: not app.generating and len(app.query_one(ChatView).messages()) >= 2)
+        await wait_for(pilot, lambda: len(app.query_one(ChatView).messages()) >= 2 and shows_what_is_stored(app))
 
         reply = list_messages(db, app.conversation.id)[-1]
         assert reply.role == "assistant" and reply.stats["citations"]
@@ -78,9 +78,9 @@ async def test_declining_the_offer_sends_the_paste_as_a_prompt(app: DuettoApp, t
         await submit(pilot, app, STORY)
         await wait_for(pilot, lambda: isinstance(app.screen, PasteScreen))
         await pilot.press("s")
-        await wait_for(pilot, lambda: app.conversation is not None and not app.generating)
         # The paste alone overflows this app's 2,048-token context: the reply fails, and says so.
-        assert any("context holds 2048" in notice for notice in app.notices)
+        await wait_for(pilot, lambda: any("context holds 2048" in notice for notice in app.notices))
+        await wait_for(pilot, lambda: shows_what_is_stored(app))
         assert [message.role for message in app.query_one(ChatView).messages()] == ["user"], "as stored"
 
         assert document_store.list_documents(open_database(tmp_path / "chat.db")) == []

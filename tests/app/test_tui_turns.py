@@ -26,6 +26,7 @@ from duetto.engine.decoder import DecodeSettings
 from duetto.store.conversations import (
     add_message,
     create_conversation,
+    delete_conversation,
     ensure_user,
     get_conversation,
     list_conversations,
@@ -105,19 +106,22 @@ async def test_an_edited_message_is_resent_and_the_turns_after_it_are_replaced(m
         second.focus()
         await pilot.press("e")
         prompt = app.query_one(PromptInput)
-        assert prompt.text == "second question" and prompt.has_focus
+        await wait_for(pilot, lambda: app.editing is not None and prompt.has_focus)
+        assert prompt.text == "second question"
         assert "editing" in app.query_one(StatusBar).state
         prompt.text = "second, edited"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not app.generating and len(shown(app)) == 4)
+        await wait_for(pilot, lambda: len(shown(app)) == 4 and shows_what_is_stored(app))
 
         assert [text for role, text in shown(app) if role == "user"] == ["first question", "second, edited"]
         assert stored(db, app) == shown(app)
 
         await pilot.press("alt+e")  # the last message of mine, from the prompt box
+        await wait_for(pilot, lambda: app.editing is not None)
         assert prompt.text == "second, edited"
         await pilot.press("escape")
-        assert prompt.text == "" and app.editing is None and len(stored(db, app)) == 4, "Esc: nothing changed"
+        await wait_for(pilot, lambda: app.editing is None)
+        assert prompt.text == "" and len(stored(db, app)) == 4, "Esc: nothing changed"
 
 
 async def test_ctrl_g_continues_a_reply_cut_at_the_token_limit(make_app, db) -> None:
@@ -146,15 +150,20 @@ async def test_a_message_or_one_of_its_code_blocks_is_copied_by_key_and_by_click
         assert isinstance(reply, MessageBlock)
 
         await pilot.press("alt+y")
+        await wait_for(pilot, lambda: len(copied) == 1)
         assert copied[-1] == "second = dict(sorted(d.items()))"
         reply.focus()
         await pilot.press("1")
+        await wait_for(pilot, lambda: len(copied) == 2)
         assert copied[-1] == "first = sorted(d.items())"
         await pilot.press("c")
+        await wait_for(pilot, lambda: len(copied) == 3)
         assert copied[-1] == REPLY_WITH_CODE
         await pilot.press("3")
-        assert len(copied) == 3 and any("2 code blocks" in notice for notice in app.notices)
+        await wait_for(pilot, lambda: any("2 code blocks" in notice for notice in app.notices))
+        assert len(copied) == 3
         await pilot.click(reply.query(StreamingFence).last())
+        await wait_for(pilot, lambda: len(copied) == 4)
         assert copied[-1].rstrip("\n") == "second = dict(sorted(d.items()))"
         assert any("Copied code block" in notice for notice in app.notices)
 
@@ -176,15 +185,52 @@ async def test_search_finds_a_chat_by_the_words_of_its_messages(make_app, db) ->
         await wait_for(pilot, lambda: sidebar.titles() == ["Sorting"])
         await pilot.press(*[*["backspace"] * 6, *"dat"])  # a prefix matches while typing
         await wait_for(pilot, lambda: sidebar.titles() == ["Regex"])
+        prompt = app.query_one(PromptInput)
         await pilot.press("enter")  # opens the first chat listed
         await wait_for(pilot, lambda: app.conversation is not None and app.conversation.title == "Regex")
+        await wait_for(pilot, lambda: prompt.has_focus)  # what opening a chat ends with
 
         await pilot.press("ctrl+f", *["backspace"] * 3)  # every chat again, then down into the list
         await wait_for(pilot, lambda: sidebar.titles() == ["Sorting", "Regex"])
         await pilot.press("down", "down", "enter")
-        await wait_for(pilot, lambda: app.conversation.title == "Regex")
+        await wait_for(pilot, lambda: app.conversation.title == "Regex" and prompt.has_focus)
         await pilot.press("ctrl+f", "down", "enter")
         await wait_for(pilot, lambda: app.conversation.title == "Sorting")
+
+
+async def test_enter_in_the_search_box_opens_the_best_match_for_what_it_holds_now(make_app, db) -> None:
+    """Enter right after typing, before the list follows the search box (it waits for typing to
+    pause), opened the first chat of the list as it was: every chat, the newest first."""
+    user = ensure_user(db)
+    for title, text in (("Regex", "match dates like 2024-01-31"), ("Sorting", "sort a dict by its values")):
+        add_message(db, create_conversation(db, user, title).id, "user", text)
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot, app)
+        sidebar = app.query_one(Sidebar)
+        assert sidebar.titles() == ["Sorting", "Regex"]
+        await pilot.press("ctrl+f", *"dates", "enter")
+        await wait_for(pilot, lambda: app.conversation is not None and app.query_one(PromptInput).has_focus)
+        assert app.conversation.title == "Regex" and sidebar.titles() == ["Regex"]
+
+
+async def test_a_delete_confirmed_after_the_chat_went_elsewhere_deletes_no_other_chat(make_app, db) -> None:
+    """The confirmation names a chat; if another duetto removes that chat while it is asked, the
+    app opens another one, and the answer must not delete that one."""
+    user = ensure_user(db)
+    for title in ("kept", "to delete"):
+        add_message(db, create_conversation(db, user, title).id, "user", title)
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot, app)
+        assert app.conversation.title == "to delete"
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: app.screen.is_modal)
+        delete_conversation(db, app.conversation.id)  # db: another connection, as another duetto's
+        await wait_for(pilot, lambda: app.conversation.title == "kept")  # the look at other writes opened it
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.screen.is_modal and any("no conversation" in n for n in app.notices))
+        assert [chat.title for chat in list_conversations(db, user)] == ["kept"]
 
 
 async def test_ctrl_s_exports_the_open_chat_as_markdown(
@@ -396,7 +442,11 @@ async def test_quick_turns_list_each_message_once_beside_the_look_at_other_write
             await pilot.press("enter")
             await wait_for(
                 pilot,
-                lambda at_least=before + 2: not app.generating and len(app.query_one(ChatView).messages()) >= at_least,
+                lambda at_least=before + 2: (
+                    app.conversation is not None
+                    and len(list_messages(app.db, app.conversation.id)) >= at_least  # the turn is stored
+                    and not app.generating
+                ),  # and its end shown
             )
             await pilot.pause(0.05)
             assert shows_what_is_stored(app), f"turn {number}: {shown(app)}"
