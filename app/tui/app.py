@@ -631,10 +631,20 @@ class DuettoApp(App[None]):
         self.query_one(PromptInput).focus()
 
     async def on_sidebar_selected(self, message: Sidebar.Selected) -> None:
+        await self.open_chosen_chat(message.conversation)
+
+    async def open_chosen_chat(self, conversation: Conversation) -> None:
+        """Open the chat the user picked in the list (or found with Enter), the prompt box focused."""
         if self.generating:
             self.notify("Stop the reply (Esc) before switching chats.", severity="warning")
             return
-        await self.open_conversation(get_conversation(self.db, message.conversation.id))
+        try:
+            chosen = get_conversation(self.db, conversation.id)
+        except StoreError:  # listed before another duetto removed it
+            self.notify(f"The chat {conversation.title!r} is no longer there.", severity="warning")
+            await self.refresh_sidebar()
+            return
+        await self.open_conversation(chosen)
         self.query_one(PromptInput).focus()
 
     def on_sidebar_filter_changed(self, message: Sidebar.FilterChanged) -> None:
@@ -645,7 +655,7 @@ class DuettoApp(App[None]):
         await self.refresh_sidebar(message.text)
         best = self.query_one(Sidebar).first_listed()
         if best is not None:
-            await self.on_sidebar_selected(Sidebar.Selected(best))
+            await self.open_chosen_chat(best)
 
     @work(exclusive=True, group="search")
     async def search_chats(self, text: str) -> None:

@@ -233,6 +233,21 @@ async def test_a_delete_confirmed_after_the_chat_went_elsewhere_deletes_no_other
         assert [chat.title for chat in list_conversations(db, user)] == ["kept"]
 
 
+async def test_a_chat_picked_after_another_duetto_removed_it_says_so(make_app, db) -> None:
+    user = ensure_user(db)
+    for title in ("kept", "removed elsewhere"):
+        add_message(db, create_conversation(db, user, title).id, "user", title)
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot, app)
+        listed = app.query_one(Sidebar).first_listed()
+        assert listed.title == "removed elsewhere"
+        delete_conversation(db, listed.id)  # db: another connection, as another duetto's
+        await app.open_chosen_chat(listed)  # picked before the list caught up
+        assert any("no longer there" in notice for notice in app.notices)
+        await wait_for(pilot, lambda: app.query_one(Sidebar).titles() == ["kept"])
+
+
 async def test_ctrl_s_exports_the_open_chat_as_markdown(
     make_app, db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
