@@ -108,6 +108,8 @@ def search(words: tuple[str, ...], user: str, limit: int, as_json: bool) -> None
     for hit in hits:
         if hit.conversation.id not in chats_messages:
             chats_messages[hit.conversation.id] = [message.id for message in list_messages(db, hit.conversation.id)]
+    # A hit whose message went between the two reads (a turn rewritten by another duetto) is left out.
+    hits = [hit for hit in hits if hit.message_id in chats_messages[hit.conversation.id]]
     positions = [chats_messages[hit.conversation.id].index(hit.message_id) + 1 for hit in hits]
     if as_json:
         print_json([{"chat": hit.conversation.id, "title": hit.conversation.title, "message": hit.message_id,
@@ -121,7 +123,8 @@ def search(words: tuple[str, ...], user: str, limit: int, as_json: bool) -> None
         snippet = escape(hit.snippet).replace(SNIPPET_MARKS[0], "[bold]").replace(SNIPPET_MARKS[1], "[/bold]")
         of = len(chats_messages[hit.conversation.id])
         stdout_console.print(f"[cyan]{hit.conversation.id}[/cyan] {escape(hit.conversation.title)} "
-                             f"[dim]({hit.role}, message {position} of {of})[/dim]: {snippet}")  # fmt: skip
+                             f"[dim]({hit.role}, message {position} of {of})[/dim]: {snippet}",
+                             soft_wrap=True)  # one line a hit, whatever the width: for grep  # fmt: skip
     stderr_console.print("open one: duetto chats show ID, or duetto ask --chat ID 'a follow-up'")
 
 

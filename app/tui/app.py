@@ -63,7 +63,7 @@ from duetto.app.tui.pair_screen import PairScreen
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.settings_screen import SettingsScreen
 from duetto.app.tui.sidebar import Sidebar
-from duetto.app.tui.status_bar import StatusBar
+from duetto.app.tui.status_bar import WRITING, StatusBar
 from duetto.app.tui.system_prompt_screen import SystemPromptChoice, SystemPromptScreen
 from duetto.app.tui.user_screen import UserScreen
 from duetto.engine.code_blocks import fenced_code
@@ -365,7 +365,7 @@ class DuettoApp(App[None]):
         assert self.conversation is not None and self.engine is not None
         self.generating = True
         status = self.query_one(StatusBar)
-        status.state = "writing…"
+        status.state = WRITING
         status.compression = ""
         settings, note = runnable_settings(self.settings, has_draft_model=self.engine.has_draft_model)
         if note and not self.engine.is_remote:  # a server decodes as it is set up to: no mode of ours applies
@@ -410,7 +410,7 @@ class DuettoApp(App[None]):
             self.query_one(StatusBar).state = message.state
 
     async def on_reply_delta(self, message: ReplyDelta) -> None:
-        self.query_one(StatusBar).state = "writing…"
+        self.query_one(StatusBar).state = WRITING
         await self.query_one(ChatView).append_reply(message.text, message.spans)
         if message.tokens_per_second is not None:
             self.query_one(StatusBar).tokens_per_second = message.tokens_per_second
@@ -421,6 +421,8 @@ class DuettoApp(App[None]):
         for its end never reads a view half rebuilt or an error not yet said."""
         try:
             await self.show_finished_reply(message)
+        except NoMatches:
+            return  # the app is closing and its widgets go one by one: nothing to show it on
         finally:
             self.generating = False
 
@@ -442,8 +444,9 @@ class DuettoApp(App[None]):
             self.notify(message.error or "", title="The reply failed", severity="error", timeout=30)
             return
         stats = turn.stats
-        if turn.citations:
-            self.query_one(DocumentDesk).show_sources([(cited.chunk_id, cited.label) for cited in turn.citations])
+        for desk in self.query(DocumentDesk):  # gone first as the app closes (show_conversation)
+            if turn.citations:
+                desk.show_sources([(cited.chunk_id, cited.label) for cited in turn.citations])
         if turn.stored_stats and "document_tokens" in turn.stored_stats:
             numbers = turn.stored_stats
             status.compression = f"doc {numbers['document_tokens']} → read {numbers['prompt_tokens']} tokens"
@@ -651,6 +654,9 @@ class DuettoApp(App[None]):
         self.search_chats(message.text)
 
     async def on_sidebar_search_submitted(self, message: Sidebar.SearchSubmitted) -> None:
+        if not message.text.strip():  # nothing searched: back to the prompt, in the chat that is open
+            self.query_one(PromptInput).focus()
+            return
         self.workers.cancel_group(self, "search")
         await self.refresh_sidebar(message.text)
         best = self.query_one(Sidebar).first_listed()
@@ -662,7 +668,9 @@ class DuettoApp(App[None]):
         """The chat list for what the search box holds, once typing pauses: rebuilt on every key,
         it held the app's queue while a fast typist's (or a paste's) next keys came in."""
         await asyncio.sleep(SEARCH_PAUSE_SECONDS)
-        await self.refresh_sidebar(text)
+        # Shielded: a newer search, Enter or a new chat cancels this worker, and a cancel landing
+        # in the list's clear or extend would leave it half made; cancelled, the pause ends.
+        await asyncio.shield(self.refresh_sidebar(text))
 
     # --- actions --------------------------------------------------------------------------
 
@@ -840,18 +848,25 @@ class DuettoApp(App[None]):
         if self.user is None:
             return
         default = get_setting(self.db, self.user, SYSTEM_PROMPT_SETTING) or SYSTEM_PROMPT
-        if self.conversation is not None:
-            current = system_prompt_for(self.db, get_conversation(self.db, self.conversation.id))
+        chat_id = self.conversation.id if self.conversation is not None else None  # the chat it is for
+        if chat_id is not None:
+            try:
+                current = system_prompt_for(self.db, get_conversation(self.db, chat_id))
+            except StoreError as error:  # removed by another duetto a moment ago
+                self.notify(str(error), severity="error")
+                return
         else:
             current = self.next_system_prompt or default
 
         def chosen(choice: SystemPromptChoice | None) -> None:
             if choice is not None:
-                self.use_system_prompt(choice, default)
+                self.use_system_prompt(choice, default, chat_id)
 
         self.push_screen(SystemPromptScreen(current, SYSTEM_PROMPT, list_personas(self.db, self.user)), chosen)
 
-    def use_system_prompt(self, choice: SystemPromptChoice, default: str) -> None:
+    def use_system_prompt(self, choice: SystemPromptChoice, default: str, chat_id: int | None) -> None:
+        """Apply the dialog's choice to the chat it was opened for (``chat_id``; None: the next new
+        chat), whichever chat is open when it closes."""
         try:
             if choice.persona_name:
                 save_persona(self.db, self.user, choice.persona_name, choice.prompt)
@@ -860,11 +875,13 @@ class DuettoApp(App[None]):
                 default = choice.prompt
                 self.chats.clear()  # every chat without a prompt of its own now uses this one
             own = None if choice.prompt == default else choice.prompt
-            if self.conversation is None:
+            if chat_id is None:
                 self.next_system_prompt = own
             else:
-                self.conversation = set_system_prompt(self.db, self.conversation.id, own)
-                self.chats.pop(self.conversation.id, None)  # its window was built on the old prompt
+                changed = set_system_prompt(self.db, chat_id, own)
+                self.chats.pop(chat_id, None)  # its window was built on the old prompt
+                if self.conversation is not None and self.conversation.id == chat_id:
+                    self.conversation = changed
         except StoreError as error:
             self.notify(str(error), title="System prompt not saved", severity="error", timeout=15)
             return

@@ -9,6 +9,7 @@ documents is a chat turn like any other (app/core/chat.py).
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 from textual import work
@@ -146,7 +147,12 @@ class DocumentDesk(Widget):
         # Ctrl+N) meanwhile would otherwise get the document, or find no chat at all.
         conversation_id = message.conversation_id or app.conversation.id
         document = document_store.get_document(app.db, message.name, app.user)
-        memory_store.attach_document(app.db, conversation_id, document.id)
+        try:
+            memory_store.attach_document(app.db, conversation_id, document.id)
+        except (StoreError, sqlite3.IntegrityError):  # the chat was deleted while the document was read
+            self.notify(f"{message.name} is kept, but its chat was deleted meanwhile: F6 attaches it to another.",
+                        severity="warning", timeout=15)  # fmt: skip
+            return
         if started_chat:
             await app.list_new_chat()
         result = message.result
@@ -163,20 +169,24 @@ class DocumentDesk(Widget):
         app = self.app
         if app.user is None:
             return
-        attached = (
-            {d.id for d in memory_store.attached_documents(app.db, app.conversation.id)} if app.conversation else set()
-        )
+        chat_id = app.conversation.id if app.conversation else None  # the chat the panel is for
+        attached = {d.id for d in memory_store.attached_documents(app.db, chat_id)} if chat_id else set()
 
         async def chosen(choice: DocumentsChoice | None) -> None:
             if choice is not None:
-                await self.apply_documents_choice(choice, attached)
+                await self.apply_documents_choice(choice, attached, chat_id)
 
         app.push_screen(DocumentsScreen(document_store.list_documents(app.db, app.user), attached), chosen)
 
-    async def apply_documents_choice(self, choice: DocumentsChoice, attached: set[int]) -> None:
+    async def apply_documents_choice(self, choice: DocumentsChoice, attached: set[int], chat_id: int | None) -> None:
+        """Attach and detach for the chat the panel was opened on (``chat_id``; None: a new chat),
+        whichever is open now: ``attached`` is that chat's."""
         app = self.app
-        if choice.attached != attached:
-            started_chat = app.conversation is None
+        open_id = app.conversation.id if app.conversation else None
+        if choice.attached != attached and open_id != chat_id:  # another duetto removed it meanwhile
+            self.notify("The chat these documents were for is gone; nothing was attached.", severity="warning")
+        elif choice.attached != attached:
+            started_chat = chat_id is None
             if started_chat:
                 app.conversation = create_conversation(app.db, app.user, "About documents")
             conversation_id = app.conversation.id  # taken before any await, as above

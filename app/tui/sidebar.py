@@ -40,7 +40,7 @@ class Sidebar(Vertical):
             self.text = text
 
     class SearchSubmitted(Message):
-        """Enter in the search box: open the best match for what the box holds."""
+        """Enter in the search box: open the most recent chat matching what the box holds."""
 
         def __init__(self, text: str) -> None:
             super().__init__()
@@ -97,8 +97,8 @@ class Sidebar(Vertical):
         self.post_message(self.FilterChanged(event.value))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter in the search box opens the search's best match. The app searches then and there:
-        the list shown may still be an earlier search's (the search waits for typing to pause)."""
+        """Enter in the search box opens the most recent matching chat. The app searches then and
+        there: the list shown may still be an earlier search's (the search waits for typing to pause)."""
         event.stop()
         self.post_message(self.SearchSubmitted(event.value))
 

@@ -539,8 +539,29 @@ async def test_the_status_bar_keeps_speed_acceptance_and_user_in_view_at_80_colu
         if columns == 80:
             assert line.startswith("qwen2.5-coder-1.5b │ exact │") and "acc " in line
             assert len(line) <= status.content_size.width
+            status.compression = "doc 12345 → read 1890 tokens"  # after a document answer
+            status.models = "loading qwen2.5-coder-0.5b → qwen2.5-coder-1.5b…"  # a pair being loaded
+            await pilot.pause()
+            line = str(status.render())
+            assert line.startswith("loading qwen2.5-coder-1.5b…") and "user default │ doc 12345" in line
         else:
             assert line.startswith(status.models + " │ mode exact │") and "accepted " in line
+
+
+async def test_the_status_bar_keeps_one_form_while_a_reply_is_written(make_app) -> None:
+    """At 100 columns the idle line fits and the writing one did not: the bar went compact at
+    every reply and back after it. The form is chosen on the line at its widest."""
+    app = make_app()
+    async with app.run_test(size=(100, 24)) as pilot:
+        await send(pilot, app, "hello world")
+        status = app.query_one(StatusBar)
+        status.models = "qwen2.5-coder-0.5b → qwen2.5-coder-1.5b"
+        forms = []
+        for state, speed in (("", 9.9), ("writing…", 10.0), ("", 10.0)):
+            status.state, status.tokens_per_second = state, speed
+            await pilot.pause()
+            forms.append(" → " in str(status.render()))
+        assert len(set(forms)) == 1, forms
 
 
 async def test_two_chat_list_refreshes_at_once_list_each_chat_once(make_app) -> None:

@@ -128,6 +128,26 @@ async def test_the_documents_panel_reads_a_file_and_attaches_documents(app: Duet
         assert memory_store.attached_documents(app.db, app.conversation.id) == []
 
 
+async def test_a_document_read_for_a_chat_deleted_meanwhile_is_kept_and_says_so(app: DuettoApp, tmp_path: Path) -> None:
+    """F8 while a document is read into the open chat: the read ends on a chat that is gone (the
+    attach raised IntegrityError out of the handler, and the app closed with a traceback)."""
+    from duetto.app.core.documents import IngestResult
+    from duetto.app.tui.document_desk import DocumentDesk, IngestFinished
+    from duetto.store.conversations import create_conversation, delete_conversation, ensure_user
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text(STORY[:2000], encoding="utf-8")
+    async with app.run_test() as pilot:
+        await give_the_panel_a_path(pilot, app, notes)
+        await wait_for(pilot, lambda: any(d.complete for d in document_store.list_documents(app.db)))
+        gone = create_conversation(app.db, ensure_user(app.db), "deleted while reading")
+        delete_conversation(app.db, gone.id)
+        # The read's end as the reading worker posts it, for the chat it began in.
+        app.query_one(DocumentDesk).post_message(IngestFinished("notes", gone.id, IngestResult("notes", 10, 1, 5, 0.1)))
+        await wait_for(pilot, lambda: any("its chat was deleted meanwhile" in notice for notice in app.notices))
+        assert app.is_running and document_store.get_document(app.db, "notes").complete
+
+
 async def test_a_file_that_is_not_text_is_a_notification(app: DuettoApp, tmp_path: Path) -> None:
     binary = tmp_path / "image.png"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
