@@ -23,7 +23,7 @@ from duetto.app.tui.draft_sources import SOURCE_STYLES, DraftLegend
 from duetto.app.tui.keys import APP_KEYS, help_rows, key_label
 from duetto.app.tui.prompt_input import PromptInput
 from duetto.app.tui.settings_screen import SettingsScreen
-from duetto.app.tui.sidebar import ConversationItem, Sidebar
+from duetto.app.tui.sidebar import Sidebar
 from duetto.app.tui.status_bar import StatusBar
 from duetto.app.tui.user_screen import UserScreen
 from duetto.engine.decoder import Decoder, DecodeSettings
@@ -310,7 +310,8 @@ async def test_draft_colours_show_who_wrote_each_piece_of_a_reply(make_app) -> N
         await pilot.press("ctrl+n")
         # the new chat's view is cleared first (under load, a pause was not always enough)
         await wait_for(pilot, lambda: app.conversation is None and not list(app.query_one(ChatView).messages()))
-        await app.open_conversation(app.query_one(Sidebar).query(ConversationItem).first().conversation)
+        # From the database: the list may be being remade by the app's look at other writes.
+        await app.open_conversation(list_conversations(app.db, app.user)[0])
         await wait_for(pilot, lambda: shows_what_is_stored(app))  # the app's look at other writes may rebuild it too
         replies = [block for block in app.query_one(ChatView).messages() if block.role == "assistant"]
         assert [block.source_view.display for block in replies] == [True, True], "kept for this session"
@@ -637,7 +638,8 @@ async def test_a_search_with_no_chat_says_so_and_a_new_chat_clears_it(make_app) 
         await pilot.press("ctrl+f", *"zebra")
         no_match = app.query_one("#no-match")
         await wait_for(pilot, lambda: no_match.display and "No chat holds “zebra”" in str(no_match.render()))
-        assert app.query_one(Sidebar).titles() == []
+        async with app.query_one(Sidebar).showing:
+            assert app.query_one(Sidebar).titles() == []
         await pilot.press("ctrl+n")
         await send(pilot, app, "a second chat")
         await wait_for(pilot, lambda: app.query_one(Sidebar).titles() == ["a second chat", "a first chat"])
