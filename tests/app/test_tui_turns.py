@@ -60,6 +60,15 @@ def db(tmp_path: Path):
     return open_database(tmp_path / "chat.db")
 
 
+def chats_of_one_message(db, *titles: str):
+    """The default user, with a chat for each title (the last one the newest), each holding its
+    title as a message of the user's."""
+    user = ensure_user(db)
+    for title in titles:
+        add_message(db, create_conversation(db, user, title).id, "user", title)
+    return user
+
+
 async def ready(pilot, app: DuettoApp) -> None:
     await wait_for(pilot, lambda: app.engine is not None)
 
@@ -225,9 +234,7 @@ async def test_enter_in_the_search_box_opens_the_latest_match_for_what_it_holds_
 async def test_a_delete_confirmed_after_the_chat_went_elsewhere_deletes_no_other_chat(make_app, db) -> None:
     """The confirmation names a chat; if another duetto removes that chat while it is asked, the
     app opens another one, and the answer must not delete that one."""
-    user = ensure_user(db)
-    for title in ("kept", "to delete"):
-        add_message(db, create_conversation(db, user, title).id, "user", title)
+    user = chats_of_one_message(db, "kept", "to delete")
     app = make_app()
     async with app.run_test() as pilot:
         await ready(pilot, app)
@@ -244,9 +251,7 @@ async def test_a_delete_confirmed_after_the_chat_went_elsewhere_deletes_no_other
 async def test_a_chat_picked_after_another_duetto_removed_it_says_so(make_app, db) -> None:
     """The list shows a chat another duetto removed until the app's next look (each second);
     picking it raised NotFound out of the handler, and the app closed with a traceback."""
-    user = ensure_user(db)
-    for title in ("removed elsewhere", "open"):
-        add_message(db, create_conversation(db, user, title).id, "user", title)
+    chats_of_one_message(db, "removed elsewhere", "open")
     app = make_app()
     async with app.run_test() as pilot:
         await ready(pilot, app)
