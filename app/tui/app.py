@@ -444,9 +444,8 @@ class DuettoApp(App[None]):
             self.notify(message.error or "", title="The reply failed", severity="error", timeout=30)
             return
         stats = turn.stats
-        for desk in self.query(DocumentDesk):  # gone first as the app closes (show_conversation)
-            if turn.citations:
-                desk.show_sources([(cited.chunk_id, cited.label) for cited in turn.citations])
+        if turn.citations:  # the desk goes first as the app closes: on_reply_finished's NoMatches
+            self.query_one(DocumentDesk).show_sources([(cited.chunk_id, cited.label) for cited in turn.citations])
         if turn.stored_stats and "document_tokens" in turn.stored_stats:
             numbers = turn.stored_stats
             status.compression = f"doc {numbers['document_tokens']} → read {numbers['prompt_tokens']} tokens"
